@@ -1,0 +1,194 @@
+"""The store's tables (SQLModel). All SQL lives in `core.store`; schema changes go through Alembic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC on every backend and gives back aware UTC datetimes."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+
+
+class Lead(SQLModel, table=True):
+    """One person, joined across systems by normalized email."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, unique=True, max_length=320)
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    industry: str | None = None
+    company_size: int | None = None
+    annual_revenue: float | None = None
+    country: str | None = None
+    city: str | None = None
+    channel: str | None = None
+    product_interest: str | None = None
+    custom: dict[str, Any] = _json()
+    created_at: datetime | None = _ts(nullable=False)
+    updated_at: datetime | None = _ts(nullable=False)
+    dirty: bool = Field(default=True, index=True)
+
+
+class Identity(SQLModel, table=True):
+    """A lead as one system knows it: the fields that system gave, and when."""
+
+    __table_args__ = (sa.UniqueConstraint("system", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str = Field(max_length=100)
+    external_id: str = Field(max_length=255)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    data: dict[str, Any] = _json()
+    record_updated_at: datetime | None = _ts()
+    seen_at: datetime | None = _ts(nullable=False)
+    deleted: bool = False
+
+
+class Activity(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("source", "external_id"),
+        sa.Index("ix_activity_lead_time", "lead_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=100)
+    external_id: str = Field(max_length=255)
+    lead_id: int = Field(foreign_key="lead.id")
+    type: str = Field(max_length=100)
+    occurred_at: datetime | None = _ts(nullable=False)
+    properties: dict[str, Any] = _json()
+
+
+class Outcome(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("source", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=100)
+    external_id: str = Field(max_length=255)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    status: str = Field(max_length=20)
+    closed_at: datetime | None = _ts()
+    amount: float | None = None
+
+
+class Score(SQLModel, table=True):
+    """The current score of a lead under one model."""
+
+    __table_args__ = (sa.UniqueConstraint("lead_id", "model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    model: str = Field(max_length=100)
+    model_hash: str = Field(max_length=64)
+    fit: float = 0
+    engagement: float = 0
+    total: float = Field(default=0, index=True)
+    tier: str | None = None
+    grade: str | None = None
+    qualified: bool = False
+    qualified_at: datetime | None = _ts()
+    reason: str = ""
+    ledger: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    next_change_at: datetime | None = _ts(index=True)
+    computed_at: datetime | None = _ts(nullable=False)
+
+
+class ScoreHistory(SQLModel, table=True):
+    """One row each time a lead's outputs under a model change; `event` marks threshold crossings."""
+
+    __tablename__ = "score_history"
+    __table_args__ = (sa.Index("ix_score_history_lead_model", "lead_id", "model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    model: str = Field(max_length=100)
+    model_hash: str = Field(max_length=64)
+    fit: float = 0
+    engagement: float = 0
+    total: float = 0
+    tier: str | None = None
+    grade: str | None = None
+    qualified: bool = False
+    reason: str = ""
+    event: str | None = Field(default=None, max_length=20)
+    computed_at: datetime | None = _ts(nullable=False)
+
+
+class SyncState(SQLModel, table=True):
+    """The cursor of one source stream, saved in the same transaction as the page it follows."""
+
+    __tablename__ = "sync_state"
+
+    source: str = Field(primary_key=True, max_length=100)
+    stream: str = Field(primary_key=True, max_length=100)
+    cursor: dict[str, Any] = _json()
+    updated_at: datetime | None = _ts(nullable=False)
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default="pull", max_length=20)
+    target: str = Field(max_length=100, index=True)
+    started_at: datetime | None = _ts(nullable=False)
+    finished_at: datetime | None = _ts()
+    status: str = Field(default="running", max_length=20)
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+class Quarantine(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=100, index=True)
+    stream: str = Field(max_length=100)
+    record_ref: str = Field(default="", max_length=255)
+    raw: str = ""
+    reason: str = ""
+    created_at: datetime | None = _ts(nullable=False)
+
+
+class Meta(SQLModel, table=True):
+    """Small key/value facts of the hub, e.g. the hash of each model last scored with."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    value: str = ""

@@ -1,0 +1,242 @@
+"""The score step: rescore dirty leads (or everyone when a model changed) in chunks.
+
+Reads each chunk's leads, activities and previous scores in a few queries, runs the pure engine,
+and writes only what changed: the score row, a `score_history` row when an output moved (with the
+qualified/released event), and nothing at all for leads whose outputs stayed the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from core.ingest import ACTIVITY, HISTORY, LEAD
+from core.models import Score, utcnow
+from core.records import LEAD_FIELDS
+from core.store import Store
+from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
+from scoring.model import ScoringModel, segment_matches
+
+SCORE = cast(sa.Table, Score.__table__)
+CHUNK = 1000
+OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
+log = logging.getLogger("leadhub.scorer")
+
+
+@dataclass
+class ScoreRun:
+    leads: int = 0
+    changed: int = 0
+    events: int = 0
+    full_models: list[str] = field(default_factory=list)
+
+
+def _hash_key(model: ScoringModel) -> str:
+    return f"model_hash:{model.name}"
+
+
+def changed_models(store: Store, models: Sequence[ScoringModel]) -> list[ScoringModel]:
+    """Models whose content hash differs from the one last scored with (new models included)."""
+    return [m for m in models if store.get_meta(_hash_key(m)) != m.content_hash]
+
+
+def score(
+    store: Store,
+    models: Sequence[ScoringModel],
+    *,
+    full: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreRun:
+    """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
+    now = now or utcnow()
+    run = ScoreRun()
+    stale = models if full else changed_models(store, models)
+    run.full_models = [m.name for m in stale]
+    run_id = store.start_run("score", "all")
+    with store.engine.connect() as conn:
+        query = sa.select(LEAD.c.id).order_by(LEAD.c.id)
+        if not stale:
+            query = query.where(LEAD.c.dirty.is_(True))
+        ids = [row.id for row in conn.execute(query)]
+    from core.ingest import PageCounts
+
+    counts = PageCounts(read=len(ids))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        with store.begin() as conn:
+            # Clearing first means a pull that marks a lead dirty while we score it waits for our
+            # row lock and marks it again after we commit: no change is ever missed.
+            conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
+            changed, events = _score_chunk(conn, chunk, models, now)
+        run.leads += len(chunk)
+        run.changed += changed
+        run.events += events
+        if progress:
+            progress(run.leads, len(ids))
+    with store.begin() as conn:
+        for model in models:
+            store.set_meta(_hash_key(model), model.content_hash, conn)
+        _drop_removed_models(conn, models)
+    counts.updated, counts.unchanged = run.changed, run.leads - run.changed
+    store.finish_run(run_id, counts, "ok")
+    return run
+
+
+def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> None:
+    names = [m.name for m in models]
+    conn.execute(SCORE.delete().where(SCORE.c.model.not_in(names)))
+
+
+def load_inputs(
+    conn: Connection, lead_ids: Sequence[int], until: datetime | None = None
+) -> tuple[dict[int, dict[str, Any]], dict[int, list[Activity]]]:
+    """Lead fields and activities (up to `until`) of a chunk of leads, in two queries."""
+    fields = {}
+    for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids))):
+        values = {name: getattr(row, name) for name in LEAD_FIELDS}
+        values["custom"] = row.custom or {}
+        fields[row.id] = values
+    acts: dict[int, list[Activity]] = defaultdict(list)
+    query = sa.select(
+        ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
+    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
+    if until is not None:
+        query = query.where(ACTIVITY.c.occurred_at <= until)
+    for lead_id, kind, occurred_at, props in conn.execute(query):
+        acts[lead_id].append(Activity(kind, occurred_at, props or {}))
+    return fields, acts
+
+
+def _previous(conn: Connection, lead_ids: Sequence[int]) -> dict[tuple[int, str], Any]:
+    rows = conn.execute(sa.select(SCORE).where(SCORE.c.lead_id.in_(lead_ids)))
+    return {(r.lead_id, r.model): r for r in rows}
+
+
+def evaluate(
+    fields: dict[int, dict[str, Any]],
+    acts: dict[int, list[Activity]],
+    models: Sequence[ScoringModel],
+    now: datetime,
+    previous: dict[tuple[int, str], Any] | None = None,
+) -> Iterator[tuple[int, ScoringModel, ScoreResult]]:
+    """Run the engine for every (lead, model) whose segment the lead is in."""
+    previous = previous or {}
+    for lead_id, values in fields.items():
+        for model in models:
+            if not segment_matches(model, values):
+                continue
+            prev = previous.get((lead_id, model.name))
+            state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
+            yield lead_id, model, score_lead(values, acts.get(lead_id, ()), model, now, state)
+
+
+def _score_chunk(
+    conn: Connection, chunk: Sequence[int], models: Sequence[ScoringModel], now: datetime
+) -> tuple[int, int]:
+    fields, acts = load_inputs(conn, chunk)
+    previous = _previous(conn, chunk)
+    inserts, updates, history = [], [], []
+    seen: set[tuple[int, str]] = set()
+    for lead_id, model, result in evaluate(fields, acts, models, now, previous):
+        seen.add((lead_id, model.name))
+        row = _score_row(lead_id, result, now)
+        prev = previous.get((lead_id, model.name))
+        if prev is None:
+            inserts.append(row)
+        elif _differs(prev, row):
+            updates.append({**row, "_id": prev.id})
+        else:
+            continue
+        if prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS):
+            history.append(_history_row(lead_id, result, now))
+    gone = [p.id for key, p in previous.items() if key not in seen]
+    _write(conn, inserts, updates, history, gone)
+    events = sum(1 for h in history if h["event"])
+    return len({h["lead_id"] for h in history}), events
+
+
+def _write(
+    conn: Connection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    gone: list[int],
+) -> None:
+    if inserts:
+        conn.execute(SCORE.insert(), inserts)
+    if updates:
+        columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
+        conn.execute(
+            SCORE.update()
+            .where(SCORE.c.id == sa.bindparam("_id"))
+            .values({k: sa.bindparam(k) for k in columns}),
+            [{k: u[k] for k in (*columns, "_id")} for u in updates],
+        )
+    if history:
+        conn.execute(HISTORY.insert(), history)
+    if gone:
+        conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
+
+
+def _score_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "model": r.model,
+        "model_hash": r.model_hash,
+        "fit": r.fit,
+        "engagement": r.engagement,
+        "total": r.total,
+        "tier": r.tier,
+        "grade": r.grade,
+        "qualified": r.qualified,
+        "qualified_at": r.qualified_at,
+        "reason": r.reason,
+        "ledger": [entry_dict(e) for e in r.ledger],
+        "computed_at": now,
+    }
+
+
+def _history_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "model": r.model,
+        "model_hash": r.model_hash,
+        "fit": r.fit,
+        "engagement": r.engagement,
+        "total": r.total,
+        "tier": r.tier,
+        "grade": r.grade,
+        "qualified": r.qualified,
+        "reason": r.reason,
+        "event": r.event,
+        "computed_at": now,
+    }
+
+
+def entry_dict(entry: Any) -> dict[str, Any]:
+    return {
+        "section": entry.section,
+        "kind": entry.kind,
+        "name": entry.name,
+        "count": entry.count,
+        "points": entry.points,
+    }
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _differs(prev: Any, row: dict[str, Any]) -> bool:
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "ledger")
+    return any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys)

@@ -1,0 +1,24 @@
+"""Environment settings (prefix `LEADHUB_`); the CLI's global options override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the store, the broker and the hub file are.
+
+    Parameters:
+        database_url: SQLAlchemy URL of the store; SQLite by default, `postgresql://…` for a team.
+        broker_url: unset runs jobs in-process; `redis://…` runs them on dramatiq workers.
+        config: path of the hub file.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LEADHUB_", extra="ignore")
+
+    database_url: str = "sqlite:///leadhub.db"
+    broker_url: str | None = None
+    config: Path = Path("leadhub.yaml")
+    log_level: str = "WARNING"

@@ -1,0 +1,159 @@
+"""The store on SQLite and PostgreSQL: idempotent upserts, identity resolution, resumable pulls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.base import Cursor, Invalid, Page
+from core.errors import SourceError
+from core.pipeline import pull_source
+from core.records import ActivityRecord, LeadRecord, OutcomeRecord
+from core.store import Store
+
+
+def lead(source: str, ext: str, email: str | None, **fields: object) -> LeadRecord:
+    return LeadRecord(source=source, external_id=ext, email=email, **fields)  # type: ignore[arg-type]
+
+
+def activity(source: str, ext: str, lead_key: str, day: int, kind: str = "page_viewed") -> ActivityRecord:
+    return ActivityRecord(
+        source=source, external_id=ext, lead=lead_key, type=kind,
+        occurred_at=datetime(2026, 10, day, tzinfo=UTC), properties={"url": "/pricing"},
+    )
+
+
+def test_same_page_twice_is_all_unchanged(store: Store) -> None:
+    items = [lead("crm", "1", "a@x.com", job_title="CEO"), activity("crm", "a1", "1", 3)]
+    first = store.save_page("crm", "all", items, {"n": 1})
+    second = store.save_page("crm", "all", items, {"n": 1})
+    assert (first.created, first.unchanged) == (2, 0)
+    assert (second.created, second.updated, second.unchanged) == (0, 0, 2)
+    assert store.count("lead") == 1
+    assert store.count("activity") == 1
+
+
+def test_same_person_in_two_sources_is_one_lead(store: Store) -> None:
+    store.save_page("fb", "leads", [lead("fb", "f1", "Ann@X.com ", first_name="Ann")], None)
+    store.save_page("crm", "leads", [lead("crm", "c9", "ann@x.com", company="X Inc")], None)
+    assert store.count("lead") == 1
+    row = store.lead_by_email("ann@x.com")
+    assert row is not None
+    assert (row["first_name"], row["company"]) == ("Ann", "X Inc")
+    systems = sorted(i["system"] for i in store.identities(row["id"]))
+    assert systems == ["crm", "fb"]
+
+
+def test_lead_without_email_merges_when_email_arrives(store: Store) -> None:
+    store.save_page("crm", "leads", [lead("crm", "c1", "bo@y.com", city="Oslo")], None)
+    store.save_page("fb", "leads", [lead("fb", "f7", None, first_name="Bo")], None)
+    store.save_page("fb", "acts", [activity("fb", "x1", "f7", 5)], None)
+    assert store.count("lead") == 2
+    store.save_page("fb", "leads", [lead("fb", "f7", "BO@y.com", first_name="Bo")], None)
+    assert store.count("lead") == 1
+    row = store.lead_by_email("bo@y.com")
+    assert row is not None and (row["first_name"], row["city"]) == ("Bo", "Oslo")
+    with store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT lead_id FROM activity")).scalar_one() == row["id"]
+
+
+def test_most_recent_value_wins_unless_source_order_pinned(store: Store) -> None:
+    old, new = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+    store.save_page("crm", "l", [lead("crm", "1", "c@z.com", job_title="VP", updated_at=old)], None)
+    store.save_page("fb", "l", [lead("fb", "2", "c@z.com", job_title="intern", updated_at=new)], None)
+    row = store.lead_by_email("c@z.com")
+    assert row is not None and row["job_title"] == "intern"
+    pinned = {"job_title": ["crm", "fb"]}
+    store.save_page("fb", "l", [lead("fb", "2", "c@z.com", job_title="student", updated_at=new)],
+                    None, priority=pinned)
+    row = store.lead_by_email("c@z.com")
+    assert row is not None and row["job_title"] == "VP"
+
+
+def test_activity_for_unknown_lead_is_kept_and_joins_later(store: Store) -> None:
+    store.save_page("mc", "acts", [activity("mc", "e1", "new@p.com", 2, "email_opened")], None)
+    store.save_page("mc", "leads", [lead("mc", "m1", "new@p.com", first_name="Nia")], None)
+    assert store.count("lead") == 1
+    assert store.count("activity") == 1
+
+
+def test_changed_record_counts_as_updated_and_marks_dirty(store: Store) -> None:
+    store.save_page("crm", "l", [lead("crm", "1", "d@z.com", job_title="VP")], None)
+    with store.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE lead SET dirty = false"))
+    counts = store.save_page("crm", "l", [lead("crm", "1", "d@z.com", job_title="CTO")], None)
+    assert (counts.updated, counts.created) == (1, 0)
+    row = store.lead_by_email("d@z.com")
+    assert row is not None and row["dirty"] and row["job_title"] == "CTO"
+
+
+def test_outcomes_and_quarantine(store: Store) -> None:
+    out = OutcomeRecord(source="crm", external_id="o1", lead="e@z.com", status="won", amount="1,200")
+    bad = Invalid(raw="x,y", reason="leads.csv:4: email: not an email address", record_ref="leads.csv:4")
+    counts = store.save_page("crm", "o", [out, bad], None)
+    assert (counts.created, counts.quarantined, counts.read) == (1, 1, 2)
+    rows = store.quarantine("crm")
+    assert rows[0]["reason"].startswith("leads.csv:4: email")
+
+
+@dataclass
+class FlakySource:
+    """A source of `pages` pages that raises after page `fail_after` (None: never)."""
+
+    pages: int
+    fail_after: int | None
+    name: str = "flaky"
+
+    def streams(self) -> list[FlakySource]:
+        return [self]
+
+    def read(self, cursor: Cursor | None) -> Iterator[Page]:
+        start = cursor["page"] if cursor else 0
+        for n in range(start, self.pages):
+            if self.fail_after is not None and n == self.fail_after:
+                raise SourceError(f"connection lost at page {n}")
+            items = [lead("src", f"{n}-{i}", f"p{n}-{i}@q.com") for i in range(5)]
+            items += [activity("src", f"a{n}-{i}", f"{n}-{i}", 1 + i) for i in range(5)]
+            yield Page(items, {"page": n + 1})
+
+
+def _snapshot(store: Store) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        leads = conn.execute(text("SELECT email FROM lead ORDER BY email")).all()
+        acts = conn.execute(text(
+            "SELECT a.external_id, l.email FROM activity a JOIN lead l ON l.id = a.lead_id "
+            "ORDER BY a.external_id")).all()
+    return [tuple(r) for r in leads + acts]
+
+
+@pytest.mark.parametrize("fail_after", [1, 3])
+def test_failed_pull_resumes_to_same_store_as_clean_run(db_url: str, tmp_path: object, fail_after: int) -> None:
+    broken = Store(db_url)
+    first = pull_source(broken, "src", FlakySource(pages=5, fail_after=fail_after))
+    assert not first.ok and "page" in (first.error or "")
+    assert broken.get_run(first.run_id).status == "failed"
+    second = pull_source(broken, "src", FlakySource(pages=5, fail_after=None))
+    assert second.ok
+    assert second.counts.created == (5 - fail_after) * 10
+    resumed = _snapshot(broken)
+    broken.close()
+
+    clean_url = db_url if db_url.startswith("postgres") else db_url.replace("leadhub.db", "clean.db")
+    if clean_url.startswith("postgres"):
+        from tests.conftest import reset_postgres
+
+        reset_postgres(clean_url)
+    clean = Store(clean_url)
+    pull_source(clean, "src", FlakySource(pages=5, fail_after=None))
+    assert _snapshot(clean) == resumed
+    assert clean.count("lead") == 25 and clean.count("activity") == 25
+    clean.close()
