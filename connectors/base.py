@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import ConfigError
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
+
+if TYPE_CHECKING:
+    from core.outbox_settings import DestinationSettings
 
 Cursor = dict[str, Any]
 
@@ -78,13 +82,28 @@ class Source(Protocol):
 
 
 @dataclass(frozen=True)
+class DestinationContext:
+    """What a destination may need from the hub: its name and its validated hub-file block
+    (`config.fields`, `config.mode`, `config.on_qualified`, …)."""
+
+    name: str
+    config: DestinationSettings
+    base_dir: Path = Path(".")
+
+
+@dataclass(frozen=True)
 class WriteItem:
-    """One lead's values to write: `record_id` is the destination's id, None when new."""
+    """One lead's values to write: `record_id` is the destination's id, None when new.
+
+    `values` maps CRM field → value. `lead_fields` (CRM field → value, from the block's
+    `lead_fields:`) is filled only when `record_id` is None, i.e. when the record may be created.
+    """
 
     lead_id: int
     record_id: str | None
     values: Mapping[str, Any]
     lead_fields: Mapping[str, Any] = field(default_factory=dict)
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,40 @@ class Destination(Protocol):
         """Check, or create, the fields this destination writes. Raise ConfigError if it cannot."""
         ...
 
-    def write(self, batch: Sequence[WriteItem]) -> list[WriteOutcome]: ...
+    def write(self, batch: Sequence[WriteItem]) -> list[WriteOutcome]:
+        """Write one batch (at most `batch_size` items); return one outcome per item.
+
+        Writes must be idempotent (set values by record id or email): after a crash between
+        sending and recording, the outbox sends the same batch again.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class QualifiedItem:
+    """A lead that crossed the qualified threshold, for the destination's `on_qualified` action.
+
+    `subject`, `body` and `due_at` are rendered from the block's `on_qualified:` settings;
+    `record_id` is None only for destinations that keep no record ids (e.g. webhook).
+    """
+
+    lead_id: int
+    record_id: str | None
+    event_id: int
+    email: str | None
+    values: Mapping[str, Any]
+    subject: str
+    body: str
+    due_at: datetime | None = None
+
+
+@runtime_checkable
+class QualifiedActions(Protocol):
+    """A destination that can act on qualified crossings (e.g. create a follow-up task)."""
+
+    def on_qualified(self, batch: Sequence[QualifiedItem]) -> list[WriteOutcome]:
+        """Act once for each item; outcomes as for `write` (retry: tried again next push)."""
+        ...
 
 
 class Connector(Protocol):
@@ -116,6 +168,17 @@ class Connector(Protocol):
     settings_model: ClassVar[type[ConnectorSettings]]
 
     def source(self, settings: Any, context: SourceContext) -> Source: ...
+
+
+class DestinationConnector(Protocol):
+    """A connector that writes back. Its block's own keys (everything but the write-back keys
+    of `core.outbox.DestinationSettings`) are validated by `destination_settings_model`, or by
+    `settings_model` when it has none."""
+
+    name: ClassVar[str]
+    settings_model: ClassVar[type[ConnectorSettings]]
+
+    def destination(self, settings: Any, context: DestinationContext) -> Destination: ...
 
 
 def load_connectors() -> dict[str, Any]:

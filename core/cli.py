@@ -267,4 +267,4 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 # Command modules register themselves on `app`; imported last so they can import from here.
-from core import cli_demo, cli_scores  # noqa: E402, F401
+from core import cli_demo, cli_push, cli_scores  # noqa: E402, F401

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from core import pipeline, scorer, store as store_queries
+from core import pipeline, scorer
+from core import store as store_queries
 from core.cli import app, console, handles_errors, state
 from core.config import load_hub
 from core.examples import write_examples
@@ -37,7 +38,8 @@ def demo(
         c = result.counts
         console.print(
             f"pulled [bold]{name}[/bold]: {c.read} records, {c.created} created, "
-            f"{c.quarantined} quarantined" + (f" — [red]{result.error}[/red]" if result.error else "")
+            f"{c.quarantined} quarantined"
+            + (f" — [red]{result.error}[/red]" if result.error else "")
         )
     run = scorer.score(store, hub.models)
     console.print(f"scored {run.leads} leads with model(s) {', '.join(m.name for m in hub.models)}")
@@ -46,11 +48,7 @@ def demo(
     leads(top=top, model_name=None, as_of=None, as_json=False)
     best = store_queries.ranked_leads(store, hub.models[0].name, 1)
     email = best[0]["email"] if best else "someone@example.com"
-    console.print("\nnext, try:")
-    for cmd in (
-        f"leadhub -c {target / 'leadhub.yaml'} --database-url {db_url} explain {email}",
-        f"leadhub -c {target / 'leadhub.yaml'} --database-url {db_url} quarantine",
-        f"leadhub -c {target / 'leadhub.yaml'} --database-url {db_url} status",
-        "leadhub init   # your own hub file, model and CSVs in this directory",
-    ):
-        console.print(f"  [cyan]{cmd}[/cyan]")
+    console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
+    for cmd in (f"explain {email}", "quarantine", "status", "leads --json --top 3"):
+        console.print(f"  [cyan]cd {target} && leadhub {cmd}[/cyan]", soft_wrap=True)
+    console.print("  [cyan]leadhub init[/cyan]   # your own hub file, model and CSVs here")

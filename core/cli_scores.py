@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core import scorer, store as store_queries
+from core import scorer
+from core import store as store_queries
 from core.cli import app, console, handles_errors, print_json, state
 from core.errors import ConfigError
 from scoring.model import ScoringModel

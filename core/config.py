@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -20,6 +20,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from core.errors import ConfigError
 from core.http import register_secret
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
+
+if TYPE_CHECKING:
+    from core.outbox_settings import DestinationSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 TOP_LEVEL = {"sources", "destinations", "scoring", "identity"}
@@ -40,6 +43,7 @@ class DestinationConfig:
     name: str
     connector: str
     raw: Mapping[str, Any]
+    settings: DestinationSettings | None = None  # validated by `core.outbox_settings`
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,12 @@ class HubConfig:
             known = ", ".join(self.sources) or "none"
             raise ConfigError(f"{self.path}: no source named {name!r} (configured: {known})")
         return self.sources[name]
+
+    def destination(self, name: str) -> DestinationConfig:
+        if name not in self.destinations:
+            known = ", ".join(self.destinations) or "none"
+            raise ConfigError(f"{self.path}: no destination named {name!r} (configured: {known})")
+        return self.destinations[name]
 
 
 def interpolate(value: Any, path: str = "", env: Mapping[str, str] | None = None) -> Any:
@@ -169,15 +179,23 @@ def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, Sour
 
 
 def _load_destinations(raw: Any, errors: list[str]) -> dict[str, DestinationConfig]:
+    from connectors.base import load_connectors
+    from core.outbox_settings import validate_destination
+
     if not isinstance(raw, dict):
         errors.append("destinations: must be a mapping of destination name to settings")
         return {}
+    connectors = load_connectors()
     found = {}
     for name, block in raw.items():
         if not isinstance(block, dict) or "connector" not in block:
             errors.append(f"destinations.{name}.connector: field required")
             continue
-        found[name] = DestinationConfig(name, block["connector"], block)
+        settings, problems = validate_destination(name, block, connectors)
+        errors.extend(problems)
+        if settings is not None:
+            register_secrets(settings.options)
+            found[name] = DestinationConfig(name, block["connector"], block, settings)
     return found
 
 

@@ -39,7 +39,7 @@ def _rank(item: IdentityData, field: str, priority: Mapping[str, Sequence[str]])
 def merge_fields(
     identities: Sequence[IdentityData], priority: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, Any]:
-    """The lead's fields: per field, the pinned source order if any, else the newest non-empty value.
+    """Per field: the pinned source order if any, else the newest non-empty value.
 
     >>> a = IdentityData("crm", {"city": "Oslo"}, None)
     >>> merge_fields([a])["city"]

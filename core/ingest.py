@@ -9,21 +9,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.identity import IdentityData, merge_fields, record_data
-from core.models import Activity, Identity, Lead, Outcome, Quarantine, ScoreHistory, utcnow
+from core.models import (
+    Activity,
+    Identity,
+    Lead,
+    Outcome,
+    Quarantine,
+    ScoreHistory,
+    table,
+    utcnow,
+)
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email
 
-LEAD = cast(sa.Table, Lead.__table__)
-IDENTITY = cast(sa.Table, Identity.__table__)
-ACTIVITY = cast(sa.Table, Activity.__table__)
-OUTCOME = cast(sa.Table, Outcome.__table__)
-QUARANTINE = cast(sa.Table, Quarantine.__table__)
-HISTORY = cast(sa.Table, ScoreHistory.__table__)
+LEAD = table(Lead)
+IDENTITY = table(Identity)
+ACTIVITY = table(Activity)
+OUTCOME = table(Outcome)
+QUARANTINE = table(Quarantine)
+HISTORY = table(ScoreHistory)
 CHUNK = 500  # bound on IN-list sizes
 
 
@@ -132,7 +141,7 @@ class Ingest:
                 email=email, custom={}, created_at=self.now, updated_at=self.now, dirty=True
             )
         )
-        return int(result.inserted_primary_key[0])
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def _identities(self, system: str, external_ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -210,13 +219,13 @@ class Ingest:
         """Fold lead `source_id` into `target_id`: identities, activities, outcomes and history
         move; its scores and outbox rows go (the target is rescored and re-pushed)."""
         moved = (IDENTITY, ACTIVITY, OUTCOME, HISTORY)
-        for table in moved:
+        for moving in moved:
             self.conn.execute(
-                table.update().where(table.c.lead_id == source_id).values(lead_id=target_id)
+                moving.update().where(moving.c.lead_id == source_id).values(lead_id=target_id)
             )
-        for table in LEAD.metadata.sorted_tables:
-            if "lead_id" in table.c and table not in moved:
-                self.conn.execute(table.delete().where(table.c.lead_id == source_id))
+        for other in LEAD.metadata.sorted_tables:
+            if "lead_id" in other.c and other not in moved:
+                self.conn.execute(other.delete().where(other.c.lead_id == source_id))
         self.conn.execute(LEAD.delete().where(LEAD.c.id == source_id))
 
     # -- activities and outcomes ---------------------------------------------------------------
@@ -337,7 +346,22 @@ class Ingest:
             self.conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=True))
 
     def quarantine(self, source: str, stream: str, items: Sequence[Any]) -> int:
-        if items:
+        """Park invalid payloads; the same payload quarantined again is not stored twice."""
+        if not items:
+            return 0
+        refs = sorted({i.record_ref[:255] for i in items})
+        known: set[tuple[str, str]] = set()
+        for chunk in _chunks(refs):
+            rows = self.conn.execute(
+                sa.select(QUARANTINE.c.record_ref, QUARANTINE.c.raw).where(
+                    QUARANTINE.c.source == source,
+                    QUARANTINE.c.stream == stream,
+                    QUARANTINE.c.record_ref.in_(chunk),
+                )
+            )
+            known.update((r.record_ref, r.raw) for r in rows)
+        fresh = [i for i in items if (i.record_ref[:255], i.raw) not in known]
+        if fresh:
             self.conn.execute(
                 QUARANTINE.insert(),
                 [
@@ -349,7 +373,7 @@ class Ingest:
                         "reason": i.reason,
                         "created_at": self.now,
                     }
-                    for i in items
+                    for i in fresh
                 ],
             )
         return len(items)

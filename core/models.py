@@ -1,9 +1,9 @@
-"""The store's tables (SQLModel). All SQL lives in `core.store`; schema changes go through Alembic."""
+"""The store's tables (SQLModel). Schema changes go through Alembic migrations."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -27,6 +27,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a SQLModel class (for executemany batches)."""
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def utcnow() -> datetime:
@@ -129,7 +134,7 @@ class Score(SQLModel, table=True):
 
 
 class ScoreHistory(SQLModel, table=True):
-    """One row each time a lead's outputs under a model change; `event` marks threshold crossings."""
+    """A row each time a lead's outputs under a model change; `event` marks threshold crossings."""
 
     __tablename__ = "score_history"
     __table_args__ = (sa.Index("ix_score_history_lead_model", "lead_id", "model"),)
@@ -192,3 +197,28 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=200)
     value: str = ""
+
+
+class Outbox(SQLModel, table=True):
+    """Write-back state per destination and lead: the values to write, the last values accepted,
+    and delivery: pending → sent, or retry (with backoff), or parked with the vendor's reason."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("destination", "lead_id"),
+        sa.Index("ix_outbox_destination_state", "destination", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    destination: str = Field(max_length=100)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    desired: dict[str, Any] = _json()
+    sent: dict[str, Any] | None = Field(
+        default=None, sa_type=sa.JSON(none_as_null=True), nullable=True
+    )
+    state: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    last_error: str | None = None
+    # The score_history id of the last qualified crossing `on_qualified` acted on for this lead.
+    qualified_event_id: int | None = None
+    updated_at: datetime | None = _ts(nullable=False)

@@ -12,19 +12,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.ingest import ACTIVITY, HISTORY, LEAD
-from core.models import Score, utcnow
+from core.models import Score, table, utcnow
 from core.records import LEAD_FIELDS
 from core.store import Store
 from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
 from scoring.model import ScoringModel, segment_matches
 
-SCORE = cast(sa.Table, Score.__table__)
+SCORE = table(Score)
 CHUNK = 1000
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")

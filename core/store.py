@@ -10,18 +10,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from core import db
 from core.ingest import LEAD, QUARANTINE, Ingest, PageCounts
-from core.models import Meta, SyncRun, SyncState, utcnow
+from core.models import Meta, SyncRun, SyncState, table, utcnow
 
-SYNC_STATE = cast(sa.Table, SyncState.__table__)
-SYNC_RUN = cast(sa.Table, SyncRun.__table__)
-META = cast(sa.Table, Meta.__table__)
+SYNC_STATE = table(SyncState)
+SYNC_RUN = table(SyncRun)
+META = table(Meta)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Store:
                     kind=kind, target=target, started_at=utcnow(), status="running"
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_run(
         self, run_id: int, counts: PageCounts, status: str, error: str | None = None
@@ -220,7 +220,7 @@ class Store:
 def _score_table() -> sa.Table:
     from core.models import Score
 
-    return cast(sa.Table, Score.__table__)
+    return table(Score)
 
 
 def ranked_leads(store: Store, model: str, top: int | None = None) -> list[dict[str, Any]]:

@@ -8,14 +8,18 @@ turns such a skip into a failure so CI can never pass without exercising Postgre
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
+# Rich wraps at the terminal width; give CLI output room so assertions see whole lines.
+os.environ.setdefault("COLUMNS", "200")
 
-from core.db import create_engine
-from core.store import Store
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from core.db import create_engine  # noqa: E402
+from core.store import Store  # noqa: E402
 
 PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("LEADHUB_TEST_REDIS_URL")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from connectors.base import Cursor, Invalid, Source
@@ -58,7 +59,7 @@ def check_records_validate(case: SourceCase) -> None:
 def check_cursors_move_forward(case: SourceCase) -> None:
     for stream, pages in _read_all(case.make_source()).items():
         cursors = [p.cursor for p in pages if p.cursor is not None]
-        for before, after in zip(cursors, cursors[1:], strict=False):
+        for before, after in pairwise(cursors):
             if case.cursor_order is None:
                 assert before != after, f"{stream}: cursor repeated: {before}"
             else:

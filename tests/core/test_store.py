@@ -19,10 +19,16 @@ def lead(source: str, ext: str, email: str | None, **fields: object) -> LeadReco
     return LeadRecord(source=source, external_id=ext, email=email, **fields)  # type: ignore[arg-type]
 
 
-def activity(source: str, ext: str, lead_key: str, day: int, kind: str = "page_viewed") -> ActivityRecord:
+def activity(
+    source: str, ext: str, lead_key: str, day: int, kind: str = "page_viewed"
+) -> ActivityRecord:
     return ActivityRecord(
-        source=source, external_id=ext, lead=lead_key, type=kind,
-        occurred_at=datetime(2026, 10, day, tzinfo=UTC), properties={"url": "/pricing"},
+        source=source,
+        external_id=ext,
+        lead=lead_key,
+        type=kind,
+        occurred_at=datetime(2026, 10, day, tzinfo=UTC),
+        properties={"url": "/pricing"},
     )
 
 
@@ -65,12 +71,19 @@ def test_lead_without_email_merges_when_email_arrives(store: Store) -> None:
 def test_most_recent_value_wins_unless_source_order_pinned(store: Store) -> None:
     old, new = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
     store.save_page("crm", "l", [lead("crm", "1", "c@z.com", job_title="VP", updated_at=old)], None)
-    store.save_page("fb", "l", [lead("fb", "2", "c@z.com", job_title="intern", updated_at=new)], None)
+    store.save_page(
+        "fb", "l", [lead("fb", "2", "c@z.com", job_title="intern", updated_at=new)], None
+    )
     row = store.lead_by_email("c@z.com")
     assert row is not None and row["job_title"] == "intern"
     pinned = {"job_title": ["crm", "fb"]}
-    store.save_page("fb", "l", [lead("fb", "2", "c@z.com", job_title="student", updated_at=new)],
-                    None, priority=pinned)
+    store.save_page(
+        "fb",
+        "l",
+        [lead("fb", "2", "c@z.com", job_title="student", updated_at=new)],
+        None,
+        priority=pinned,
+    )
     row = store.lead_by_email("c@z.com")
     assert row is not None and row["job_title"] == "VP"
 
@@ -95,8 +108,12 @@ def test_changed_record_counts_as_updated_and_marks_dirty(store: Store) -> None:
 
 
 def test_outcomes_and_quarantine(store: Store) -> None:
-    out = OutcomeRecord(source="crm", external_id="o1", lead="e@z.com", status="won", amount="1,200")
-    bad = Invalid(raw="x,y", reason="leads.csv:4: email: not an email address", record_ref="leads.csv:4")
+    out = OutcomeRecord(
+        source="crm", external_id="o1", lead="e@z.com", status="won", amount="1,200"
+    )
+    bad = Invalid(
+        raw="x,y", reason="leads.csv:4: email: not an email address", record_ref="leads.csv:4"
+    )
     counts = store.save_page("crm", "o", [out, bad], None)
     assert (counts.created, counts.quarantined, counts.read) == (1, 1, 2)
     rows = store.quarantine("crm")
@@ -129,14 +146,19 @@ def _snapshot(store: Store) -> list[tuple[object, ...]]:
 
     with store.engine.connect() as conn:
         leads = conn.execute(text("SELECT email FROM lead ORDER BY email")).all()
-        acts = conn.execute(text(
-            "SELECT a.external_id, l.email FROM activity a JOIN lead l ON l.id = a.lead_id "
-            "ORDER BY a.external_id")).all()
+        acts = conn.execute(
+            text(
+                "SELECT a.external_id, l.email FROM activity a JOIN lead l ON l.id = a.lead_id "
+                "ORDER BY a.external_id"
+            )
+        ).all()
     return [tuple(r) for r in leads + acts]
 
 
 @pytest.mark.parametrize("fail_after", [1, 3])
-def test_failed_pull_resumes_to_same_store_as_clean_run(db_url: str, tmp_path: object, fail_after: int) -> None:
+def test_failed_pull_resumes_to_same_store_as_clean_run(
+    db_url: str, tmp_path: object, fail_after: int
+) -> None:
     broken = Store(db_url)
     first = pull_source(broken, "src", FlakySource(pages=5, fail_after=fail_after))
     assert not first.ok and "page" in (first.error or "")
@@ -147,7 +169,9 @@ def test_failed_pull_resumes_to_same_store_as_clean_run(db_url: str, tmp_path: o
     resumed = _snapshot(broken)
     broken.close()
 
-    clean_url = db_url if db_url.startswith("postgres") else db_url.replace("leadhub.db", "clean.db")
+    clean_url = (
+        db_url if db_url.startswith("postgres") else db_url.replace("leadhub.db", "clean.db")
+    )
     if clean_url.startswith("postgres"):
         from tests.conftest import reset_postgres
 

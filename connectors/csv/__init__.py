@@ -1,0 +1,5 @@
+"""The CSV file source."""
+
+from connectors.csv.source import CsvConnector, CsvSettings, CsvSource
+
+__all__ = ["CsvConnector", "CsvSettings", "CsvSource"]

@@ -1,0 +1,1 @@
+"""Shared pieces of the vendor sandboxes: the deterministic synthetic world they are seeded from."""

@@ -1,0 +1,91 @@
+"""The score step: dirty leads only, full rescore on a model change, history and events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core import scorer
+from core import store as queries
+from core.records import ActivityRecord, LeadRecord
+from core.store import Store
+from scoring.model import ScoringModel, parse_models
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def model(quote_points: int = 50) -> list[ScoringModel]:
+    return parse_models(
+        {
+            "models": [
+                {
+                    "name": "default",
+                    "fit": {"rules": [
+                        {"name": "Director", "field": "job_title", "matches": "(?i)director",
+                         "points": 20},
+                    ]},
+                    "engagement": {"rules": [
+                        {"name": "Request a quote", "event": "form_submitted",
+                         "where": {"form": "request-quote"}, "points": quote_points},
+                        {"name": "Pricing page", "event": "page_viewed", "url": "*/pricing*",
+                         "points": 25, "limit": 3},
+                    ]},
+                    "tiers": [{"name": "hot", "min": 70}, {"name": "cold"}],
+                    "qualified": {"total": 70, "release_below": 60},
+                }
+            ]
+        }
+    )
+
+
+def seed(store: Store, n: int = 3) -> None:
+    leads = [
+        LeadRecord(source="crm", external_id=str(i), email=f"p{i}@acme.com",
+                   job_title="Director of Sales" if i == 0 else "Analyst")
+        for i in range(n)
+    ]
+    store.save_page("crm", "leads", leads, None)
+
+
+def quote(i: int, ext: str, at: datetime = NOW) -> ActivityRecord:
+    return ActivityRecord(source="crm", external_id=ext, lead=str(i), type="form_submitted",
+                          occurred_at=at - timedelta(days=1), properties={"form": "request-quote"})
+
+
+def test_scores_dirty_leads_then_nothing(store: Store) -> None:
+    seed(store)
+    store.save_page("crm", "acts", [quote(0, "q0")], None)
+    first = scorer.score(store, model(), now=NOW)
+    assert (first.leads, first.full_models) == (3, ["default"])
+    top = queries.ranked_leads(store, "default", 1)[0]
+    assert (top["email"], top["total"], top["tier"], top["qualified"]) == ("p0@acme.com", 70, "hot", True)
+    again = scorer.score(store, model(), now=NOW)
+    assert (again.leads, again.changed) == (0, 0)
+
+
+def test_only_touched_lead_is_rescored(store: Store) -> None:
+    seed(store)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(2, "q2")], None)
+    run = scorer.score(store, model(), now=NOW)
+    assert (run.leads, run.changed) == (1, 1)
+    assert queries.ranked_leads(store, "default", 1)[0]["email"] == "p2@acme.com"
+
+
+def test_model_change_rescores_everyone(store: Store) -> None:
+    seed(store)
+    store.save_page("crm", "acts", [quote(1, "q1")], None)
+    scorer.score(store, model(), now=NOW)
+    run = scorer.score(store, model(quote_points=60), now=NOW)
+    assert (run.leads, run.full_models) == (3, ["default"])
+    assert queries.ranked_leads(store, "default", 1)[0]["total"] == 60
+
+
+def test_history_records_changes_and_qualified_event(store: Store) -> None:
+    seed(store, 1)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(0, "q0")], None)
+    scorer.score(store, model(), now=NOW)
+    lead = store.lead_by_email("p0@acme.com")
+    assert lead is not None
+    rows = queries.lead_history(store, lead["id"])
+    assert [(r["total"], r["event"]) for r in rows] == [(20, None), (70, "qualified")]
