@@ -206,7 +206,7 @@ def _load_models(raw: Any, base_dir: Path, errors: list[str]) -> list[ScoringMod
         if isinstance(raw, str):
             return load_model_file(base_dir / raw)
         if isinstance(raw, dict):
-            return parse_models(raw, base_dir=base_dir, source="scoring")
+            return parse_models(raw, base_dir=base_dir, source="inline models")
     except (ModelError, OSError) as exc:
         errors.append(f"scoring: {exc}")
         return []
