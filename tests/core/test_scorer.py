@@ -19,16 +19,33 @@ def model(quote_points: int = 50) -> list[ScoringModel]:
             "models": [
                 {
                     "name": "default",
-                    "fit": {"rules": [
-                        {"name": "Director", "field": "job_title", "matches": "(?i)director",
-                         "points": 20},
-                    ]},
-                    "engagement": {"rules": [
-                        {"name": "Request a quote", "event": "form_submitted",
-                         "where": {"form": "request-quote"}, "points": quote_points},
-                        {"name": "Pricing page", "event": "page_viewed", "url": "*/pricing*",
-                         "points": 25, "limit": 3},
-                    ]},
+                    "fit": {
+                        "rules": [
+                            {
+                                "name": "Director",
+                                "field": "job_title",
+                                "matches": "(?i)director",
+                                "points": 20,
+                            },
+                        ]
+                    },
+                    "engagement": {
+                        "rules": [
+                            {
+                                "name": "Request a quote",
+                                "event": "form_submitted",
+                                "where": {"form": "request-quote"},
+                                "points": quote_points,
+                            },
+                            {
+                                "name": "Pricing page",
+                                "event": "page_viewed",
+                                "url": "*/pricing*",
+                                "points": 25,
+                                "limit": 3,
+                            },
+                        ]
+                    },
                     "tiers": [{"name": "hot", "min": 70}, {"name": "cold"}],
                     "qualified": {"total": 70, "release_below": 60},
                 }
@@ -39,16 +56,26 @@ def model(quote_points: int = 50) -> list[ScoringModel]:
 
 def seed(store: Store, n: int = 3) -> None:
     leads = [
-        LeadRecord(source="crm", external_id=str(i), email=f"p{i}@acme.com",
-                   job_title="Director of Sales" if i == 0 else "Analyst")
+        LeadRecord(
+            source="crm",
+            external_id=str(i),
+            email=f"p{i}@acme.com",
+            job_title="Director of Sales" if i == 0 else "Analyst",
+        )
         for i in range(n)
     ]
     store.save_page("crm", "leads", leads, None)
 
 
 def quote(i: int, ext: str, at: datetime = NOW) -> ActivityRecord:
-    return ActivityRecord(source="crm", external_id=ext, lead=str(i), type="form_submitted",
-                          occurred_at=at - timedelta(days=1), properties={"form": "request-quote"})
+    return ActivityRecord(
+        source="crm",
+        external_id=ext,
+        lead=str(i),
+        type="form_submitted",
+        occurred_at=at - timedelta(days=1),
+        properties={"form": "request-quote"},
+    )
 
 
 def test_scores_dirty_leads_then_nothing(store: Store) -> None:
@@ -57,7 +84,12 @@ def test_scores_dirty_leads_then_nothing(store: Store) -> None:
     first = scorer.score(store, model(), now=NOW)
     assert (first.leads, first.full_models) == (3, ["default"])
     top = queries.ranked_leads(store, "default", 1)[0]
-    assert (top["email"], top["total"], top["tier"], top["qualified"]) == ("p0@acme.com", 70, "hot", True)
+    assert (top["email"], top["total"], top["tier"], top["qualified"]) == (
+        "p0@acme.com",
+        70,
+        "hot",
+        True,
+    )
     again = scorer.score(store, model(), now=NOW)
     assert (again.leads, again.changed) == (0, 0)
 
