@@ -34,6 +34,7 @@ OUTCOME = table(Outcome)
 QUARANTINE = table(Quarantine)
 HISTORY = table(ScoreHistory)
 CHUNK = 500  # bound on IN-list sizes
+RAW_LIMIT = 65_536  # a quarantined payload is kept up to this many characters
 
 
 @dataclass
@@ -360,7 +361,7 @@ class Ingest:
                 )
             )
             known.update((r.record_ref, r.raw) for r in rows)
-        fresh = [i for i in items if (i.record_ref[:255], i.raw) not in known]
+        fresh = [i for i in items if (i.record_ref[:255], i.raw[:RAW_LIMIT]) not in known]
         if fresh:
             self.conn.execute(
                 QUARANTINE.insert(),
@@ -369,7 +370,7 @@ class Ingest:
                         "source": source,
                         "stream": stream,
                         "record_ref": i.record_ref[:255],
-                        "raw": i.raw,
+                        "raw": i.raw[:RAW_LIMIT],
                         "reason": i.reason,
                         "created_at": self.now,
                     }

@@ -7,11 +7,13 @@ qualified/released event), and nothing at all for leads whose outputs stayed the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +30,7 @@ SCORE = table(Score)
 CHUNK = 1000
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass
@@ -105,13 +108,22 @@ def load_inputs(
         values["custom"] = row.custom or {}
         fields[row.id] = values
     acts: dict[int, list[Activity]] = defaultdict(list)
+    # Properties come back as JSON text and are parsed once per distinct value: most activities
+    # share a handful of property sets (the same URL, form or campaign), so this skips most parsing.
     query = sa.select(
-        ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
+        ACTIVITY.c.lead_id,
+        ACTIVITY.c.type,
+        ACTIVITY.c.occurred_at,
+        sa.cast(ACTIVITY.c.properties, sa.Text),
     ).where(ACTIVITY.c.lead_id.in_(lead_ids))
     if until is not None:
         query = query.where(ACTIVITY.c.occurred_at <= until)
-    for lead_id, kind, occurred_at, props in conn.execute(query):
-        acts[lead_id].append(Activity(kind, occurred_at, props or {}))
+    parsed: dict[str | None, Mapping[str, Any]] = {None: _EMPTY}
+    for lead_id, kind, occurred_at, raw in conn.execute(query):
+        props = parsed.get(raw)
+        if props is None:
+            props = parsed[raw] = MappingProxyType(json.loads(raw) or {})
+        acts[lead_id].append(Activity(kind, occurred_at, props))
     return fields, acts
 
 
