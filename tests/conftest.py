@@ -12,14 +12,14 @@ import os
 # Rich wraps at the terminal width; give CLI output room so assertions see whole lines.
 os.environ.setdefault("COLUMNS", "200")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import pytest
+import sqlalchemy as sa
 
-from core.db import create_engine  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.db import create_engine
+from core.store import Store
 
 PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("LEADHUB_TEST_REDIS_URL")
@@ -36,13 +36,25 @@ def need_service(url: str | None, what: str, var: str) -> str:
     pytest.skip(message)
 
 
-def reset_postgres(url: str) -> None:
-    """Drop every table so each test starts from an empty, freshly migrated schema."""
-    engine = create_engine(url)
+# Each pytest process works in a schema of its own, so concurrent runs on one server never collide.
+PG_SCHEMA = f"lh_test_{os.getpid()}"
+
+
+def schema_url(url: str, schema: str = PG_SCHEMA) -> str:
+    """`url` with `schema` as its search path (created on reset)."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def reset_postgres(url: str) -> str:
+    """Empty this process's schema; returns the URL that uses it."""
+    base = url.split("?options=")[0].split("&options=")[0]
+    engine = create_engine(base)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {PG_SCHEMA}"))
     engine.dispose()
+    return schema_url(base)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -50,8 +62,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'leadhub.db'}"
     url = need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")
-    reset_postgres(url)
-    return url
+    return reset_postgres(url)
 
 
 @pytest.fixture
@@ -73,3 +84,17 @@ def redis_url() -> str:
         pytest.fail(f"Redis at {url} is not reachable: {exc}", pytrace=False)
     client.flushdb()
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schema() -> Iterator[None]:
+    yield
+    if PG_URL:
+        engine = create_engine(PG_URL)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+        except sa.exc.OperationalError:
+            pass  # the server went away; nothing left to clean
+        finally:
+            engine.dispose()

@@ -175,7 +175,7 @@ def test_failed_pull_resumes_to_same_store_as_clean_run(
     if clean_url.startswith("postgres"):
         from tests.conftest import reset_postgres
 
-        reset_postgres(clean_url)
+        clean_url = reset_postgres(clean_url)
     clean = Store(clean_url)
     pull_source(clean, "src", FlakySource(pages=5, fail_after=None))
     assert _snapshot(clean) == resumed
