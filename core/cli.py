@@ -232,39 +232,11 @@ def quarantine(
 @app.command()
 @handles_errors
 def status(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The last run of each source and step, with its counts."""
-    runs = state.store().last_runs()
-    if as_json:
-        print_json([r.__dict__ for r in runs])
-        return
-    table = Table(
-        "kind",
-        "target",
-        "status",
-        "finished",
-        "read",
-        "created",
-        "updated",
-        "unchanged",
-        "quarantined",
-        "error",
-    )
-    for r in runs:
-        colour = {"ok": "green", "failed": "red"}.get(r.status, "yellow")
-        table.add_row(
-            r.kind,
-            r.target,
-            f"[{colour}]{r.status}[/{colour}]",
-            f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else "-",
-            str(r.read),
-            str(r.created),
-            str(r.updated),
-            str(r.unchanged),
-            str(r.quarantined),
-            r.error or "",
-        )
-    console.print(table if runs else "no runs yet: try `leadhub sync`")
+    """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
+    from core.cli_jobs import show_status
+
+    show_status(as_json)
 
 
 # Command modules register themselves on `app`; imported last so they can import from here.
-from core import cli_demo, cli_push, cli_scores  # noqa: E402, F401
+from core import cli_bench, cli_demo, cli_jobs, cli_push, cli_scores  # noqa: E402, F401

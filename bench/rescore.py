@@ -1,0 +1,174 @@
+"""Full and incremental rescore against one GROUP BY scan of the same activities.
+
+The yardstick is the time the database takes to scan and group the activities once
+(`SELECT lead_id, type, count(*), max(occurred_at) FROM activity GROUP BY lead_id, type`); the
+full rescore is reported as a ratio to it (target: at most 2 times). Data is written straight into the tables
+(not through a pull) so that generating a large store takes seconds, not the run's budget.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from core import scorer
+from core.ingest import ACTIVITY, LEAD
+from core.records import ActivityRecord
+from core.store import Store
+from scoring.model import ScoringModel, load_model_file
+
+MODEL_FILE = Path(__file__).resolve().parent.parent / "scoring" / "examples" / "default.yaml"
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+TITLES = ("Director of Sales", "VP Marketing", "Analyst", "Student", "Marketing Manager", "CEO")
+URLS = (
+    "https://example.com/",
+    "https://example.com/pricing",
+    "https://example.com/careers",
+    "https://example.com/blog/a",
+    "https://example.com/features",
+)
+TYPES = (
+    ("page_viewed", 60),
+    ("email_opened", 20),
+    ("email_clicked", 8),
+    ("email_sent", 8),
+    ("webinar_attended", 2),
+    ("form_submitted", 1),
+    ("unsubscribed", 1),
+)
+
+
+@dataclass
+class RescoreFigures:
+    backend: str
+    leads: int
+    activities: int
+    load_seconds: float
+    scan_seconds: float
+    full_rescore_seconds: float
+    ratio_to_scan: float
+    incremental_seconds: float
+    peak_rss_mb: float
+
+
+def _fill(store: Store, leads: int, per_lead: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    kinds = [t for t, _ in TYPES]
+    weights = [w for _, w in TYPES]
+    with store.begin() as conn:
+        for start in range(0, leads, 10_000):
+            conn.execute(
+                LEAD.insert(),
+                [
+                    {
+                        "email": f"lead{i}@company{i % 997}.com",
+                        "job_title": rng.choice(TITLES),
+                        "company_size": rng.randrange(1, 5000),
+                        "country": rng.choice(("US", "GB", "IN")),
+                        "custom": {},
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                        "dirty": True,
+                    }
+                    for i in range(start, min(leads, start + 10_000))
+                ],
+            )
+    ids = [r.id for r in store.engine.connect().execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+    batch: list[dict[str, Any]] = []
+    n = 0
+    with store.begin() as conn:
+        for lead_id in ids:
+            for kind in rng.choices(kinds, weights, k=rng.randrange(0, per_lead * 2 + 1)):
+                n += 1
+                props: dict[str, Any] = {"url": rng.choice(URLS)} if kind == "page_viewed" else {}
+                if kind == "form_submitted":
+                    props = {"form": "request-quote"}
+                batch.append(
+                    {
+                        "source": "bench",
+                        "external_id": str(n),
+                        "lead_id": lead_id,
+                        "type": kind,
+                        "properties": props,
+                        "occurred_at": NOW - timedelta(minutes=rng.randrange(0, 180 * 1440)),
+                    }
+                )
+                if len(batch) >= 20_000:
+                    conn.execute(ACTIVITY.insert(), batch)
+                    batch = []
+        if batch:
+            conn.execute(ACTIVITY.insert(), batch)
+
+
+def _scan(store: Store) -> float:
+    query = sa.text(
+        "SELECT lead_id, type, count(*), max(occurred_at) FROM activity GROUP BY lead_id, type"
+    )
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        with store.engine.connect() as conn:
+            for _row in conn.execute(query):
+                pass
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def run(
+    url: str, leads: int, per_lead: int, models: list[ScoringModel] | None = None
+) -> RescoreFigures:
+    """Fill an empty store at `url`, then time the scan, a full rescore and a one-lead rescore."""
+    models = models or load_model_file(MODEL_FILE)
+    store = Store(url)
+    started = time.perf_counter()
+    _fill(store, leads, per_lead)
+    load = time.perf_counter() - started
+    activities = store.count("activity")
+    scan = _scan(store)
+    started = time.perf_counter()
+    scorer.score(store, models, full=True, now=NOW)
+    full = time.perf_counter() - started
+    # one new activity for one lead, then the incremental pass that follows a pull
+    store.save_page(
+        "bench",
+        "acts",
+        [
+            ActivityRecord(
+                source="bench",
+                external_id="incremental-1",
+                lead="lead7@company7.com",
+                type="page_viewed",
+                occurred_at=NOW,
+                properties={"url": "https://example.com/pricing"},
+            )
+        ],
+        None,
+    )
+    started = time.perf_counter()
+    run_one = scorer.score(store, models, now=NOW)
+    incremental = time.perf_counter() - started
+    assert run_one.leads == 1, run_one
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store.close()
+    return RescoreFigures(
+        store.dialect,
+        leads,
+        activities,
+        round(load, 2),
+        round(scan, 3),
+        round(full, 2),
+        round(full / scan, 2),
+        round(incremental, 4),
+        round(rss, 1),
+    )
+
+
+def as_dict(figures: RescoreFigures) -> dict[str, Any]:
+    return asdict(figures)

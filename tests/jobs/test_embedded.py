@@ -1,0 +1,213 @@
+"""Embedded mode: the same actors on dramatiq's stub broker, run by threads in this process.
+
+Pins the behaviour of the actors themselves: a pull enqueues a score, a busy source drops the
+tick, a rate-limited pull is handed back with a delay, retries are bounded, and failed messages
+land in the store's dead letters, from where `leadhub dlq requeue` runs them again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from core.locks import StoreLease
+from core.store import SYNC_RUN, Store
+from tests.jobs.conftest import Processes, wait_for, write_hub
+
+
+@pytest.fixture
+def hub(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A hub file with one ticker source, and core.jobs pointed at a fresh SQLite store."""
+    from core import jobs
+    from tests.jobs import ticker  # noqa: F401  (registers the ticker connector)
+
+    path = tmp_path / "leadhub.yaml"
+
+    def configure(**settings: Any) -> Path:
+        source = {"connector": "ticker", "pages": 3, "per_page": 4, "redis_url": redis_url}
+        return write_hub(path, {"alpha": {**source, "schedule": "*/5 * * * *", **settings}})
+
+    configure()
+    monkeypatch.setenv("LEADHUB_CONFIG", str(path))
+    monkeypatch.setenv("LEADHUB_DATABASE_URL", f"sqlite:///{tmp_path / 'leadhub.db'}")
+    jobs._store, jobs._hub = None, None
+    yield configure
+    jobs.broker.flush_all()
+    if jobs._store is not None:
+        jobs._store.close()
+    jobs._store, jobs._hub = None, None
+
+
+def runs(store: Store, kind: str = "pull") -> list[tuple[str, str | None]]:
+    query = sa.select(SYNC_RUN.c.status, SYNC_RUN.c.error).where(SYNC_RUN.c.kind == kind)
+    with store.engine.connect() as conn:
+        return [(r.status, r.error) for r in conn.execute(query.order_by(SYNC_RUN.c.id))]
+
+
+def metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_pull_stores_every_page_and_enqueues_a_score(hub: Any) -> None:
+    from core import jobs
+
+    scored = metric("leadhub_messages_total", actor="score", outcome="ok")
+    jobs.pull.send("alpha")
+    jobs.run_until_idle()
+    store = jobs.context()[0]
+    assert store.count("lead") == 12
+    assert runs(store) == [("ok", None)]
+    assert metric("leadhub_messages_total", actor="score", outcome="ok") == scored + 1
+
+
+def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> None:
+    from core import jobs
+
+    store = jobs.context()[0]
+    other = StoreLease(store, "pull:alpha", ttl=30)
+    assert other.acquire()  # another worker is pulling alpha
+    dropped = metric("leadhub_dropped_messages_total", actor="pull", reason="busy")
+    jobs.pull.send("alpha")
+    jobs.run_until_idle()
+    assert runs(store) == []
+    assert metric("leadhub_dropped_messages_total", actor="pull", reason="busy") == dropped + 1
+    other.release()
+
+
+def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -> None:
+    from core import deadletters, jobs
+
+    hub(fail="ratelimit_once")
+    jobs.pull.send("alpha", full=True)
+    jobs.run_until_idle(timeout=10)
+    store = jobs.context()[0]
+    assert store.count("lead") == 12
+    (first, first_error), second = runs(store)
+    assert first == "failed" and "slow down" in (first_error or "")
+    assert second == ("ok", None)
+    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+
+
+def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> None:
+    from core import deadletters, jobs
+
+    hub(fail="transient")
+    jobs.pull.send("alpha")
+    jobs.run_until_idle(timeout=10)
+    store = jobs.context()[0]
+    assert [status for status, _ in runs(store)] == ["failed"] * (jobs.job_settings.max_retries + 1)
+    (letter,) = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store)
+    assert (letter.actor, letter.args, letter.retries) == ("pull", ["alpha"], 2)
+    assert "TransientError" in letter.error
+
+
+def test_a_permanent_error_is_dead_lettered_at_once_and_requeue_runs_it(hub: Any) -> None:
+    from core import jobs
+    from core.cli import app
+    from tests.jobs import leadhub_cli  # noqa: F401  (registers the jobs commands)
+
+    hub(fail="auth")
+    jobs.pull.send("alpha")
+    jobs.run_until_idle(timeout=10)
+    store = jobs.context()[0]
+    assert [status for status, _ in runs(store)] == ["failed"]  # not retried: a token is bad
+
+    listed = CliRunner().invoke(app, ["dlq", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (letter,) = json.loads(listed.output)
+    assert (letter["actor"], letter["args"], letter["retries"]) == ("pull", ["alpha"], 0)
+    assert "AuthError" in letter["error"] and "renew" in letter["error"]
+
+    hub(fail="none")  # the operator renewed the token
+    requeued = CliRunner().invoke(app, ["dlq", "requeue", letter["id"][:8]])
+    assert requeued.exit_code == 0, requeued.output
+    assert store.count("lead") == 12
+    assert json.loads(CliRunner().invoke(app, ["dlq", "--json"]).output) == []
+
+
+def test_requeue_names_an_unknown_id(hub: Any) -> None:
+    from core.cli import app
+    from tests.jobs import leadhub_cli  # noqa: F401
+
+    result = CliRunner().invoke(app, ["dlq", "requeue", "nosuchid"])
+    assert result.exit_code == 2
+    assert "nosuchid" in result.output
+
+
+def test_status_rows_show_next_run_lag_and_dead_letters(hub: Any) -> None:
+    from collections import Counter
+
+    from core import jobs
+    from core.cli_jobs import status_rows
+
+    jobs.pull.send("alpha")
+    jobs.run_until_idle()
+    store, config = jobs.context()
+    rows = {r["name"]: r for r in status_rows(store, config, dead=Counter({("pull", "alpha"): 2}))}
+    alpha = rows["alpha"]
+    assert (alpha["kind"], alpha["result"], alpha["created"]) == ("source", "ok", 12)
+    assert alpha["next_run"] is not None and alpha["next_run"].minute % 5 == 0
+    assert alpha["lag_seconds"] is not None and alpha["lag_seconds"] < 60
+    assert alpha["dead_letters"] == 2
+    assert rows["all"]["kind"] == "score"
+
+
+def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub: Any) -> None:
+    from core import deadletters, jobs
+
+    stale = metric("leadhub_dropped_messages_total", actor="pull", reason="stale")
+    message = jobs.pull.message_with_options(args=("alpha",), max_age=1000)
+    jobs.broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
+    jobs.run_until_idle()
+    store = jobs.context()[0]
+    assert runs(store) == []
+    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+    assert metric("leadhub_dropped_messages_total", actor="pull", reason="stale") == stale + 1
+
+
+def test_status_json_lists_targets_and_the_scheduler(
+    hub: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core import jobs
+    from core.cli import state
+    from core.cli_jobs import show_status
+    from core.settings import Settings
+
+    jobs.pull.send("alpha")
+    jobs.run_until_idle()
+    state.settings, state._store, state._hub = Settings(), None, None
+    show_status(as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["scheduler"] is None
+    assert [(t["kind"], t["name"], t["result"]) for t in shown["targets"]] == [
+        ("source", "alpha", "ok"),
+        ("score", "all", None),
+    ]
+    if state._store is not None:
+        state._store.close()
+    state._store, state._hub = None, None
+
+
+@pytest.mark.e2e
+def test_leadhub_run_schedules_and_works_in_one_process_and_stops_cleanly(
+    tmp_path: Path, redis_url: str, processes: Processes
+) -> None:
+    source = {"connector": "ticker", "redis_url": redis_url, "schedule": "* * * * * *"}
+    env = {
+        "LEADHUB_CONFIG": str(write_hub(tmp_path / "leadhub.yaml", {"alpha": source})),
+        "LEADHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'leadhub.db'}",
+    }
+    run = processes.leadhub("run", "--threads", "2", env=env, name="run")
+    store = Store(env["LEADHUB_DATABASE_URL"])
+    wait_for(lambda: store.count("lead") == 15 and "ok" in dict(runs(store)), 30, "a pull")
+    processes.stop(run)
+    assert run.returncode == 0, processes.log("run")
+    store.close()
