@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ def main(
         overrides["database_url"] = database_url
     if log_level is not None:
         overrides["log_level"] = log_level
+    # Exported so that the job modules and worker processes this command starts see the same hub.
+    for key, value in overrides.items():
+        os.environ[f"LEADHUB_{key.upper()}"] = str(value)
     state.settings = Settings(**overrides)
     state._store = None
     state._hub = None

@@ -53,6 +53,9 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every pending migration (run automatically when the store opens)."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers opening a fresh database together migrate one at a time.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7142026)"))
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

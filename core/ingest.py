@@ -81,6 +81,10 @@ class Ingest:
         counts.unchanged += counts.read - len(records)
         existing = self._identities(source, [r.external_id for r in records])
         by_email = self._leads_by_email([r.email for r in records if r.email])
+        # New leads are created in email order so that concurrent pulls lock rows in one order.
+        fresh = {r.email for r in records if r.email and r.external_id not in existing}
+        for email in sorted(fresh - by_email.keys()):
+            by_email[email] = self._new_lead(email)
         new_idents: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         touched: set[int] = set()
@@ -137,12 +141,26 @@ class Ingest:
         }
 
     def _new_lead(self, email: str | None) -> int:
-        result = self.conn.execute(
-            LEAD.insert().values(
-                email=email, custom={}, created_at=self.now, updated_at=self.now, dirty=True
-            )
+        """Create a lead; when another pull created one with this email meanwhile, use that one."""
+        values: dict[str, Any] = {
+            "email": email,
+            "custom": {},
+            "created_at": self.now,
+            "updated_at": self.now,
+            "dirty": True,
+        }
+        if email is None:
+            result = self.conn.execute(LEAD.insert().values(values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        insert = _dialect_insert(self.conn)(LEAD).values(values)
+        created = self.conn.execute(
+            insert.on_conflict_do_nothing(index_elements=["email"]).returning(LEAD.c.id)
+        ).scalar_one_or_none()
+        if created is not None:
+            return int(created)
+        return int(
+            self.conn.execute(sa.select(LEAD.c.id).where(LEAD.c.email == email)).scalar_one()
         )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def _identities(self, system: str, external_ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -378,6 +396,13 @@ class Ingest:
                 ],
             )
         return len(items)
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -222,3 +222,19 @@ class Outbox(SQLModel, table=True):
     # The score_history id of the last qualified crossing `on_qualified` acted on for this lead.
     qualified_event_id: int | None = None
     updated_at: datetime | None = _ts(nullable=False)
+
+
+class PredictiveModel(SQLModel, table=True):
+    """A trained predictive model (`leadhub train`): metadata columns plus the joblib artefact.
+    The highest version is the one that predicts."""
+
+    __tablename__ = "predictive_model"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(unique=True)
+    algorithm: str = Field(max_length=20)
+    trained_at: datetime | None = _ts(nullable=False)
+    outcomes: int = 0
+    cv_auc: float = 0
+    meta: dict[str, Any] = _json()
+    artefact: bytes = Field(sa_type=sa.LargeBinary, nullable=False)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.engine import Connection, Engine
 
 from core import db
@@ -38,6 +39,16 @@ class RunSummary:
     unchanged: int
     quarantined: int
     error: str | None
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    """A deadlock, serialization failure or unique-key race that a retry of the page resolves."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return "unique" in str(exc.orig).lower() or "duplicate key" in str(exc.orig).lower()
+    if isinstance(exc, sa.exc.OperationalError):
+        text = str(exc.orig).lower()
+        return any(k in text for k in ("deadlock", "could not serialize", "database is locked"))
+    return False
 
 
 class Store:
@@ -84,7 +95,29 @@ class Store:
         cursor: Mapping[str, Any] | None,
         priority: Mapping[str, Sequence[str]] | None = None,
     ) -> PageCounts:
-        """Store one page and its cursor in one transaction; returns what changed."""
+        """Store one page and its cursor in one transaction; returns what changed.
+
+        Two pulls that meet on the same new leads can deadlock or race on a unique email; the
+        database rolls one back, and the page is simply written again (it is idempotent).
+        """
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_write_conflict),
+            stop=tenacity.stop_after_attempt(4),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=1),
+            reraise=True,
+        ):
+            with attempt:
+                return self._save_page_once(source, stream, items, cursor, priority)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _save_page_once(
+        self,
+        source: str,
+        stream: str,
+        items: Sequence[Any],
+        cursor: Mapping[str, Any] | None,
+        priority: Mapping[str, Sequence[str]] | None,
+    ) -> PageCounts:
         from connectors.base import Invalid
         from core.records import ActivityRecord, LeadRecord, OutcomeRecord
 

@@ -98,3 +98,14 @@ def _drop_test_schema() -> Iterator[None]:
             pass  # the server went away; nothing left to clean
         finally:
             engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _restore_leadhub_env() -> Iterator[None]:
+    """The CLI exports its global options as LEADHUB_* variables; undo that after each test."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("LEADHUB_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("LEADHUB_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)

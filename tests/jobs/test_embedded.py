@@ -122,7 +122,7 @@ def test_a_permanent_error_is_dead_lettered_at_once_and_requeue_runs_it(hub: Any
 
     listed = CliRunner().invoke(app, ["dlq", "--json"])
     assert listed.exit_code == 0, listed.output
-    (letter,) = json.loads(listed.output)
+    (letter,) = json.loads(listed.stdout)
     assert (letter["actor"], letter["args"], letter["retries"]) == ("pull", ["alpha"], 0)
     assert "AuthError" in letter["error"] and "renew" in letter["error"]
 
@@ -130,7 +130,7 @@ def test_a_permanent_error_is_dead_lettered_at_once_and_requeue_runs_it(hub: Any
     requeued = CliRunner().invoke(app, ["dlq", "requeue", letter["id"][:8]])
     assert requeued.exit_code == 0, requeued.output
     assert store.count("lead") == 12
-    assert json.loads(CliRunner().invoke(app, ["dlq", "--json"]).output) == []
+    assert json.loads(CliRunner().invoke(app, ["dlq", "--json"]).stdout) == []
 
 
 def test_requeue_names_an_unknown_id(hub: Any) -> None:

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -197,6 +198,11 @@ def test_workers_and_a_scheduler_leave_what_the_in_process_run_leaves(
     scheduler = processes.leadhub("scheduler", env=env, name="scheduler")
     store = Store(pg_url, migrate=False)
     wait_for(lambda: all_sent(store, leads), 60, "every lead scored and pushed by the workers")
+    # Both sources tick every second; wait until the web activity has been pulled and scored too.
+    target = snapshot(expected)
+    deadline = time.monotonic() + 60
+    while snapshot(store) != target and time.monotonic() < deadline:
+        time.sleep(0.5)
     processes.stop(scheduler)
     client = redis.Redis.from_url(redis_url)
     wait_for(lambda: not any(client.hlen(f"dramatiq:leadhub{q}.msgs") for q in ("", ".DQ")),

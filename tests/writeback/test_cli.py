@@ -61,12 +61,12 @@ def test_dry_run_then_push_then_nothing_left(leadhub: tuple[CliRunner, list[str]
 
     done = runner.invoke(app, [*base, "push", "chat", "--json"])
     assert done.exit_code == 0, done.output
-    [row] = json.loads(done.output)
+    [row] = json.loads(done.stdout)
     assert (row["status"], row["accepted"], row["calls"]) == ("ok", 3, 1)
     assert route.call_count == 1
 
     left = runner.invoke(app, [*base, "outbox", "--json"])
-    assert json.loads(left.output) == {"counts": {"chat": {"sent": 3}}, "records": []}
+    assert json.loads(left.stdout) == {"counts": {"chat": {"sent": 3}}, "records": []}
 
 
 @respx.mock
@@ -80,12 +80,13 @@ def test_parked_records_are_listed_with_their_reason(leadhub: tuple[CliRunner, l
     assert "3 record(s) parked" in flat(result.output)
 
     parked = runner.invoke(app, [*base, "outbox", "--parked", "--json"])
-    records = json.loads(parked.output)["records"]
+    records = json.loads(parked.stdout)["records"]
     assert [r["last_error"] for r in records] == ["HTTP 400: no such channel"] * 3
 
     status = runner.invoke(app, [*base, "status", "--json"])
-    [run] = [r for r in json.loads(status.output) if r["kind"] == "push"]
-    assert (run["target"], run["quarantined"]) == ("chat", 3)
+    assert status.exit_code == 0, status.output
+    [row] = [r for r in json.loads(status.stdout)["targets"] if r["kind"] == "destination"]
+    assert (row["name"], row["parked"]) == ("chat", 3)
 
 
 def test_an_unknown_destination_is_a_usage_error(leadhub: tuple[CliRunner, list[str]]) -> None:
