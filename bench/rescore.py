@@ -2,8 +2,8 @@
 
 The yardstick is the time the database takes to scan and group the activities once
 (`SELECT lead_id, type, count(*), max(occurred_at) FROM activity GROUP BY lead_id, type`); the
-full rescore is reported as a ratio to it (target: at most 2 times). Data is written straight into the tables
-(not through a pull) so that generating a large store takes seconds, not the run's budget.
+full rescore is reported as a ratio to it (target: at most 2 times). Data is written straight
+into the tables (not through a pull) so that generating a large store takes seconds.
 """
 
 from __future__ import annotations

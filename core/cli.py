@@ -243,4 +243,11 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 # Command modules register themselves on `app`; imported last so they can import from here.
-from core import cli_bench, cli_demo, cli_jobs, cli_push, cli_scores  # noqa: E402, F401
+from core import (  # noqa: E402, F401
+    cli_analytics,
+    cli_bench,
+    cli_demo,
+    cli_jobs,
+    cli_push,
+    cli_scores,
+)
