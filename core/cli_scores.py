@@ -126,6 +126,7 @@ def leads(
             "qualified",
             "qualified_at",
             "reason",
+            "predictive",
         )
         print_json([{k: r.get(k) for k in keys} for r in rows])
         return

@@ -129,6 +129,8 @@ class Score(SQLModel, table=True):
     qualified_at: datetime | None = _ts()
     reason: str = ""
     ledger: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    predictive: float | None = None  # 0..100 from the latest trained model, when there is one
+    predictive_reason: str | None = None
     next_change_at: datetime | None = _ts(index=True)
     computed_at: datetime | None = _ts(nullable=False)
 

@@ -61,7 +61,10 @@ def score(
     """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
     now = now or utcnow()
     run = ScoreRun()
-    stale = models if full else changed_models(store, models)
+    artefact = _predictive_model(store)
+    version = str(artefact.version) if artefact else ""
+    new_predictor = store.get_meta(PREDICTIVE_KEY) != version and artefact is not None
+    stale = models if (full or new_predictor) else changed_models(store, models)
     run.full_models = [m.name for m in stale]
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
@@ -78,7 +81,7 @@ def score(
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
             # row lock and marks it again after we commit: no change is ever missed.
             conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
-            changed, events = _score_chunk(conn, chunk, models, now)
+            changed, events = _score_chunk(conn, chunk, models, now, artefact)
         run.leads += len(chunk)
         run.changed += changed
         run.events += events
@@ -87,10 +90,35 @@ def score(
     with store.begin() as conn:
         for model in models:
             store.set_meta(_hash_key(model), model.content_hash, conn)
+        store.set_meta(PREDICTIVE_KEY, version, conn)
         _drop_removed_models(conn, models)
     counts.updated, counts.unchanged = run.changed, run.leads - run.changed
     store.finish_run(run_id, counts, "ok")
     return run
+
+
+PREDICTIVE_KEY = "predictive_version"
+
+
+def _predictive_model(store: Store) -> Any:
+    """The latest trained predictive model, or None (then the `predictive` output stays empty)."""
+    from core.analytics import load_artefact
+
+    return load_artefact(store)
+
+
+def _predictions(
+    artefact: Any,
+    fields: dict[int, dict[str, Any]],
+    acts: dict[int, list[Activity]],
+    now: datetime,
+) -> dict[int, Any]:
+    if artefact is None:
+        return {}
+    from scoring.predictive import LeadInput, predict
+
+    rows = [LeadInput(i, f, acts.get(i, []), now) for i, f in fields.items()]
+    return {p.lead_id: p for p in predict(artefact, rows)}
 
 
 def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> None:
@@ -151,15 +179,20 @@ def evaluate(
 
 
 def _score_chunk(
-    conn: Connection, chunk: Sequence[int], models: Sequence[ScoringModel], now: datetime
+    conn: Connection,
+    chunk: Sequence[int],
+    models: Sequence[ScoringModel],
+    now: datetime,
+    artefact: Any = None,
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
+    predicted = _predictions(artefact, fields, acts, now)
     previous = _previous(conn, chunk)
     inserts, updates, history = [], [], []
     seen: set[tuple[int, str]] = set()
     for lead_id, model, result in evaluate(fields, acts, models, now, previous):
         seen.add((lead_id, model.name))
-        row = _score_row(lead_id, result, now)
+        row = _score_row(lead_id, result, now, predicted.get(lead_id))
         prev = previous.get((lead_id, model.name))
         if prev is None:
             inserts.append(row)
@@ -198,8 +231,12 @@ def _write(
         conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
 
 
-def _score_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
+def _score_row(
+    lead_id: int, r: ScoreResult, now: datetime, prediction: Any = None
+) -> dict[str, Any]:
     return {
+        "predictive": prediction.score if prediction else None,
+        "predictive_reason": prediction.reason if prediction else None,
         "lead_id": lead_id,
         "model": r.model,
         "model_hash": r.model_hash,
@@ -250,5 +287,5 @@ def _norm(value: Any) -> Any:
 
 
 def _differs(prev: Any, row: dict[str, Any]) -> bool:
-    keys: Iterable[str] = (*OUTPUTS, "model_hash", "ledger")
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "ledger", "predictive")
     return any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys)

@@ -276,6 +276,7 @@ def ranked_leads(store: Store, model: str, top: int | None = None) -> list[dict[
             score.c.qualified,
             score.c.qualified_at,
             score.c.reason,
+            score.c.predictive,
         )
         .select_from(
             LEAD.outerjoin(score, sa.and_(score.c.lead_id == LEAD.c.id, score.c.model == model))

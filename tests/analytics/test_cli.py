@@ -174,3 +174,20 @@ def test_train_gboost_cannot_be_turned_into_rules(history_hub: list[str], tmp_pa
         [*history_hub, "train", "--algorithm", "gboost", "--as-rules", str(tmp_path / "r.yaml")],
     )
     assert result.exit_code == 2 and "--as-rules needs --algorithm logreg" in result.output
+
+
+def test_a_trained_model_becomes_the_predictive_output(history_hub: list[str], db_url: str) -> None:
+    from core.store import Store, lead_scores
+
+    run([*history_hub, "score"])
+    store = Store(db_url)
+    lead = store.leads()[0]
+    assert lead_scores(store, lead["id"])[0]["predictive"] is None  # nothing trained yet
+    run([*history_hub, "train", "--min-outcomes", "100"])
+    out = run([*history_hub, "score"])
+    assert "full rescore" in out  # a new predictive model rescored everyone
+    rows = [lead_scores(store, r["id"])[0] for r in store.leads()]
+    assert all(0 <= r["predictive"] <= 100 for r in rows)
+    assert all(r["predictive_reason"] for r in rows)
+    assert len({r["predictive"] for r in rows}) > 5  # it ranks, it is not a constant
+    store.close()
