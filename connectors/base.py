@@ -7,6 +7,8 @@ and here. Connectors register under the entry-point group `leadhub.connectors`.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,17 +183,34 @@ class DestinationConnector(Protocol):
     def destination(self, settings: Any, context: DestinationContext) -> Destination: ...
 
 
+_BROKEN: dict[str, str] = {}
+
+
 def load_connectors() -> dict[str, Any]:
-    """Every connector registered under the `leadhub.connectors` entry-point group."""
+    """Every connector registered under the `leadhub.connectors` entry-point group.
+
+    A plugin that fails to import is left out (and named when someone asks for it), so one broken
+    third-party connector does not take the whole hub down.
+    """
     found: dict[str, Any] = {}
     for ep in entry_points(group="leadhub.connectors"):
-        found[ep.name] = ep.load()
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a plugin's import error is its own, not the hub's
+            _BROKEN[ep.name] = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("leadhub.connectors").warning(
+                "connector %r could not be loaded: %s", ep.name, exc
+            )
     return found
 
 
 def get_connector(name: str) -> Any:
     connectors = load_connectors()
     if name not in connectors:
+        if name in _BROKEN:
+            raise ConfigError(
+                f"connector {name!r} is installed but failed to load: {_BROKEN[name]}"
+            )
         known = ", ".join(sorted(connectors)) or "none installed"
         raise ConfigError(f"unknown connector {name!r} (known: {known})")
     return connectors[name]
