@@ -8,7 +8,6 @@ and here. Connectors register under the entry-point group `leadhub.connectors`.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
