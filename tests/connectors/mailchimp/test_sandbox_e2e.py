@@ -1,0 +1,218 @@
+"""The Mailchimp connector against its sandbox over real HTTP: incremental engagement, write-back.
+
+The sandbox is mounted under its prefix, as `leadhub sandbox` serves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from connectors.mailchimp import (
+    MailchimpDestination,
+    MailchimpDestinationSettings,
+    MailchimpSource,
+    MailchimpSourceSettings,
+)
+from connectors.mailchimp.sandbox import (
+    LIST_ID,
+    MOUNT_PREFIX,
+    SANDBOX_API_KEY,
+    SANDBOX_OAUTH_TOKEN,
+    create_app,
+)
+from connectors.sandbox.server import serve
+from connectors.sandbox.world import World
+from core.ingest import IDENTITY
+from core.outbox import DestinationSettings, push
+from core.pipeline import pull_source
+from core.store import Store
+from tests.writeback.conftest import set_scores
+
+pytestmark = pytest.mark.e2e
+SMALL = World.build(seed=5, people=150)
+LARGE = World.build(seed=3, people=3000)  # about 2,100 Mailchimp members
+
+
+class Sandbox:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=f"{url}/__sandbox")
+
+    def state(self, **params: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self.http.get("/state", params=params).json()
+        return answer
+
+
+def running(world: World, **options: Any) -> Iterator[Sandbox]:
+    app = Starlette(routes=[Mount(MOUNT_PREFIX, app=create_app(world, **options))])
+    with serve(app) as root:
+        yield Sandbox(root + MOUNT_PREFIX)
+
+
+@pytest.fixture
+def small() -> Iterator[Sandbox]:
+    yield from running(SMALL, latency=0.001)
+
+
+@pytest.fixture
+def large() -> Iterator[Sandbox]:
+    yield from running(LARGE, latency=0.002)
+
+
+def source(url: str, **settings: Any) -> MailchimpSource:
+    block: dict[str, Any] = {"api_key": SANDBOX_API_KEY, "base_url": url, "list_ids": [LIST_ID],
+                             "lookback_days": 365, **settings}  # fmt: skip
+    if "access_token" in settings:
+        del block["api_key"], block["base_url"]
+    return MailchimpSource("mailchimp", MailchimpSourceSettings.model_validate(block),
+                           now=lambda: SMALL.now, sleep=lambda _: None)  # fmt: skip
+
+
+# -- source --------------------------------------------------------------------------------------
+
+
+def test_a_second_sync_after_new_activity_pulls_only_the_new_events(
+    store: Store, small: Sandbox
+) -> None:
+    first = pull_source(store, "mailchimp", source(small.url, overlap_seconds=0))
+    assert first.ok, first.error
+    assert first.counts.created > 100
+    served = small.state()["counters"]["activity_served"]
+    [one, two] = [p.email for p in SMALL.people if p.in_mailchimp and p.key not in SMALL.malformed][
+        :2
+    ]
+    titles = [c["title"] for c in small.state()["campaigns"]]
+    new = [{"email": one, "action": "open", "campaign": titles[0]},
+           {"email": one, "action": "click", "campaign": titles[0], "url": "https://example.com/pricing"},
+           {"email": two, "action": "open", "campaign": titles[-1]}]  # fmt: skip
+    assert small.http.post("/activity", json=new).status_code == 201
+    calls_before = small.state()["calls"]
+
+    again = pull_source(store, "mailchimp", source(small.url, overlap_seconds=0))
+    assert again.ok, again.error
+    assert (again.counts.created, again.counts.updated) == (3, 0)
+    state = small.state()
+    assert state["counters"]["activity_served"] - served == 3  # only the new events came back
+    key = "GET /3.0/reports/{campaign_id}/email-activity"
+    assert state["calls"][key] - calls_before[key] == len(titles)  # one page per campaign
+    with store.engine.connect() as conn:
+        kinds = conn.execute(sa.text(
+            "select type from activity where source = 'mailchimp' order by id desc limit 3"
+        )).scalars().all()  # fmt: skip
+    assert sorted(kinds) == ["email_clicked", "email_opened", "email_opened"]
+
+
+def test_the_default_overlap_rereads_but_stores_nothing_twice(store: Store, small: Sandbox) -> None:
+    assert pull_source(store, "mailchimp", source(small.url)).ok
+    again = pull_source(store, "mailchimp", source(small.url))
+    assert again.ok and (again.counts.created, again.counts.updated) == (0, 0)
+
+
+def test_oauth_finds_the_api_through_the_metadata_endpoint(store: Store, small: Sandbox) -> None:
+    oauth = source(small.url, access_token=SANDBOX_OAUTH_TOKEN,
+                   metadata_url=f"{small.url}/oauth2/metadata")  # fmt: skip
+    result = pull_source(store, "mailchimp", oauth)
+    assert result.ok, result.error
+    refused = source(small.url, access_token="revoked-token-123",
+                     metadata_url=f"{small.url}/oauth2/metadata")  # fmt: skip
+    failed = pull_source(store, "mailchimp", refused)
+    assert failed.error and "invalid_token" in failed.error
+    assert "sources.mailchimp.access_token" in failed.error
+
+
+def test_a_wrong_key_names_the_setting(store: Store, small: Sandbox) -> None:
+    result = pull_source(store, "mailchimp", source(small.url, api_key="ffff-us6"))
+    assert result.error and "API Key Invalid" in result.error
+    assert "`sources.mailchimp.api_key`" in result.error and "ffff-us6" not in result.error
+
+
+def test_429_and_bodiless_403_back_off_and_the_sync_completes(store: Store) -> None:
+    faults = [{"path": "/3.0/lists/*/members", "status": 429, "times": 2},
+              {"path": "/3.0/reports/*/email-activity", "status": 403, "body": "empty"},
+              {"path": "/3.0/campaigns", "status": 502, "body": "html"}]  # fmt: skip
+    for sandbox in running(SMALL, faults=faults):
+        result = pull_source(store, "mailchimp", source(sandbox.url))
+        assert result.ok, result.error
+        assert sandbox.state()["faults_left"] == []
+
+
+# -- destination -----------------------------------------------------------------------------------
+
+
+def destination(url: str, **config: Any) -> tuple[DestinationSettings, MailchimpDestination]:
+    cfg = DestinationSettings.model_validate({
+        "name": "mailchimp_out", "connector": "mailchimp", "system": "mailchimp",
+        "fields": {"total": "LSCORE", "tier": "tags"}, **config})  # fmt: skip
+    block = MailchimpDestinationSettings(api_key=SANDBOX_API_KEY, base_url=url, list_id=LIST_ID,
+                                         tag_prefix="score-")  # fmt: skip
+    return cfg, MailchimpDestination(cfg.name, block, cfg, sleep=lambda _: None)
+
+
+def mailchimp_leads(store: Store) -> list[int]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(
+            sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system == "mailchimp")
+            .order_by(IDENTITY.c.lead_id)).scalars())  # fmt: skip
+
+
+def test_2000_changed_members_take_4_batch_calls_and_a_tier_change_moves_the_tag(
+    store: Store, large: Sandbox
+) -> None:
+    members = source(large.url, campaign_unsubscribes=False)
+    pulled = pull_source(store, "mailchimp", members)
+    assert pulled.ok, pulled.error
+    leads = mailchimp_leads(store)[:2000]
+    assert len(leads) == 2000
+    set_scores(store, leads, 80)  # hot
+    cfg, mc = destination(large.url)
+
+    result = push(store, cfg, mc)
+    assert result.ok, result.error
+    assert result.accepted == 2000
+    state = large.state()
+    assert state["batch_sizes"] == [500, 500, 500, 500]
+    assert "LSCORE" in {f["tag"] for f in state["merge_fields"]}  # prepare() created it
+    assert state["rate_limited"] == 0 and state["max_in_flight"] <= 10
+    assert len(state["tag_events"]) == 2000
+
+    moved = leads[:3]
+    set_scores(store, moved, 20)  # hot → cold
+    result = push(store, cfg, mc)
+    assert result.ok and result.accepted == 3
+    state = large.state()
+    assert state["batch_sizes"][4:] == [3]
+    switches = state["tag_events"][2000:]
+    assert {(e["tag"], e["status"], e["is_syncing"]) for e in switches} == {
+        ("score-cold", "active", False), ("score-hot", "inactive", False)}  # fmt: skip
+    with store.engine.connect() as conn:
+        email = conn.execute(
+            sa.text("select email from lead where id = :i"), {"i": moved[0]}
+        ).scalar()
+    member = large.state(email=email)["member"]
+    assert [t["name"] for t in member["tags"]] == ["score-cold"]
+    assert member["merge_fields"]["LSCORE"] == 20
+
+
+def test_the_sandbox_refuses_an_eleventh_simultaneous_connection() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for sandbox in running(SMALL, latency=0.2):
+        url = f"{sandbox.url}/3.0/campaigns"
+
+        def call(_: int, url: str = url) -> httpx.Response:
+            return httpx.get(url, auth=("any", SANDBOX_API_KEY))
+
+        with ThreadPoolExecutor(15) as pool:
+            answers = list(pool.map(call, range(15)))
+        limited = [a for a in answers if a.status_code == 429]
+        assert limited and all(
+            a.headers["content-type"] == "application/problem+json" for a in limited
+        )
+        assert sandbox.state()["max_in_flight"] == 10
