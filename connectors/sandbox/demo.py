@@ -1,0 +1,82 @@
+"""Hub-file blocks that point each connector at its sandbox: what `leadhub demo` configures.
+
+Each entry gives the source and destination blocks of one vendor for a sandbox hub served at
+`base` (e.g. `http://127.0.0.1:8765`); vendors whose connector is not installed are left out.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+Blocks = tuple[dict[str, Any], dict[str, Any]]
+SCORE_FIELDS_MAILCHIMP = {"total": "LSCORE", "tier": "tags"}
+
+
+def _facebook(base: str) -> Blocks:
+    from connectors.facebook_leads.sandbox import ACCESS_TOKEN, APP_SECRET
+    from connectors.facebook_leads.sandbox_world import PAGE_ID
+
+    source = {
+        "connector": "facebook_leads",
+        "base_url": f"{base}/facebook_leads",
+        "page_id": PAGE_ID,
+        "access_token": ACCESS_TOKEN,
+        "app_secret": APP_SECRET,
+    }
+    return {"facebook": source}, {}
+
+
+def _mailchimp(base: str) -> Blocks:
+    from connectors.mailchimp.sandbox import SANDBOX_API_KEY
+
+    common = {"connector": "mailchimp", "api_key": SANDBOX_API_KEY, "base_url": f"{base}/mailchimp"}
+    source = {
+        **common,
+        "list_ids": ["a1b2c3d4e5"],
+        "lookback_days": 3650,
+        "ignore_merge_fields": ["LSCORE"],
+    }
+    destination = {
+        **common,
+        "list_id": "a1b2c3d4e5",
+        "system": "mailchimp",
+        "mode": "update",
+        "model": "default",
+        "fields": SCORE_FIELDS_MAILCHIMP,
+    }
+    return {"mailchimp": source}, {"mailchimp_scores": destination}
+
+
+def _from_sandbox(vendor: str) -> Callable[[str], Blocks]:
+    """Blocks from the connector's own `sandbox.demo_blocks(base_url)`."""
+
+    def blocks(base: str) -> Blocks:
+        module = importlib.import_module(f"connectors.{vendor}.sandbox")
+        result: Blocks = module.demo_blocks(f"{base}/{vendor}")
+        return result
+
+    return blocks
+
+
+VENDOR_BLOCKS: dict[str, Callable[[str], Blocks]] = {
+    "facebook_leads": _facebook,
+    "mailchimp": _mailchimp,
+    "hubspot": _from_sandbox("hubspot"),
+    "salesforce": _from_sandbox("salesforce"),
+}
+
+
+def hub_blocks(base: str, installed: list[str]) -> Blocks:
+    """Sources and destinations for every installed sandbox."""
+    sources: dict[str, Any] = {}
+    destinations: dict[str, Any] = {}
+    for vendor in installed:
+        try:
+            src, dst = VENDOR_BLOCKS[vendor](base)
+        except (ImportError, AttributeError):
+            continue  # the connector has no demo blocks yet
+        sources.update(src)
+        destinations.update(dst)
+    return sources, destinations
