@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +15,8 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL of the store; SQLite by default, `postgresql://…` for a team.
         broker_url: unset runs jobs in-process; `redis://…` runs them on dramatiq workers.
         config: path of the hub file.
+        api_token: bearer token of `leadhub serve`'s API and dashboard (`Authorization: Bearer`).
+        api_user, api_password: HTTP basic credentials of the same (what a browser prompts for).
     """
 
     model_config = SettingsConfigDict(env_prefix="LEADHUB_", extra="ignore")
@@ -22,3 +25,6 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     config: Path = Path("leadhub.yaml")
     log_level: str = "WARNING"
+    api_token: SecretStr | None = None
+    api_user: str | None = None
+    api_password: SecretStr | None = None
