@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,15 +89,12 @@ def main(
 
 
 def _setup_logging(level: str) -> None:
-    from core.http import RedactingFilter
+    from core.logs import make_handler
 
     logger = logging.getLogger("leadhub")
     logger.setLevel(level.upper())
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.addFilter(RedactingFilter())
-        logger.addHandler(handler)
+        logger.addHandler(make_handler("text"))
 
 
 def print_json(data: Any) -> None:
@@ -250,4 +246,5 @@ from core import (  # noqa: E402, F401
     cli_jobs,
     cli_push,
     cli_scores,
+    cli_serve,
 )

@@ -45,11 +45,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not when it was created.
+
+    A handler that kept the stream it started with would write into a closed one after a caller
+    (a test runner, an embedding application) swapped `sys.stderr`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def make_handler(fmt: LogFormat, stream: Any = None) -> logging.Handler:
     """A stderr handler with the chosen format and the secret-redacting filter."""
     from core.http import RedactingFilter
 
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())
     return handler

@@ -97,7 +97,8 @@ def test_a_second_scheduler_process_stays_idle_until_the_first_is_killed(
     killed = time.monotonic()
     token_2 = wait_for(lambda: (lock.holder() or token_1) != token_1 and lock.holder(), 10,
                        "the second scheduler to take the lock")  # fmt: skip
-    assert time.monotonic() - killed <= 2.0 + 2.0 / 5 + 0.5  # the lock's ttl + one poll
+    # the lock's ttl + one poll, with slack for a busy two-core machine
+    assert time.monotonic() - killed <= 2.0 + 2.0 / 5 + 1.5
     wait_for(
         lambda: {m.options["scheduled_by"] for m in queued(client)} == {token_1, token_2},
         3,

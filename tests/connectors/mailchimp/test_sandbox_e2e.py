@@ -203,7 +203,7 @@ def test_2000_changed_members_take_4_batch_calls_and_a_tier_change_moves_the_tag
 def test_the_sandbox_refuses_an_eleventh_simultaneous_connection() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    for sandbox in running(SMALL, latency=0.2):
+    for sandbox in running(SMALL, latency=1.0):
         url = f"{sandbox.url}/3.0/campaigns"
 
         def call(_: int, url: str = url) -> httpx.Response:
