@@ -156,4 +156,4 @@ def _serve_dashboard(store: Store, hub: Any) -> None:
     import uvicorn
 
     console.print("dashboard at http://127.0.0.1:8000/ (no auth: a local demo); Ctrl-C to stop")
-    uvicorn.run(web.create_app(store, hub, state.settings, require_auth=False), port=8000)
+    uvicorn.run(web.create_app(store, hub, state.settings, no_auth=True), port=8000)
