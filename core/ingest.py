@@ -25,7 +25,7 @@ from core.models import (
     table,
     utcnow,
 )
-from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email
+from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
 
 LEAD = table(Lead)
 IDENTITY = table(Identity)
@@ -83,8 +83,7 @@ class Ingest:
         by_email = self._leads_by_email([r.email for r in records if r.email])
         # New leads are created in email order so that concurrent pulls lock rows in one order.
         fresh = {r.email for r in records if r.email and r.external_id not in existing}
-        for email in sorted(fresh - by_email.keys()):
-            by_email[email] = self._new_lead(email)
+        by_email.update(self._new_leads(sorted(fresh - by_email.keys())))
         new_idents: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         touched: set[int] = set()
@@ -139,6 +138,34 @@ class Ingest:
             "seen_at": self.now,
             "deleted": rec.deleted,
         }
+
+    def _new_leads(self, emails: Sequence[str]) -> dict[str, int]:
+        """Create leads for `emails` (sorted) in batches; an email another pull created meanwhile
+        keeps that pull's lead."""
+        ids: dict[str, int] = {}
+        for chunk in _chunks(emails):
+            rows = [
+                {
+                    "email": email,
+                    "custom": {},
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                    "dirty": True,
+                }
+                for email in chunk
+            ]
+            insert = _dialect_insert(self.conn)(LEAD)
+            result = self.conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["email"]).returning(
+                    LEAD.c.id, LEAD.c.email
+                ),
+                rows,
+            )
+            ids.update({row.email: int(row.id) for row in result})
+            missing = [email for email in chunk if email not in ids]
+            if missing:
+                ids.update(self._leads_by_email(missing))
+        return ids
 
     def _new_lead(self, email: str | None) -> int:
         """Create a lead; when another pull created one with this email meanwhile, use that one."""
@@ -368,6 +395,9 @@ class Ingest:
         """Park invalid payloads; the same payload quarantined again is not stored twice."""
         if not items:
             return 0
+        items = [
+            type(i)(storable(i.raw), storable(i.reason), storable(i.record_ref)) for i in items
+        ]
         refs = sorted({i.record_ref[:255] for i in items})
         known: set[tuple[str, str]] = set()
         for chunk in _chunks(refs):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from connectors.base import Cursor, Invalid, Page
 from core.errors import SourceError
@@ -181,3 +183,25 @@ def test_failed_pull_resumes_to_same_store_as_clean_run(
     assert _snapshot(clean) == resumed
     assert clean.count("lead") == 25 and clean.count("activity") == 25
     clean.close()
+
+
+def test_two_pulls_meeting_on_the_same_new_people_make_one_lead_each(store: Store) -> None:
+    emails = [f"person{i}@example.com" for i in range(300)]
+
+    def pull(source: str) -> None:
+        ordered = emails if source == "fb" else list(reversed(emails))
+        for start in range(0, len(ordered), 50):
+            page = [lead(source, f"{source}-{e}", e) for e in ordered[start : start + 50]]
+            store.save_page(source, "leads", page, {"at": start})
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(pull, ["fb", "crm"]))
+
+    with store.begin() as conn:
+        rows = conn.execute(sa.text("SELECT email, COUNT(*) FROM lead GROUP BY email")).all()
+        idents = conn.execute(
+            sa.text("SELECT COUNT(DISTINCT lead_id), COUNT(*) FROM identity")
+        ).one()
+    assert sorted(email for email, _ in rows) == sorted(emails)
+    assert all(count == 1 for _, count in rows)
+    assert tuple(idents) == (300, 600)  # both sources' records sit on the same 300 leads
