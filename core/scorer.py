@@ -20,13 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.ingest import ACTIVITY, HISTORY, LEAD
-from core.models import Score, table, utcnow
+from core.models import PredictiveModel, Score, table, utcnow
 from core.records import LEAD_FIELDS
 from core.store import Store
 from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
 from scoring.model import ScoringModel, segment_matches
 
 SCORE = table(Score)
+PREDICTIVE = table(PredictiveModel)
 CHUNK = 1000
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")
@@ -102,6 +103,9 @@ PREDICTIVE_KEY = "predictive_version"
 
 def _predictive_model(store: Store) -> Any:
     """The latest trained predictive model, or None (then the `predictive` output stays empty)."""
+    with store.engine.connect() as conn:
+        if conn.execute(sa.select(PREDICTIVE.c.version).limit(1)).first() is None:
+            return None  # and scikit-learn (seconds to import) is never loaded
     from core.analytics import load_artefact
 
     return load_artefact(store)
