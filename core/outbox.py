@@ -136,7 +136,9 @@ def record_id_of(system: str) -> sa.ScalarSelect[Any]:
         sa.select(sa.func.min(IDENTITY.c.external_id))
         .where(
             IDENTITY.c.lead_id == OUTBOX.c.lead_id,
-            IDENTITY.c.system == system,
+            # Wrapped so that SQLite looks rows up by `lead_id`: on a bare `system = ?` it picks
+            # the (system, external_id) index and scans every identity of the system per row.
+            sa.func.coalesce(IDENTITY.c.system, "") == system,
             IDENTITY.c.deleted.is_(False),
         )
         .scalar_subquery()
