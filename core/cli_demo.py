@@ -84,6 +84,7 @@ def demo(
         from core.cli_scores import leads
 
         leads(top=top, model_name=None, as_of=None, as_json=False)
+        _show_landed(store, apps)
         _next_steps(target, store)
         if keep_serving:
             _serve_dashboard(store, hub)
@@ -127,6 +128,53 @@ def _push_all(store: Store, hub: Any) -> None:
                       str(result.calls), result.error or "")  # fmt: skip
     if hub.destinations:
         console.print(table)
+
+
+def _landed_on(vendor: str, app: Any, email: str) -> str:
+    """What the sandbox's record of `email` now holds in the fields leadhub writes."""
+    sandbox = app.state.sandbox
+    email = email.lower()
+    if vendor == "hubspot":
+        contact = sandbox.portal.by_email(email)
+        props = contact.properties if contact else {}
+        return ", ".join(f"{k}={v}" for k, v in sorted(props.items()) if k.startswith("leadhub"))
+    if vendor == "salesforce":
+        for record in sandbox.org.records.get("Lead", {}).values():
+            if (record.get("Email") or "").lower() == email:
+                if record.get("IsConverted"):
+                    return "converted lead: Salesforce refuses updates, so it is parked"
+                return ", ".join(
+                    f"{k}={v}"
+                    for k, v in record.items()
+                    if k.startswith("Lead_") and k.endswith("__c") and v not in (None, "")
+                )
+        return ""
+    if vendor == "mailchimp":
+        member = next(
+            (m for m in sandbox.audience.members.values() if m.email.lower() == email), None
+        )
+        if member is None:
+            return ""
+        score = member.merge_fields.get("LSCORE")
+        tags = ",".join(sorted(member.tags))
+        return f"LSCORE={score}" + (f", tags={tags}" if tags else "")
+    return ""
+
+
+def _show_landed(store: Store, apps: dict[str, Any], top: int = 5) -> None:
+    """The top leads as the sandbox CRM and email tool now hold them: proof the push landed."""
+    from core import store as queries
+
+    vendors = [v for v in ("hubspot", "salesforce", "mailchimp") if v in apps]
+    best = queries.ranked_leads(store, "default", top)
+    if not vendors or not best:
+        return
+    table = Table("email", *vendors, title="what landed on the sandbox records (top leads)")
+    for row in best:
+        email = row["email"] or ""
+        cells = [_landed_on(v, apps[v], email) or "[dim]not in this system[/dim]" for v in vendors]
+        table.add_row(email, *cells)
+    console.print(table)
 
 
 def _next_steps(target: Path, store: Store) -> None:

@@ -16,8 +16,12 @@ runner = CliRunner()
 def test_demo_runs_the_whole_loop_against_the_sandboxes(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--dir", str(tmp_path), "--port", "0", "--people", "120"])
     assert result.exit_code == 0, result.output
-    assert "pulled facebook" in result.output and "pulled mailchimp" in result.output
+    for vendor in ("hubspot", "salesforce", "facebook", "mailchimp"):
+        assert f"pulled {vendor}" in result.output
     assert "leads — model default" in result.output
+    # the CRM and email records themselves now carry the scores leadhub wrote
+    assert "what landed on the sandbox records" in result.output
+    assert "leadhub_score=" in result.output and "LSCORE=" in result.output
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'leadhub.db'}")
     with engine.connect() as conn:
         scored = conn.execute(sa.text("SELECT count(*) FROM score")).scalar_one()
