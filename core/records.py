@@ -151,8 +151,8 @@ class _Record(BaseModel):
 class LeadRecord(_Record):
     """A person as one source knows them."""
 
-    external_id: str = Field(min_length=1)
-    email: OptStr = None
+    external_id: str = Field(min_length=1, max_length=255)  # the store's column
+    email: OptStr = Field(default=None, max_length=320)  # the store's column
     phone: OptStr = None
     first_name: OptStr = None
     last_name: OptStr = None
@@ -179,7 +179,7 @@ class LeadRecord(_Record):
 class ActivityRecord(_Record):
     """Something a lead did, keyed by an id unique within its source."""
 
-    external_id: str = Field(min_length=1)
+    external_id: str = Field(min_length=1, max_length=255)  # the store's column
     lead: str = Field(min_length=1, description="the lead's external id in this source, or email")
     type: str
     occurred_at: UtcDatetime
@@ -196,7 +196,7 @@ class ActivityRecord(_Record):
 class OutcomeRecord(_Record):
     """What became of a lead in a CRM: feeds reports, backtests and the predictive model."""
 
-    external_id: str = Field(min_length=1)
+    external_id: str = Field(min_length=1, max_length=255)  # the store's column
     lead: str = Field(min_length=1)
     status: Literal["open", "converted", "won", "lost"]
     closed_at: OptUtcDatetime = None

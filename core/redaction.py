@@ -133,3 +133,6 @@ class RedactingFilter(logging.Filter):
 _LOG_FILTER = RedactingFilter()
 logging.getLogger("leadhub").addFilter(_LOG_FILTER)
 log.addFilter(_LOG_FILTER)
+# httpx logs every request at INFO with its full URL, query-string tokens included: redacted at
+# the source, so no handler (a root handler, an error tracker's) ever receives the raw value.
+logging.getLogger("httpx").addFilter(_LOG_FILTER)

@@ -109,10 +109,15 @@ def activity_properties(lead: Mapping[str, Any], form_name: str | None) -> dict[
 def lead_items(
     source: str, lead: Mapping[str, Any], form_name: str | None, settings: FacebookLeadsSettings
 ) -> list[Item]:
-    """The lead and its submission, or one `Invalid` naming the lead and the bad field."""
+    """The lead and its submission, or one `Invalid` naming the lead and the bad field.
+
+    A payload of the wrong shape (not an object, `field_data` not a list, …) is quarantined too.
+    """
+    if not isinstance(lead, Mapping):
+        return [Invalid(json.dumps(lead, default=str), "lead (no id): not a JSON object", "")]
     lead_id = str(lead.get("id") or "")
-    fields = {"channel": settings.channel, **lead_fields(lead, settings)}
     try:
+        fields = {"channel": settings.channel, **lead_fields(lead, settings)}
         record = LeadRecord(
             source=source, external_id=lead_id, updated_at=lead.get("created_time"), **fields
         )
@@ -126,5 +131,8 @@ def lead_items(
         )
     except ValidationError as exc:
         reason = f"lead {lead_id or '(no id)'}: {describe_validation_error(exc)}"
+        return [Invalid(json.dumps(lead, default=str), reason, lead_id)]
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+        reason = f"lead {lead_id or '(no id)'}: not a Graph lead ({type(exc).__name__}: {exc})"
         return [Invalid(json.dumps(lead, default=str), reason, lead_id)]
     return [record, activity]

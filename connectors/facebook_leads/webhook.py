@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from scoring.model import ScoringModel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+# Meta's deliveries are a few kB (batched changes included); a larger body is refused unread.
+MAX_BODY_BYTES = 1024 * 1024
 WEBHOOK_PATH = "/webhooks/facebook"
 HandleLeads = Callable[[str, Sequence[Item]], None]
 log = logging.getLogger("leadhub.connectors.facebook_leads")
@@ -89,7 +91,9 @@ def parse_delivery(body: bytes) -> list[LeadgenChange]:
     for entry in payload["entry"]:
         changes = entry.get("changes") if isinstance(entry, dict) else None
         for change in changes if isinstance(changes, list) else []:
-            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(change, dict):
+                continue
+            value = change.get("value")
             if change.get("field") != "leadgen" or not isinstance(value, dict):
                 continue
             if value.get("leadgen_id") is None:
@@ -161,10 +165,16 @@ class WebhookReceiver:
         source: the Lead Ads source whose settings (page, forms, secrets) and client are used.
         handle_leads: called with the source's name and the new leads' items, off the request.
         dedup: the de-duplication of lead ids; in memory by default.
+        max_body_bytes: a delivery larger than this is answered 413 without being read whole.
     """
 
     def __init__(
-        self, source: FacebookLeadsSource, handle_leads: HandleLeads, *, dedup: Dedup | None = None
+        self,
+        source: FacebookLeadsSource,
+        handle_leads: HandleLeads,
+        *,
+        dedup: Dedup | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         settings, where = source.settings, f"sources.{source.name}"
         if settings.app_secret is None or settings.verify_token is None:
@@ -175,6 +185,7 @@ class WebhookReceiver:
         self.source, self.handle_leads = source, handle_leads
         self.dedup: Dedup = dedup or SeenLeads()
         self.stats = ReceiverStats()
+        self.max_body_bytes = max_body_bytes
         self._secret = settings.app_secret.get_secret_value()
         self._verify_token = settings.verify_token.get_secret_value()
         self._busy = 0
@@ -184,7 +195,11 @@ class WebhookReceiver:
         """The ASGI endpoint: GET is the handshake, POST a delivery."""
         if request.method in ("GET", "HEAD"):
             return self._handshake(request)
-        body = await request.body()
+        body = await self._body(request)
+        if body is None:
+            self.stats.rejected += 1
+            log.warning("facebook webhook: refused a delivery over %d bytes", self.max_body_bytes)
+            return PlainTextResponse("payload too large", status_code=413)
         if not signature_ok(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
             self.stats.rejected += 1
             log.warning("facebook webhook: refused a delivery with a wrong or missing signature")
@@ -201,6 +216,18 @@ class WebhookReceiver:
             self._busy += 1
         task = BackgroundTask(self._process_accepted, new)
         return PlainTextResponse("EVENT_RECEIVED", background=task)
+
+    async def _body(self, request: Request) -> bytes | None:
+        """The raw body, or None as soon as it is known to be over `max_body_bytes`."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > self.max_body_bytes:
+                return None
+        return bytes(body)
 
     def _handshake(self, request: Request) -> Response:
         query = request.query_params

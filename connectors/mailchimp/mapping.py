@@ -56,7 +56,26 @@ def _address(value: Mapping[str, Any]) -> dict[str, Any]:
 def member_items(
     source: str, list_id: str, member: Mapping[str, Any], settings: MailchimpSourceSettings
 ) -> list[Item]:
-    """The lead record of one member, plus its status activity when it left or bounced."""
+    """The lead record of one member, plus its status activity when it left or bounced.
+
+    A member of the wrong shape (not an object, `merge_fields` not an object, …) is quarantined.
+    """
+    if not isinstance(member, Mapping):
+        return [Invalid(_raw(member), "not a member object", f"member {list_id}:")]
+    try:
+        return _member_items(source, list_id, member, settings)
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+        ref = f"member {list_id}:{member.get('id') or member.get('email_address')}"
+        return [Invalid(_raw(member), _shape_error(exc), ref)]
+
+
+def _shape_error(exc: Exception) -> str:
+    return f"not the documented shape ({type(exc).__name__}: {exc})"
+
+
+def _member_items(
+    source: str, list_id: str, member: Mapping[str, Any], settings: MailchimpSourceSettings
+) -> list[Item]:
     member_id = str(member.get("id") or "")
     ref = f"member {list_id}:{member_id or member.get('email_address')}"
     fields: dict[str, Any] = {}
@@ -103,7 +122,20 @@ def campaign_title(campaign: Mapping[str, Any]) -> str:
 
 
 def activity_items(source: str, campaign: Mapping[str, Any], row: Mapping[str, Any]) -> list[Item]:
-    """One activity per open, click and bounce of one recipient's email-activity row."""
+    """One activity per open, click and bounce of one recipient's email-activity row; a row of
+    the wrong shape is one quarantined item."""
+    try:
+        return _activity_items(source, campaign, row)
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+        ref = f"email activity {_get(campaign, 'id')}:{_get(row, 'email_id')}"
+        return [Invalid(_raw(row), _shape_error(exc), ref)]
+
+
+def _get(payload: Any, key: str) -> Any:
+    return payload.get(key) if isinstance(payload, Mapping) else None
+
+
+def _activity_items(source: str, campaign: Mapping[str, Any], row: Mapping[str, Any]) -> list[Item]:
     cid, email_id = str(campaign.get("id")), str(row.get("email_id") or "")
     lead = row.get("email_address") or email_id
     base = {"campaign": campaign_title(campaign), "campaign_id": cid}
@@ -132,7 +164,16 @@ def activity_items(source: str, campaign: Mapping[str, Any], row: Mapping[str, A
 
 
 def unsubscribe_item(source: str, campaign: Mapping[str, Any], row: Mapping[str, Any]) -> Item:
-    """An `unsubscribed` activity from one row of a campaign's unsubscribe report."""
+    """An `unsubscribed` activity from one row of a campaign's unsubscribe report (or the row,
+    quarantined, when it has the wrong shape)."""
+    try:
+        return _unsubscribe_item(source, campaign, row)
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+        ref = f"unsubscribe {_get(campaign, 'id')}:{_get(row, 'email_id')}"
+        return Invalid(_raw(row), _shape_error(exc), ref)
+
+
+def _unsubscribe_item(source: str, campaign: Mapping[str, Any], row: Mapping[str, Any]) -> Item:
     cid, email_id = str(campaign.get("id")), str(row.get("email_id") or "")
     key = f"{cid}:{email_id}:unsub:{row.get('timestamp')}"
     props = {"campaign": campaign_title(campaign), "campaign_id": cid, "via": "campaign"}
