@@ -27,12 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-import joblib
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
 
 from scoring.engine import OUTBOUND_TYPES, Activity
 from scoring.predictive_features import (
@@ -153,6 +148,8 @@ class Artefact:
         }
 
     def to_bytes(self) -> bytes:
+        import joblib
+
         buffer = io.BytesIO()
         joblib.dump(self, buffer, compress=3)
         return buffer.getvalue()
@@ -160,6 +157,8 @@ class Artefact:
     @staticmethod
     def from_bytes(data: bytes) -> Artefact:
         """Load an artefact this hub stored (joblib: only ever load your own bytes)."""
+        import joblib
+
         loaded = joblib.load(io.BytesIO(data))
         if not isinstance(loaded, Artefact) or loaded.format != FORMAT:
             raise ValueError("not a predictive model artefact of this leadhub version; run train")
@@ -186,6 +185,10 @@ def lead_features(row: LeadInput) -> dict[str, Any]:
 
 
 def _estimator(algorithm: Algorithm, seed: int) -> Any:
+    # scikit-learn takes seconds to import: only the commands that train or predict pay for it
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
     if algorithm == "logreg":
         return LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=1000)
     if algorithm == "gboost":
@@ -231,6 +234,8 @@ def train(
 
     Example: `train(rows, now=datetime.now(UTC)).cv_auc`
     """
+    from sklearn.metrics import roc_auc_score
+
     labels = [bool(r.converted) for r in rows if r.converted is not None]
     check_enough(labels, min_outcomes, folds)
     _estimator(algorithm, seed)  # an unknown algorithm fails before any work
@@ -269,6 +274,9 @@ def _cross_validate(
     exclude: frozenset[str],
 ) -> tuple[list[float], np.ndarray]:
     """Fold AUCs and out-of-fold probabilities; the features are learnt inside each fold."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
     oof = np.zeros(len(y))
     aucs = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
