@@ -78,7 +78,10 @@ def _to_utc(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=UTC)
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError) as exc:  # pydantic reports only ValueError as invalid
+            raise ValueError(f"not an epoch in range: {value!r:.40}") from exc
     if isinstance(value, str):
         text = value.replace("Z", "+00:00") if value.endswith("Z") else value
         try:
@@ -100,6 +103,8 @@ def _to_number(value: Any) -> Any:
             number = Decimal(text)
         except InvalidOperation as exc:
             raise ValueError(f"not a number: {value!r}") from exc
+        if not number.is_finite():  # `Infinity` would overflow int(), `sNaN` any comparison
+            raise ValueError(f"not a finite number: {value!r}")
         return int(number) if number == number.to_integral_value() else float(number)
     return value
 

@@ -48,9 +48,10 @@ class _Run:
     last_cursor: Cursor | None = None
 
 
-def _results(answer: Any) -> list[dict[str, Any]]:
-    results = (answer or {}).get("results") or []
-    return [r for r in results if isinstance(r, dict)]
+def _results(answer: Any) -> list[Any]:
+    """The page's results; one that is not an object is kept, to be quarantined by the mapping."""
+    results = (answer or {}).get("results") if isinstance(answer, dict) else None
+    return results if isinstance(results, list) else []
 
 
 def _next_after(answer: Any) -> str | None:
@@ -123,8 +124,12 @@ class ContactsStream:
             contacts = self._complete(_results(answer), self.search_chunks[1:])
             items: list[Item] = []
             for contact in contacts:
+                if not isinstance(contact, dict):
+                    items.extend(contact_items(self.source, contact, self.settings))
+                    continue  # quarantined by contact_items, with the reason
                 cid = str(contact.get("id") or "")
-                ms = epoch_ms((contact.get("properties") or {}).get("lastmodifieddate")
+                props = contact.get("properties")
+                ms = epoch_ms((props.get("lastmodifieddate") if isinstance(props, dict) else None)
                               or contact.get("updatedAt"))  # fmt: skip
                 if ms is not None and cid.isdigit():
                     last = (ms, int(cid))
@@ -173,21 +178,22 @@ class ContactsStream:
 
     # -- shared --------------------------------------------------------------------------------
 
-    def _complete(
-        self, contacts: list[dict[str, Any]], chunks: Sequence[list[str]]
-    ) -> list[dict[str, Any]]:
+    def _complete(self, contacts: list[Any], chunks: Sequence[list[str]]) -> list[Any]:
         """Add the properties of the further chunks to `contacts` (batch/read by id)."""
-        ids = [str(c["id"]) for c in contacts if c.get("id")]
+        ids = [str(c["id"]) for c in contacts if isinstance(c, dict) and c.get("id")]
         for chunk in chunks:
             if not ids:
                 break
             found = {str(r.get("id")): r.get("properties") or {}
                      for r in self.client.read_contacts(ids, chunk)}  # fmt: skip
             for contact in contacts:
+                if not isinstance(contact, dict):
+                    continue
                 extra = found.get(str(contact.get("id")))
-                if extra:
-                    contact["properties"] = {**(contact.get("properties") or {}), **extra}
+                props = contact.get("properties") or {}
+                if extra and isinstance(extra, dict) and isinstance(props, dict):
+                    contact["properties"] = {**props, **extra}
         return contacts
 
-    def _items(self, contacts: list[dict[str, Any]]) -> list[Item]:
+    def _items(self, contacts: list[Any]) -> list[Item]:
         return [i for c in contacts for i in contact_items(self.source, c, self.settings)]

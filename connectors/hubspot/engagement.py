@@ -76,7 +76,7 @@ class ArchivedStream:
             answer = self.client.list_contacts(ARCHIVED_PROPERTIES, after, archived=True)
             items: list[Item] = []
             for contact in _results(answer):
-                ms = epoch_ms(contact.get("archivedAt"))
+                ms = epoch_ms(contact.get("archivedAt")) if isinstance(contact, dict) else None
                 if floor is not None and ms is not None and ms < floor:
                     continue
                 newest[0] = max(newest[0] or 0, ms or 0)
@@ -163,7 +163,11 @@ class FormSubmissionsStream:
             items: list[Item] = []
             older = False
             for submission in _results(answer):
-                ms = epoch_ms(submission.get("submittedAt"))
+                ms = (
+                    epoch_ms(submission.get("submittedAt"))
+                    if isinstance(submission, dict)
+                    else None
+                )
                 if floor is not None and ms is not None and ms < floor:
                     older = True  # newest first: the rest is older still
                     break

@@ -5,8 +5,9 @@ A Lead or Contact is a `LeadRecord` keyed by its record Id; a row `queryAll` ret
 converted Lead also gives an `OutcomeRecord` keyed by the Lead Id: `won` or `lost` once its
 converted Opportunity is closed (`IsWon`, `Amount`, `CloseDate`), else `converted`
 (`ConvertedDate`). Activities are keyed `<row Id>:<type>`, so a re-read is an upsert and a webinar
-member keeps both its registration and its attendance. A row that fails validation becomes
-`Invalid` and goes to quarantine.
+member keeps both its registration and its attendance. A row that fails validation, or is not of
+the documented shape (not an object, a list where the Campaign belongs, …), becomes `Invalid` and
+goes to quarantine with a reason naming the row and the field.
 """
 
 from __future__ import annotations
@@ -76,6 +77,44 @@ def _raw(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, default=str)
 
 
+# What a row of an unexpected shape raises when read as the documented one.
+_SHAPE_ERRORS = (TypeError, AttributeError, ValueError, OverflowError, OSError, ArithmeticError)
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a reason: `null`, `a number`, `a list`, …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _invalid(payload: Any, ref: str, problem: str) -> Invalid:
+    """A row of the wrong shape, quarantined: the reason names the row and the field."""
+    return Invalid(_raw(payload), f"{ref}: {problem}", ref)
+
+
+def _not_object(payload: Any, ref: str, what: str) -> Invalid:
+    return _invalid(payload, ref, f"{_kind(payload)}, not {what}")
+
+
+def _shape_error(exc: Exception) -> str:
+    text = str(exc)
+    text = text if len(text) <= 120 else f"{text[:119]}…"
+    return f"not the documented shape ({type(exc).__name__}: {text})"
+
+
+def _ref(sobject: str, row: Mapping[str, Any]) -> str:
+    return f"{sobject} {row.get('Id') or '(no Id)'}"
+
+
 def _build(
     kind: type[LeadRecord] | type[ActivityRecord] | type[OutcomeRecord],
     ref: str,
@@ -103,7 +142,25 @@ def person_items(
     settings: SalesforceSettings,
     opportunities: Mapping[str, Mapping[str, Any]],
 ) -> list[Item]:
-    """The lead record of a Lead or Contact row, plus the outcome of a converted Lead."""
+    """The lead record of a Lead or Contact row, plus the outcome of a converted Lead.
+
+    A row of the wrong shape (not an object, …) is one `Invalid`.
+    """
+    if not isinstance(row, Mapping):
+        return [_not_object(row, f"{sobject} (no Id)", f"a {sobject} object")]
+    try:
+        return _person_items(source, sobject, row, settings, opportunities)
+    except _SHAPE_ERRORS as exc:
+        return [_invalid(row, _ref(sobject, row), _shape_error(exc))]
+
+
+def _person_items(
+    source: str,
+    sobject: str,
+    row: Mapping[str, Any],
+    settings: SalesforceSettings,
+    opportunities: Mapping[str, Mapping[str, Any]],
+) -> list[Item]:
     record_id = str(row.get("Id") or "")
     ref = f"{sobject} {record_id or '(no Id)'}"
     fields = {name: _first(row, names) for name, names in _PERSON[sobject].items()}
@@ -137,7 +194,26 @@ def person_items(
 def outcome_item(
     source: str, lead: Mapping[str, Any], opportunity: Mapping[str, Any] | None
 ) -> Item:
-    """What became of a converted Lead: its Opportunity's result once closed, else converted."""
+    """What became of a converted Lead: its Opportunity's result once closed, else converted.
+
+    A Lead or Opportunity row of the wrong shape (not an object, …) is an `Invalid`.
+    """
+    payload = {"lead": lead, "opportunity": opportunity}
+    if not isinstance(lead, Mapping):
+        return _not_object(payload, "Lead (no Id) outcome", "a Lead object")
+    ref = f"{_ref('Lead', lead)} outcome"
+    if opportunity is not None and not isinstance(opportunity, Mapping):
+        problem = f"ConvertedOpportunityId: the Opportunity is {_kind(opportunity)}, not an object"
+        return _invalid(payload, ref, problem)
+    try:
+        return _outcome_item(source, lead, opportunity)
+    except _SHAPE_ERRORS as exc:
+        return _invalid(payload, ref, _shape_error(exc))
+
+
+def _outcome_item(
+    source: str, lead: Mapping[str, Any], opportunity: Mapping[str, Any] | None
+) -> Item:
     lead_id = str(lead.get("Id") or "")
     status, closed_at, amount = "converted", lead.get("ConvertedDate"), None
     if opportunity is not None:
@@ -160,8 +236,27 @@ def campaign_member_items(
 
     Webinar campaigns: a member registered (`CreatedDate`) and, once responded, attended
     (`FirstRespondedDate`). Other campaigns: a response only, as `form_submitted` for the
-    campaign types in `form_campaign_types`, else `custom:campaign_response`.
+    campaign types in `form_campaign_types`, else `custom:campaign_response`. A member row or
+    Campaign of the wrong shape (not an object, …) is one `Invalid`.
     """
+    if not isinstance(row, Mapping):
+        return [_not_object(row, "CampaignMember (no Id)", "a CampaignMember object")]
+    ref = _ref("CampaignMember", row)
+    if campaign is not None and not isinstance(campaign, Mapping):
+        problem = f"CampaignId: the Campaign is {_kind(campaign)}, not an object"
+        return [_invalid({"member": row, "campaign": campaign}, ref, problem)]
+    try:
+        return _campaign_member_items(source, row, campaign, settings)
+    except _SHAPE_ERRORS as exc:
+        return [_invalid(row, ref, _shape_error(exc))]
+
+
+def _campaign_member_items(
+    source: str,
+    row: Mapping[str, Any],
+    campaign: Mapping[str, Any] | None,
+    settings: SalesforceSettings,
+) -> list[Item]:
     member_id = str(row.get("Id") or "")
     person = row.get("LeadId") or row.get("ContactId")
     if not person:
@@ -197,7 +292,19 @@ def campaign_member_items(
 
 
 def task_items(source: str, row: Mapping[str, Any]) -> list[Item]:
-    """A completed Task: `custom:call_completed` for calls, else `custom:task_completed`."""
+    """A completed Task: `custom:call_completed` for calls, else `custom:task_completed`.
+
+    A row of the wrong shape (not an object, …) is one `Invalid`.
+    """
+    if not isinstance(row, Mapping):
+        return [_not_object(row, "Task (no Id)", "a Task object")]
+    try:
+        return _task_items(source, row)
+    except _SHAPE_ERRORS as exc:
+        return [_invalid(row, _ref("Task", row), _shape_error(exc))]
+
+
+def _task_items(source: str, row: Mapping[str, Any]) -> list[Item]:
     task_id, person = str(row.get("Id") or ""), row.get("WhoId")
     if not person or not row.get("IsClosed"):
         return []
@@ -231,7 +338,19 @@ def task_items(source: str, row: Mapping[str, Any]) -> list[Item]:
 
 
 def event_items(source: str, row: Mapping[str, Any]) -> list[Item]:
-    """A meeting: `meeting_booked` when created; a deleted Event adds `meeting_cancelled`."""
+    """A meeting: `meeting_booked` when created; a deleted Event adds `meeting_cancelled`.
+
+    A row of the wrong shape (not an object, …) is one `Invalid`.
+    """
+    if not isinstance(row, Mapping):
+        return [_not_object(row, "Event (no Id)", "an Event object")]
+    try:
+        return _event_items(source, row)
+    except _SHAPE_ERRORS as exc:
+        return [_invalid(row, _ref("Event", row), _shape_error(exc))]
+
+
+def _event_items(source: str, row: Mapping[str, Any]) -> list[Item]:
     event_id, person = str(row.get("Id") or ""), row.get("WhoId")
     if not person:
         return []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import Invalid, Item, SourceContext
@@ -189,26 +189,27 @@ def _optional(module: str) -> Any:
     return pytest.importorskip(module, reason=f"{module} is not installed")
 
 
-CONTACT = objects(id=st.from_regex(r"\A[0-9]{1,12}\Z"), properties=st.dictionaries(
+CONTACT = records(id=st.from_regex(r"\A[0-9]{1,12}\Z"), properties=st.dictionaries(
     st.sampled_from(["email", "firstname", "lastname", "lifecyclestage", "hs_lead_status",
                      "numberofemployees", "annualrevenue", "lastmodifieddate",
                      "hs_merged_object_ids", "hs_analytics_source", "closedate"]),
     JSON, max_size=8), updatedAt=TIMES, archivedAt=TIMES)  # fmt: skip
-EMAIL_EVENT = objects(id=TEXT, type=st.sampled_from(["OPEN", "CLICK", "STATUSCHANGE", "BOUNCE"]),
+EMAIL_EVENT = records(id=TEXT, type=st.sampled_from(["OPEN", "CLICK", "STATUSCHANGE", "BOUNCE"]),
                       recipient=EMAILS, created=st.integers(), emailCampaignId=st.integers(),
                       url=TEXT, subscriptions=JSON, filteredEvent=st.booleans())  # fmt: skip
-SUBMISSION = objects(conversionId=TEXT, submittedAt=st.integers(), pageUrl=TEXT,
+SUBMISSION = records(conversionId=TEXT, submittedAt=st.integers(), pageUrl=TEXT,
                      values=st.lists(records(name=st.just("email"), value=EMAILS)))  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connectors/hubspot/mapping.py crashes instead of quarantining: parse_time raises "
-    "OverflowError on an out-of-range epoch (`submittedAt`, `created`, `archivedAt`), and "
-    "form_submission_items iterates a `values` of any type (TypeError on a number)",
-)
 @FUZZ_FAST
 @given(contact=CONTACT, event=EMAIL_EVENT, submission=SUBMISSION, deleted=st.booleans())
+@example(contact=None, event=[], submission=7, deleted=False)  # not objects at all
+@example(  # epochs past year 9999, and a number where the list of values belongs
+    contact={"id": "1", "properties": {}, "archivedAt": 2**63},
+    event={"id": "e1", "type": "OPEN", "recipient": "ann@example.com", "created": 10**20},
+    submission={"conversionId": "c1", "submittedAt": 10**20, "values": 5},
+    deleted=True,
+)
 def test_hubspot_records_are_parsed_or_quarantined(
     store: Store, contact: Any, event: Any, submission: Any, deleted: bool
 ) -> None:
@@ -225,32 +226,51 @@ def test_hubspot_records_are_parsed_or_quarantined(
         check(call(), store, "hs")
 
 
-SF_PERSON = objects(Id=st.from_regex(r"\A00Q[0-9A-Za-z]{15}\Z"), Email=EMAILS, FirstName=TEXT,
+SF_PERSON = records(Id=st.from_regex(r"\A00Q[0-9A-Za-z]{15}\Z"), Email=EMAILS, FirstName=TEXT,
                     LastName=TEXT, Company=TEXT, Title=TEXT, NumberOfEmployees=st.integers(),
                     AnnualRevenue=st.floats(), Country=TEXT, City=TEXT, LeadSource=TEXT,
                     Status=TEXT, IsConverted=st.booleans(), ConvertedOpportunityId=TEXT,
                     LastModifiedDate=TIMES, SystemModstamp=TIMES, IsDeleted=st.booleans(),
                     attributes=records(type=st.just("Lead")))  # fmt: skip
-SF_ACTIVITY = objects(Id=TEXT, WhoId=TEXT, Subject=TEXT, ActivityDate=TIMES, CreatedDate=TIMES,
+SF_ACTIVITY = records(Id=TEXT, WhoId=TEXT, Subject=TEXT, ActivityDate=TIMES, CreatedDate=TIMES,
                       TaskSubtype=st.sampled_from(["Email", "Call", "Task"]), Type=TEXT,
                       StartDateTime=TIMES, Who=records(Email=EMAILS))  # fmt: skip
-SF_MEMBER = objects(Id=TEXT, LeadId=TEXT, ContactId=TEXT, HasResponded=st.booleans(),
+SF_MEMBER = records(Id=TEXT, LeadId=TEXT, ContactId=TEXT, HasResponded=st.booleans(),
                     CreatedDate=TIMES, FirstRespondedDate=TIMES, CampaignId=TEXT, Status=TEXT,
                     Lead=records(Email=EMAILS), Contact=records(Email=EMAILS))  # fmt: skip
+SF_CAMPAIGN = st.one_of(
+    st.none(), records(Id=TEXT, Name=TEXT, Type=st.sampled_from(["Webinar", "Web", "Email"]))
+)
+SF_OPPORTUNITY = st.one_of(st.none(), records(Id=TEXT, IsClosed=st.booleans(), IsWon=st.booleans(),
+                                              Amount=st.floats(), CloseDate=TIMES))  # fmt: skip
 
 
 @FUZZ_FAST
-@given(person=SF_PERSON, activity=SF_ACTIVITY, member=SF_MEMBER,
-       campaign=st.one_of(st.none(), objects(Id=TEXT, Name=TEXT, Type=TEXT)))  # fmt: skip
+@given(person=SF_PERSON, activity=SF_ACTIVITY, member=SF_MEMBER, campaign=SF_CAMPAIGN,
+       opportunity=SF_OPPORTUNITY)  # fmt: skip
+@example(person=None, activity=[], member=None, campaign=None, opportunity=None)
+@example(  # a list where the Campaign and the Opportunity belong; an epoch past year 9999
+    person={
+        "Id": "00Q000000000000001",
+        "IsConverted": True,
+        "ConvertedOpportunityId": "006",
+        "SystemModstamp": 2**63,
+    },
+    activity=7,
+    member={"Id": "00v1", "LeadId": "00Q1", "HasResponded": True, "CampaignId": "701"},
+    campaign=[{"Id": "701", "Type": "Webinar"}],
+    opportunity=[{"Id": "006", "IsClosed": True}],
+)
 def test_salesforce_records_are_parsed_or_quarantined(
-    store: Store, person: Any, activity: Any, member: Any, campaign: Any
+    store: Store, person: Any, activity: Any, member: Any, campaign: Any, opportunity: Any
 ) -> None:
     mapping = _optional("connectors.salesforce.mapping")
     sf_settings = _optional("connectors.salesforce.settings").SalesforceSettings(
         client_id="c", client_secret="s", refresh_token="r"
     )
     calls: list[Callable[[], list[Item]]] = [
-        lambda: mapping.person_items("sf", "Lead", person, sf_settings, {}),
+        lambda: mapping.person_items("sf", "Lead", person, sf_settings, {"006": opportunity}),
+        lambda: [mapping.outcome_item("sf", person, opportunity)],
         lambda: mapping.task_items("sf", activity),
         lambda: mapping.event_items("sf", activity),
         lambda: mapping.campaign_member_items("sf", member, campaign, sf_settings),
