@@ -9,7 +9,6 @@ into the tables (not through a pull) so that generating a large store takes seco
 from __future__ import annotations
 
 import random
-import resource
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.memory import peak_mb
 from core import scorer
 from core.ingest import ACTIVITY, LEAD
 from core.records import ActivityRecord
@@ -155,7 +155,7 @@ def run(
     run_one = scorer.score(store, models, now=NOW)
     incremental = time.perf_counter() - started
     assert run_one.leads == 1, run_one
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_mb()
     store.close()
     return RescoreFigures(
         store.dialect,

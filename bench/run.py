@@ -11,14 +11,18 @@ import json
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SIZES = {
-    "small": {"leads": 100_000, "per_lead": 10, "pull_records": 20_000, "webhooks": 200},
-    "large": {"leads": 1_000_000, "per_lead": 10, "pull_records": 1_000_000, "webhooks": 200},
-}
+SIZES: dict[str, dict[str, int]] = {
+    "small": {"leads": 100_000, "per_lead": 10, "pull_records": 10_000, "push_leads": 1000,
+              "webhooks": 200, "memory_records": 100_000},
+    "large": {"leads": 1_000_000, "per_lead": 10, "pull_records": 100_000, "push_leads": 1000,
+              "webhooks": 200, "memory_records": 1_000_000},
+}  # fmt: skip
+SECTIONS = ("rescore", "pull", "push", "webhook", "memory")  # in the order they run
 
 
 def machine() -> dict[str, Any]:
@@ -32,19 +36,20 @@ def machine() -> dict[str, Any]:
 
 
 def rescore_section(size: str, pg_url: str | None) -> list[dict[str, Any]]:
+    """Each backend in a process of its own, so `peak_rss_mb` is the rescore's alone."""
+    from bench.memory import isolated
     from bench.rescore import as_dict, run
 
     spec = SIZES[size]
     rows = []
     with tempfile.TemporaryDirectory(prefix="leadhub-bench-") as tmp:
-        rows.append(
-            as_dict(run(f"sqlite:///{Path(tmp) / 'bench.db'}", spec["leads"], spec["per_lead"]))
-        )
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        rows.append(as_dict(isolated(run, url, spec["leads"], spec["per_lead"])))
     if pg_url:
         from bench.pg import fresh_schema
 
         with fresh_schema(pg_url) as url:
-            rows.append(as_dict(run(url, spec["leads"], spec["per_lead"])))
+            rows.append(as_dict(isolated(run, url, spec["leads"], spec["per_lead"])))
     return rows
 
 
@@ -58,24 +63,30 @@ def run_all(
     registry: dict[str, Callable[[], Any]] = {
         "rescore": lambda: rescore_section(size, pg_url),
     }
-    for name, loader in _optional_sections(size).items():
+    result: dict[str, Any] = {"size": size, "machine": machine(), "sections": {}, "seconds": {}}
+    for name, loader in _optional_sections(size, result["sections"]).items():
         registry[name] = loader
-    result: dict[str, Any] = {"size": size, "machine": machine(), "sections": {}}
     for name, fn in registry.items():
         if sections and name not in sections:
             continue
+        started = time.perf_counter()
         try:
             value = fn()
         except ModuleNotFoundError as exc:
             value = {"skipped": f"not available: {exc.name} is not installed"}
         result["sections"][name] = value
+        result["seconds"][name] = round(time.perf_counter() - started, 1)
         if echo:
             echo(name, value)
     return result
 
 
-def _optional_sections(size: str) -> dict[str, Callable[[], Any]]:
-    """Sections that need the vendor sandboxes; each imports what it needs when run."""
+def _optional_sections(size: str, done: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """Sections that need the vendor sandboxes; each imports what it needs when run.
+
+    `done` holds the sections already run: the memory section reuses the rescore's peak and
+    pulls from the vendor the pull section found fastest.
+    """
     spec = SIZES[size]
 
     def pull() -> Any:
@@ -86,14 +97,22 @@ def _optional_sections(size: str) -> dict[str, Callable[[], Any]]:
     def push() -> Any:
         from bench.push import run as push_run
 
-        return push_run()
+        return push_run(spec["push_leads"])
 
     def webhook() -> Any:
         from bench.webhook import run as webhook_run
 
         return webhook_run(spec["webhooks"])
 
-    return {"pull": pull, "push": push, "webhook": webhook}
+    def memory() -> Any:
+        from bench.memory import run as memory_run
+        from bench.pull import fastest
+
+        pulled = done.get("pull")
+        vendor = fastest(pulled) if isinstance(pulled, list) else None
+        return memory_run(spec["memory_records"], vendor or "mailchimp", done.get("rescore"))
+
+    return {"pull": pull, "push": push, "webhook": webhook, "memory": memory}
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
