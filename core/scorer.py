@@ -92,13 +92,17 @@ def score(
         for model in models:
             store.set_meta(_hash_key(model), model.content_hash, conn)
         store.set_meta(PREDICTIVE_KEY, version, conn)
-        _drop_removed_models(conn, models)
+        names = ",".join(sorted(m.name for m in models))
+        if store.get_meta(MODELS_KEY) != names:  # a scan of every score: only when models change
+            _drop_removed_models(conn, models)
+            store.set_meta(MODELS_KEY, names, conn)
     counts.updated, counts.unchanged = run.changed, run.leads - run.changed
     store.finish_run(run_id, counts, "ok")
     return run
 
 
 PREDICTIVE_KEY = "predictive_version"
+MODELS_KEY = "scored_models"
 
 
 def _predictive_model(store: Store) -> Any:
@@ -126,8 +130,14 @@ def _predictions(
 
 
 def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> None:
+    """Scores of models no longer in the file go, and so does their hash: a model put back later
+    is new again and scores everyone."""
+    from core.store import META
+
     names = [m.name for m in models]
     conn.execute(SCORE.delete().where(SCORE.c.model.not_in(names)))
+    kept = [_hash_key(m) for m in models]
+    conn.execute(META.delete().where(META.c.key.like("model_hash:%"), META.c.key.not_in(kept)))
 
 
 def load_inputs(

@@ -121,3 +121,20 @@ def test_history_records_changes_and_qualified_event(store: Store) -> None:
     assert lead is not None
     rows = queries.lead_history(store, lead["id"])
     assert [(r["total"], r["event"]) for r in rows] == [(20, None), (70, "qualified")]
+
+
+def test_a_model_taken_out_of_the_file_loses_its_scores_and_a_new_one_gains_them(
+    store: Store,
+) -> None:
+    seed(store)
+    second = parse_models(
+        {"models": [{"name": "partners", "fit": {"rules": [
+            {"name": "Director", "field": "job_title", "matches": "(?i)director", "points": 5}
+        ]}}]}
+    )  # fmt: skip
+    scorer.score(store, [*model(), *second], now=NOW)
+    assert {r["model"] for r in queries.lead_scores(store, 1)} == {"default", "partners"}
+    scorer.score(store, model(), now=NOW)  # partners removed from the model file
+    assert {r["model"] for r in queries.lead_scores(store, 1)} == {"default"}
+    scorer.score(store, [*model(), *second], now=NOW)  # and put back
+    assert {r["model"] for r in queries.lead_scores(store, 1)} == {"default", "partners"}
