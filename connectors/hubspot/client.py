@@ -320,6 +320,23 @@ class HubSpotClient:
             raise
         return found if isinstance(found, dict) else None
 
+    def read_properties(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Definitions of `names` in one `properties/contacts/batch/read` call, by name.
+
+        A name missing from the answer's `results` does not exist (the errors of a 207 are
+        not needed to tell which).
+        """
+        if not names:
+            return {}
+        body = {"archived": False, "inputs": [{"name": n} for n in names]}
+        answer = self.call("POST", f"{self.paths.properties()}/batch/read", json=body)
+        results = (answer or {}).get("results") if isinstance(answer, dict) else None
+        return {
+            str(r["name"]): r
+            for r in results or []
+            if isinstance(r, dict) and r.get("name") in names
+        }
+
     def create(self, path: str, body: dict[str, Any]) -> bool:
         """POST a definition; False when it already exists (409 CONFLICT)."""
         try:

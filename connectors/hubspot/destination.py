@@ -1,9 +1,13 @@
 """Scores into HubSpot contact properties; follow-up tasks for qualified leads.
 
-- `prepare()` reads each mapped property and creates the missing ones in the `property_group`
-  group (number for scores, enumeration for the tier, string, bool, datetime), treating 409 as
-  "someone made it meanwhile"; a property of a type that cannot hold the output is a ConfigError.
-  HubSpot's own score properties (`hubspotscore`, `hs_*`) are refused: the score lives apart.
+- `prepare()` reads the mapped properties (one `batch/read` call) and creates the missing ones in
+  the `property_group` group (number for scores, enumeration for the tier, string, bool,
+  datetime), treating 409 as "someone made it meanwhile"; a property of a type that cannot hold
+  the output is a ConfigError. HubSpot's own score properties (`hubspotscore`, `hs_*`) are
+  refused: the score lives apart. A successful check is remembered for `property_check_hours`
+  (`connectors.hubspot.checked`), so later pushes make no property calls; a write answered with
+  "property does not exist" (or an unknown enumeration option) for a mapped property forgets it,
+  and its records are retried after the next push has checked (and recreated) the properties.
 - `write()` sends `batch/update` by record id (100 per call) and, for `mode: upsert`, `batch/upsert`
   by email for records without an id (contacts archived in HubSpot are not recreated). A 207
   multi-status answer is read per record: errors are matched by `objectWriteTraceId` (the lead
@@ -25,6 +29,7 @@ from typing import Any, Literal
 import httpx
 
 from connectors.base import QualifiedItem, WriteItem, WriteOutcome
+from connectors.hubspot.checked import PropertyCheck, fingerprint
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.source import default_token_file
@@ -111,6 +116,18 @@ class HubSpotDestination:
             clock=clock, budget=budget,
         )  # fmt: skip
         self.options: dict[str, list[dict[str, Any]]] = {}  # enumeration property → its options
+        self.checked = PropertyCheck(
+            base_dir / ".leadhub", self._fingerprint(), settings.property_check_hours, clock
+        )
+
+    def _fingerprint(self) -> str:
+        """The portal and the properties checked: change either and the next push checks again."""
+        s = self.settings
+        return fingerprint({
+            "base_url": s.base_url, "api_version": s.api_version, "account": s.account_key(),
+            "group": s.property_group, "tier_options": s.tier_options,
+            "properties": sorted([p, OUTPUT_TYPES[o][0]] for o, p in self.config.fields.items()),
+        })  # fmt: skip
 
     def _check_config(self) -> None:
         for output, prop in self.config.fields.items():
@@ -128,10 +145,15 @@ class HubSpotDestination:
     # -- prepare -------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Check each mapped property; create the missing ones in the leadhub group."""
+        """Check the mapped properties (unless a check holds); create the missing ones."""
+        remembered = self.checked.recall()
+        if remembered is not None:
+            self.options = remembered
+            return
         group_ready = False
+        existing = self.client.read_properties(list(dict.fromkeys(self.config.fields.values())))
         for output, prop in self.config.fields.items():
-            found = self.client.get_property(prop)
+            found = existing.get(prop)
             if found is None:
                 if not group_ready:
                     self._ensure_group()
@@ -142,7 +164,9 @@ class HubSpotDestination:
                 if found is None:
                     raise ConfigError(f"destinations.{self.name}.fields.{output}: HubSpot said "
                                       f"{prop!r} exists but does not return it")  # fmt: skip
+                existing[prop] = found
             self._check_property(output, prop, found)
+        self.checked.remember(self.options)
 
     def _ensure_group(self) -> None:
         group = self.settings.property_group
@@ -184,8 +208,13 @@ class HubSpotDestination:
             new = sorted({hubspot_value(i.values.get(prop)) for i in batch} - known - {""})
             if new:
                 options.extend(_option(v, len(options) + n) for n, v in enumerate(new, 1))
-                self.client.call("PATCH", f"{self.client.paths.properties()}/{prop}",
-                                 json={"options": options})  # fmt: skip
+                try:
+                    self.client.call("PATCH", f"{self.client.paths.properties()}/{prop}",
+                                     json={"options": options})  # fmt: skip
+                except RequestRejected:
+                    self.checked.forget()  # the property changed under us: check it again
+                    raise
+                self.checked.remember(self.options, keep_time=True)
 
     # -- write ---------------------------------------------------------------------------------
 
@@ -236,6 +265,10 @@ class HubSpotDestination:
         try:
             body = self.client.batch_write(kind, inputs)
         except RequestRejected as exc:
+            if self._forget_if_stale([_parsed(exc.body)]):
+                # the whole batch fails alike: no use sending it record by record
+                reason = f"{vendor_reason(exc.body)} (properties are checked again next push)"
+                return {i.lead_id: WriteOutcome(i.lead_id, "retry", reason=reason) for i in items}
             if len(items) == 1:
                 return {
                     items[0].lead_id: WriteOutcome(
@@ -246,7 +279,21 @@ class HubSpotDestination:
             for one, item in zip(inputs, items, strict=True):
                 outcomes.update(self._send(kind, [one], [item]))
             return outcomes
-        return read_batch(items, inputs, body if isinstance(body, dict) else {})
+        answer = body if isinstance(body, dict) else {}
+        self._forget_if_stale([e for e in answer.get("errors") or [] if isinstance(e, dict)])
+        return read_batch(items, inputs, answer, stale=self._names_mine)
+
+    def _names_mine(self, error: dict[str, Any]) -> bool:
+        """Whether an error says a mapped property is gone (or lacks the option written)."""
+        return bool(stale_properties(error) & set(self.config.fields.values()))
+
+    def _forget_if_stale(self, errors: Sequence[dict[str, Any]]) -> bool:
+        """Forget the property check when an error names a mapped property as gone, so that
+        the next push checks (and recreates) the properties; True when one did."""
+        if any(self._names_mine(e) for e in errors):
+            self.checked.forget()
+            return True
+        return False
 
     # -- on_qualified --------------------------------------------------------------------------
 
@@ -303,10 +350,43 @@ def _props(values: Any, *, skip_empty: bool = False) -> dict[str, str]:
     return {k: v for k, v in props.items() if v != ""} if skip_empty else props
 
 
+def _parsed(body: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def stale_properties(error: dict[str, Any]) -> set[str]:
+    """Properties a StandardError says do not exist, or lack the option written to them.
+
+    HubSpot names them per sub-error: `{"code":"PROPERTY_DOESNT_EXIST","context":
+    {"propertyName":["leadhub_score"]}}` (shared/api/hubspot.md §5, generic error body).
+    """
+    names: set[str] = set()
+    for sub in (e for e in error.get("errors") or [] if isinstance(e, dict)):
+        code, message = str(sub.get("code") or "").upper(), str(sub.get("message") or "").lower()
+        gone = code == "PROPERTY_DOESNT_EXIST" or "does not exist" in message
+        option = code.startswith("INVALID_") and ("OPTION" in code or "ENUMERATION" in code)
+        if gone or option:
+            context = sub.get("context") or {}
+            named = context.get("propertyName") if isinstance(context, dict) else None
+            names.update(str(n) for n in named or [] if n)
+    return names
+
+
 def read_batch(
-    items: Sequence[Item], inputs: Sequence[dict[str, Any]], body: dict[str, Any]
+    items: Sequence[Item],
+    inputs: Sequence[dict[str, Any]],
+    body: dict[str, Any],
+    *,
+    stale: Callable[[dict[str, Any]], bool] = lambda error: False,
 ) -> dict[int, WriteOutcome]:
-    """Per-record outcomes of a 200 or 207 batch answer, matched by trace id, then by id/email."""
+    """Per-record outcomes of a 200 or 207 batch answer, matched by trace id, then by id/email.
+
+    Records whose error is `stale` (it names a mapped property that is gone) are retried.
+    """
     results = [r for r in body.get("results") or [] if isinstance(r, dict)]
     by_ref: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -336,14 +416,20 @@ def read_batch(
         result = next((by_ref[r] for r in refs if r in by_ref), None)
         if error is None and result is None and loose:
             error = loose[0]  # not matched to a record: it may be this one
-        outcomes[item.lead_id] = _outcome(item.lead_id, error, result)
+        outcomes[item.lead_id] = _outcome(item.lead_id, error, result, stale)
     return outcomes
 
 
 def _outcome(
-    lead_id: int, error: dict[str, Any] | None, result: dict[str, Any] | None
+    lead_id: int,
+    error: dict[str, Any] | None,
+    result: dict[str, Any] | None,
+    stale: Callable[[dict[str, Any]], bool],
 ) -> WriteOutcome:
     if error is not None:
+        if stale(error):
+            reason = f"{vendor_reason(error)} (properties are checked again next push)"
+            return WriteOutcome(lead_id, "retry", reason=reason)
         status: Literal["retry", "rejected"] = (
             "retry" if str(error.get("category")) in RETRY_CATEGORIES else "rejected"
         )

@@ -7,7 +7,8 @@ Vendor paths, under both `/crm/v3/…` and the dated `/crm/objects/2026-03/…` 
 (`limit` ≤ 100, `after`, `properties`, `archived`), search (≤ 200 a page, 10,000 results per
 query, a 400 beyond), `batch/read|update|upsert` (≤ 100; 207 multi-status with per-record
 errors for invalid values), merge, DELETE (archive), contact properties and groups (GET, POST
-with 409 CONFLICT, PATCH), `tasks/batch/create`; `GET /email/public/v1/events` (offset paging,
+with 409 CONFLICT, PATCH, DELETE; `properties/contacts/batch/read`, a 207 naming the missing
+ones), `tasks/batch/create`; `GET /email/public/v1/events` (offset paging,
 `excludeFilteredEvents`), `GET /form-integrations/v1/submissions/forms/{guid}`, and the OAuth
 token endpoint (`POST /oauth/v1/token` and `/oauth/v3/token`, form body; access tokens last
 `token_ttl` seconds; refresh tokens rotate when `rotate_refresh_tokens`).
@@ -310,6 +311,24 @@ def _routes(sandbox: Sandbox) -> list[Route]:
             return 404, error("OBJECT_NOT_FOUND", f"Unable to find property {name!r}")
         return 200, found
 
+    async def read_properties(request: Request) -> Answer:
+        names = [str((i or {}).get("name") or "") for i in _inputs(await _json(request))]
+        found = [portal.properties[n] for n in names if n in portal.properties]
+        body: dict[str, Any] = {"status": "COMPLETE", "results": found}
+        missing = [n for n in names if n not in portal.properties]
+        if not missing:
+            return 200, body
+        message = "Could not get some PROPERTY objects, they may be deleted or not exist."
+        body.update(numErrors=1, errors=[error("OBJECT_NOT_FOUND", message,
+                                               context={"name": missing})])  # fmt: skip
+        return 207, body
+
+    async def archive_property(request: Request) -> Answer:
+        name = request.path_params["name"]
+        if portal.properties.pop(name, None) is None:
+            return 404, error("OBJECT_NOT_FOUND", f"Unable to find property {name!r}")
+        return 204, {}
+
     async def create_property(request: Request) -> Answer:
         return writes.create_property(portal, await _json(request) or {})
 
@@ -346,8 +365,10 @@ def _routes(sandbox: Sandbox) -> list[Route]:
         ("properties", "contacts", "POST", create_property),
         ("properties", "contacts/groups/{name}", "GET", get_group),
         ("properties", "contacts/groups", "POST", create_group),
+        ("properties", "contacts/batch/read", "POST", read_properties),
         ("properties", "contacts/{name}", "GET", get_property),
         ("properties", "contacts/{name}", "PATCH", patch_property),
+        ("properties", "contacts/{name}", "DELETE", archive_property),
     ]
     routes = []
     for kind, rest, method, handler in crm:

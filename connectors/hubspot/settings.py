@@ -156,6 +156,7 @@ class HubSpotSettings(ConnectorSettings):
     batch_size: int = Field(default=100, ge=1, le=100)
     property_group: str = "leadhub"
     property_group_label: str = "leadhub"
+    property_check_hours: float = Field(default=24, ge=0)
     tier_options: list[str] = Field(default_factory=lambda: ["hot", "warm", "cold"])
     protect_archived: bool = True
     task_association_type_id: int = 204

@@ -28,6 +28,7 @@ from tests.connectors.hubspot.payloads import (
 
 UPDATE = f"{CONTACTS}/batch/update"
 UPSERT = f"{CONTACTS}/batch/upsert"
+READ_PROPERTIES = f"{PROPERTIES}/batch/read"
 FIELDS = {
     "total": "leadhub_score",
     "tier": "leadhub_tier",
@@ -36,14 +37,20 @@ FIELDS = {
 }
 
 
-def make_destination(tmp_path: Path, **config: Any) -> HubSpotDestination:
+def make_destination(
+    tmp_path: Path,
+    *,
+    clock_start: float | None = None,
+    hub: dict[str, Any] | None = None,
+    **config: Any,
+) -> HubSpotDestination:
     cfg = DestinationSettings.model_validate(
         {"name": "crm_out", "connector": "hubspot", "system": "crm", "fields": FIELDS, **config}
     )
-    t = FakeTime()
+    t = FakeTime() if clock_start is None else FakeTime(start=clock_start)
     return HubSpotDestination(
         "crm_out",
-        settings(),
+        settings(**(hub or {})),
         cfg,
         base_dir=tmp_path,
         sleep=t.sleep,
@@ -97,15 +104,38 @@ def batch_ok(request: httpx.Request) -> httpx.Response:
 # -- prepare ---------------------------------------------------------------------------------------
 
 
+def properties_answer(*found: dict[str, Any]) -> Any:
+    """`properties/contacts/batch/read`: the definitions found, a 207 naming the rest."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked = [i["name"] for i in json.loads(request.content)["inputs"]]
+        results = [d for d in found if d["name"] in asked]
+        missing = [n for n in asked if n not in {d["name"] for d in found}]
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            error = standard_error("OBJECT_NOT_FOUND", "Could not get some PROPERTY objects")
+            body.update(numErrors=1, errors=[{**error, "context": {"name": missing}}])
+        return httpx.Response(207 if missing else 200, json=body)
+
+    return answer
+
+
+ALL_FOUND = (
+    definition("leadhub_score", "number", "number"),
+    definition("leadhub_tier", "enumeration", "select",
+               options=[{"label": "hot", "value": "hot", "hidden": False, "displayOrder": 1}]),
+    definition("leadhub_qualified", "bool", "booleancheckbox"),
+    definition("leadhub_grade", "string", "text"),
+)  # fmt: skip
+
+
 @respx.mock
-def test_prepare_creates_the_missing_properties_in_the_leadhub_group(tmp_path: Path) -> None:
-    respx.get(f"{PROPERTIES}/leadhub_grade").respond(
-        200, json=definition("leadhub_grade", "string", "text")
+def test_prepare_reads_every_property_in_one_call_and_creates_the_missing_ones(
+    tmp_path: Path,
+) -> None:
+    read = respx.post(READ_PROPERTIES).mock(
+        side_effect=properties_answer(definition("leadhub_grade", "string", "text"))
     )
-    for name in ("leadhub_score", "leadhub_tier", "leadhub_qualified"):
-        respx.get(f"{PROPERTIES}/{name}").respond(
-            404, json=standard_error("OBJECT_NOT_FOUND", "no")
-        )
     group = respx.get(f"{PROPERTIES}/groups/leadhub").respond(404, json={})
     made_group = respx.post(f"{PROPERTIES}/groups").respond(201, json={"name": "leadhub"})
     created = respx.post(PROPERTIES).mock(
@@ -113,6 +143,11 @@ def test_prepare_creates_the_missing_properties_in_the_leadhub_group(tmp_path: P
     )
     make_destination(tmp_path).prepare()
 
+    assert read.call_count == 1
+    assert json.loads(read.calls[0].request.content) == {
+        "archived": False,
+        "inputs": [{"name": n} for n in FIELDS.values()],
+    }
     assert group.called and json.loads(made_group.calls[0].request.content)["name"] == "leadhub"
     bodies = {b["name"]: b for b in (json.loads(c.request.content) for c in created.calls)}
     assert set(bodies) == {"leadhub_score", "leadhub_tier", "leadhub_qualified"}  # grade existed
@@ -132,25 +167,120 @@ def test_prepare_creates_the_missing_properties_in_the_leadhub_group(tmp_path: P
 
 @respx.mock
 def test_prepare_takes_409_as_made_meanwhile_and_checks_the_type(tmp_path: Path) -> None:
-    score = respx.get(f"{PROPERTIES}/leadhub_score").mock(
-        side_effect=[
-            httpx.Response(404, json={}),
-            httpx.Response(200, json=definition("leadhub_score", "number", "number")),
-        ]
+    respx.post(READ_PROPERTIES).mock(side_effect=properties_answer())
+    score = respx.get(f"{PROPERTIES}/leadhub_score").respond(
+        200, json=definition("leadhub_score", "number", "number")
     )
     respx.get(f"{PROPERTIES}/groups/leadhub").respond(200, json={"name": "leadhub"})
     respx.post(PROPERTIES).respond(409, json=standard_error("CONFLICT", "already exists"))
     make_destination(tmp_path, fields={"total": "leadhub_score"}).prepare()
-    assert score.call_count == 2
+    assert score.call_count == 1
 
 
 @respx.mock
 def test_prepare_refuses_a_property_that_cannot_hold_the_output(tmp_path: Path) -> None:
-    respx.get(f"{PROPERTIES}/lead_rating").respond(
-        200, json=definition("lead_rating", "bool", "booleancheckbox")
+    respx.post(READ_PROPERTIES).mock(
+        side_effect=properties_answer(definition("lead_rating", "bool", "booleancheckbox"))
     )
     with pytest.raises(ConfigError, match=r"destinations\.crm_out\.fields\.total: .*lead_rating"):
         make_destination(tmp_path, fields={"total": "lead_rating"}).prepare()
+    assert not list((tmp_path / ".leadhub").glob("hubspot-properties-*"))  # nothing remembered
+
+
+@respx.mock
+def test_a_second_push_within_the_interval_makes_no_property_calls(tmp_path: Path) -> None:
+    read = respx.post(READ_PROPERTIES).mock(side_effect=properties_answer(*ALL_FOUND))
+    first = make_destination(tmp_path)
+    first.prepare()
+    assert read.call_count == 1
+    [memory] = (tmp_path / ".leadhub").glob("hubspot-properties-*.json")
+    assert memory.stat().st_mode & 0o777 == 0o600
+
+    # Another process (a new destination on the same hub folder), 23 hours later: no calls.
+    later = make_destination(tmp_path, clock_start=FakeTime().now + 23 * 3600)
+    later.prepare()
+    assert read.call_count == 1
+    assert later.options["leadhub_tier"][0]["value"] == "hot"  # the tier options came along
+    # After the 24-hour default, the properties are checked again.
+    make_destination(tmp_path, clock_start=FakeTime().now + 25 * 3600).prepare()
+    assert read.call_count == 2
+
+
+@respx.mock
+def test_a_check_is_per_portal_and_mapping_and_can_be_turned_off(tmp_path: Path) -> None:
+    read = respx.post(READ_PROPERTIES).mock(side_effect=properties_answer(*ALL_FOUND))
+    make_destination(tmp_path).prepare()
+    make_destination(tmp_path, fields={"total": "leadhub_score"}).prepare()  # other properties
+    make_destination(tmp_path, hub={"portal_id": "62515"}).prepare()  # another portal
+    assert read.call_count == 3
+    make_destination(tmp_path, fields={"total": "leadhub_score"}).prepare()
+    assert read.call_count == 3
+    every_push = {"property_check_hours": 0}
+    make_destination(tmp_path, hub=every_push).prepare()
+    make_destination(tmp_path, hub=every_push).prepare()
+    assert read.call_count == 5
+
+
+@respx.mock
+def test_a_write_naming_a_missing_property_forgets_the_check_and_retries_the_record(
+    tmp_path: Path,
+) -> None:
+    present = list(ALL_FOUND)
+    read = respx.post(READ_PROPERTIES).mock(side_effect=lambda r: properties_answer(*present)(r))
+    created = respx.post(PROPERTIES).mock(
+        side_effect=lambda r: httpx.Response(201, json=json.loads(r.content))
+    )
+    respx.get(f"{PROPERTIES}/groups/leadhub").respond(200, json={"name": "leadhub"})
+
+    def update(request: httpx.Request) -> httpx.Response:
+        good = batch_ok(request).json()
+        good["results"] = [r for r in good["results"] if r["id"] != "801"]
+        gone = standard_error(
+            "VALIDATION_ERROR", "Property values were not valid", objectWriteTraceId=["1"]
+        )
+        gone["errors"] = [
+            {
+                "message": 'Property "leadhub_score" does not exist',
+                "code": "PROPERTY_DOESNT_EXIST",
+                "context": {"propertyName": ["leadhub_score"]},
+            }
+        ]
+        return httpx.Response(207, json={**good, "numErrors": 1, "errors": [gone]})
+
+    respx.post(UPDATE).mock(side_effect=update)
+    dest = make_destination(tmp_path)
+    dest.prepare()
+    del present[0]  # someone deletes leadhub_score in HubSpot
+    outcomes = dest.write([item(0, "800"), item(1, "801")])
+
+    assert [o.status for o in outcomes] == ["ok", "retry"]
+    assert "does not exist" in outcomes[1].reason and "checked again" in outcomes[1].reason
+    assert not list((tmp_path / ".leadhub").glob("hubspot-properties-*"))
+    make_destination(tmp_path).prepare()  # the next push checks, and makes it again
+    assert read.call_count == 2
+    assert [json.loads(c.request.content)["name"] for c in created.calls] == ["leadhub_score"]
+
+
+@respx.mock
+def test_a_whole_upsert_refused_for_a_missing_property_is_not_split(tmp_path: Path) -> None:
+    respx.post(READ_PROPERTIES).mock(side_effect=properties_answer(*ALL_FOUND))
+    respx.post(f"{CONTACTS}/batch/read").respond(200, json={"status": "COMPLETE", "results": []})
+    refused = standard_error("VALIDATION_ERROR", "Partial upserts are not supported")
+    refused["errors"] = [
+        {
+            "message": 'Property "leadhub_tier" does not exist',
+            "code": "PROPERTY_DOESNT_EXIST",
+            "context": {"propertyName": ["leadhub_tier"], "objectWriteTraceId": ["2"]},
+        }
+    ]
+    route = respx.post(UPSERT).respond(400, json=refused)
+    dest = make_destination(tmp_path, mode="upsert")
+    dest.prepare()
+    outcomes = dest.write([item(n, None) for n in range(3)])
+
+    assert route.call_count == 1  # not sent again record by record: each would fail alike
+    assert {o.status for o in outcomes} == {"retry"}
+    assert not list((tmp_path / ".leadhub").glob("hubspot-properties-*"))
 
 
 def test_hubspot_managed_score_properties_are_refused(tmp_path: Path) -> None:

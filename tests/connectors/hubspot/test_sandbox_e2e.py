@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,52 @@ def test_1000_changed_scores_take_exactly_10_batch_calls(
         ).scalar()
     written = sandbox.state(contact=ext)["contact"]["properties"]
     assert (written["leadhub_score"], written["leadhub_tier"]) == ("80", "hot")
+
+    # A warm push (a new process, the same hub folder): the property check is remembered, so
+    # 1,000 changed scores take exactly the 10 batch calls and nothing else.
+    before = sandbox.state()["calls"]
+    set_scores(store, leads[-1_000:], 90)
+    result = push(store, cfg, destination(sandbox, tmp_path)[1])
+    assert result.ok and result.accepted == 1_000, result.error
+    spent = call_diff(before, sandbox.state()["calls"])
+    assert spent == {"POST objects/contacts/batch/update": 10}
+
+
+def call_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+
+
+def test_a_property_deleted_in_hubspot_is_recreated_by_the_next_push(
+    store: Store, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    assert pull_source(store, "hubspot", sandbox.source(tmp_path)).ok
+    leads = hubspot_leads(store)[:30]
+    set_scores(store, leads, 75)
+    cfg, dest = destination(sandbox, tmp_path)
+    assert push(store, cfg, dest).accepted == 30
+
+    assert sandbox.api("DELETE", "/crm/v3/properties/contacts/leadhub_score").status_code == 204
+    set_scores(store, leads, 40)
+    before = sandbox.state()["calls"]
+    result = push(store, cfg, destination(sandbox, tmp_path)[1])
+    # The remembered check skipped the property read; HubSpot refused the values.
+    assert call_diff(before, sandbox.state()["calls"]) == {"POST objects/contacts/batch/update": 1}
+    assert result.accepted == 0 and result.retrying == 30 and result.parked == 0
+    assert not list((tmp_path / ".leadhub").glob("hubspot-properties-*"))
+
+    later = datetime.now(UTC) + timedelta(hours=1)  # past the retry backoff
+    result = push(store, cfg, destination(sandbox, tmp_path)[1], now=later)
+    assert result.ok and result.accepted == 30, result.error
+    state = sandbox.state()
+    assert state["properties"]["leadhub_score"]["type"] == "number"
+    assert state["calls"]["POST properties/contacts"] == 3  # score, tier, then score again
+    with store.engine.connect() as conn:
+        ext = conn.execute(
+            sa.select(IDENTITY.c.external_id).where(
+                IDENTITY.c.lead_id == leads[0], IDENTITY.c.system == "hubspot"
+            )
+        ).scalar()
+    assert sandbox.state(contact=ext)["contact"]["properties"]["leadhub_score"] == "40"
 
 
 def test_a_contact_deleted_in_hubspot_is_rejected_alone(
