@@ -6,11 +6,16 @@ mode members carry no status, so an address Mailchimp does not have is refused, 
 `upsert` mode new members get `status_if_new`. Status is never sent for existing members
 (re-subscribing someone is a compliance error).
 
-The output mapped to the field `tags` (normally the tier) is written as a tag: `POST
-/lists/{id}/members/{hash}/tags` with the new tier's tag active and the other tiers' tags
-inactive, `is_syncing: false` so that journeys triggered by the tag fire. The batch call's answer
-holds each member's current tags, so members whose tier tag is already right get no tag call.
-Tag calls run in parallel on at most `max_connections` connections (Mailchimp allows 10).
+The output mapped to the field `tags` (normally the tier) is written as a tag. Tags are static
+segments, so a batch's tags move in bulk: `POST /lists/{id}/segments/{tag_id}` with
+`members_to_add` (the members entering that tier) and `members_to_remove` (those leaving it), up
+to 500 of each per call, one call per tier tag that changes: O(tiers) calls per batch, not
+O(members). The batch call's answer holds each member's current tags, so only the tags that
+differ move; when it shows only part of them (50 of more), the member is added to its tier's tag
+and removed from every other tier's. Per-member `errors` of a segment call park those members
+with the reason. Tag ids come from `GET /lists/{id}/segments?type=static` (read once, again when
+a tag is missing); a missing tier tag is created with `POST /lists/{id}/segments`. Segment calls
+run in parallel on at most `max_connections` connections (Mailchimp allows 10).
 
 `prepare()` creates the merge fields that are missing: `number` for total, fit, engagement and
 predictive, `text` for the others.
@@ -36,6 +41,9 @@ from core.outbox_settings import DestinationSettings
 TAGS = "tags"
 NUMBER_OUTPUTS = frozenset({"total", "fit", "engagement", "predictive"})
 MERGE_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,9}")  # a convention, not a documented limit
+SEGMENT_LIMIT = 500  # emails per members_to_add / members_to_remove ("a maximum of 500")
+Status = Literal["ok", "retry", "rejected"]
+_RANK: dict[str, int] = {"ok": 0, "retry": 1, "rejected": 2}
 
 
 def subscriber_hash(email: str) -> str:
@@ -95,6 +103,7 @@ class MailchimpDestination:
                     f"upper-case letters, digits or _ (e.g. LSCORE), or `{TAGS}` to write a tag"
                 )
         self._prepared = False
+        self._segments: dict[str, int] | None = None  # tag name (case-folded) → segment id
 
     @property
     def list_path(self) -> str:
@@ -124,7 +133,7 @@ class MailchimpDestination:
         self._prepared = True
 
     def write(self, batch: Sequence[WriteItem]) -> list[WriteOutcome]:
-        """One batch call for the merge fields, then a tag call per member whose tier moved."""
+        """One batch call for the merge fields, then one segment call per tier tag that moves."""
         outcomes: dict[int, WriteOutcome] = {}
         sendable = []
         for item in batch:
@@ -135,7 +144,7 @@ class MailchimpDestination:
                 outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
         members = self._batch_update(sendable, outcomes) if sendable else {}
         if self.tag_field is not None:
-            self._switch_tags(sendable, members, outcomes)
+            self._move_tags(sendable, members, outcomes)
         return [outcomes[i.lead_id] for i in batch]
 
     # -- merge fields --------------------------------------------------------------------------
@@ -187,60 +196,136 @@ class MailchimpDestination:
 
     # -- tags ----------------------------------------------------------------------------------
 
-    def tag_changes(self, tier: Any, member: Mapping[str, Any] | None) -> list[dict[str, str]]:
-        """The tag switches for `tier`, or [] when the member's tags already say so."""
+    def tag_moves(
+        self, tier: Any, member: Mapping[str, Any] | None
+    ) -> tuple[str | None, list[str]]:
+        """The tag `tier` gives (None when the member already has it) and the tier tags to drop.
+
+        The batch answer shows a member's tags (up to 50 of `tags_count`). When it shows them
+        all, only the tags that differ move; otherwise the tier's tag is added (adding is
+        idempotent) and the member leaves every other tier's tag.
+        """
         prefix = self.settings.tag_prefix
         want = f"{prefix}{tier}" if tier not in (None, "") else None
-        others = [f"{prefix}{t}" for t in self.settings.tiers if f"{prefix}{t}" != want]
+        others = [
+            f"{prefix}{t}" for t in self.settings.tiers if _same(f"{prefix}{t}") != _same(want)
+        ]
         tags = (member or {}).get("tags")
-        complete = isinstance(tags, list) and (member or {}).get("tags_count", 0) <= len(tags)
-        if complete:
-            names = {str(t.get("name")) for t in tags or [] if isinstance(t, dict)}
-            others = [o for o in others if o in names]
-            if (want is None or want in names) and not others:
-                return []
-        active = [{"name": want, "status": "active"}] if want else []
-        return active + [{"name": o, "status": "inactive"} for o in others]
+        if isinstance(tags, list) and (member or {}).get("tags_count", 0) <= len(tags):
+            names = {_same(t.get("name")) for t in tags if isinstance(t, dict)}
+            others = [o for o in others if _same(o) in names]
+            if want is not None and _same(want) in names:
+                want = None
+        return want, others
 
-    def _switch_tags(
+    def _move_tags(
         self,
         items: Sequence[WriteItem],
         members: Mapping[str, Mapping[str, Any]],
         outcomes: dict[int, WriteOutcome],
     ) -> None:
+        """One segment call per tier tag: the members entering it and those leaving it."""
         assert self.tag_field is not None
-        calls = []
+        adds: dict[str, list[WriteItem]] = {}
+        removes: dict[str, list[WriteItem]] = {}
         for item in items:
             if outcomes[item.lead_id].status != "ok":
                 continue
-            email = str(item.email).lower()
-            member = members.get(email) or {}
-            changes = self.tag_changes(item.values.get(self.tag_field), member)
-            if changes:
-                calls.append((item, str(member.get("id") or subscriber_hash(email)), changes))
-        with ThreadPoolExecutor(max_workers=self.settings.max_connections) as pool:
-            results = pool.map(lambda call: self._tag(*call), calls)
-            for (item, _, _), (status, reason) in zip(calls, results, strict=True):
-                if status != "ok":
-                    outcomes[item.lead_id] = WriteOutcome(item.lead_id, status, reason=reason)
-
-    def _tag(
-        self, item: WriteItem, member_id: str, changes: list[dict[str, str]]
-    ) -> tuple[Literal["ok", "retry", "rejected"], str]:
-        path = f"{self.list_path}/members/{member_id}/tags"
+            member = members.get(str(item.email).lower())
+            want, leave = self.tag_moves(item.values.get(self.tag_field), member)
+            if want is not None:
+                adds.setdefault(want, []).append(item)
+            for tag in leave:
+                removes.setdefault(tag, []).append(item)
+        if not adds and not removes:
+            return
         try:
-            # is_syncing false: journeys and automations triggered by the tag must fire.
-            self.client.call("POST", path, json={"tags": changes, "is_syncing": False})
+            ids = self._tag_ids(list(adds))
+        except AuthError:
+            raise
+        except HTTPError as exc:  # no tag ids, no tag change: the whole batch's tags wait
+            status: Status = "rejected" if isinstance(exc, RequestRejected) else "retry"
+            moving = {i.lead_id: i for group in (*adds.values(), *removes.values()) for i in group}
+            for lead_id in moving:
+                outcomes[lead_id] = WriteOutcome(lead_id, status, reason=f"tags: {exc}")
+            return
+        calls = []
+        for tag in dict.fromkeys([*adds, *removes]):
+            tag_id = ids.get(_same(tag))
+            entering, leaving = adds.get(tag, []), removes.get(tag, [])
+            if tag_id is None:  # a tier tag the audience does not have: nobody to remove
+                continue
+            for start in range(0, max(len(entering), len(leaving)), SEGMENT_LIMIT):
+                calls.append((tag, tag_id, entering[start : start + SEGMENT_LIMIT],
+                              leaving[start : start + SEGMENT_LIMIT]))  # fmt: skip
+        workers = max(1, min(self.settings.max_connections, len(calls)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for verdicts in pool.map(lambda call: self._segment(*call), calls):
+                for lead_id, (status, reason) in verdicts.items():
+                    if _RANK[status] > _RANK[outcomes[lead_id].status]:
+                        outcomes[lead_id] = WriteOutcome(lead_id, status, reason=reason)
+
+    def _tag_ids(self, wanted: Sequence[str]) -> dict[str, int]:
+        """Tag name (case-folded) → its static segment id; the `wanted` tags exist afterwards.
+
+        Read once (`GET /segments?type=static`), read again when a wanted tag is missing (someone
+        may have made it since), then created with `POST /segments` and an empty member list.
+        """
+        if self._segments is None or any(_same(t) not in self._segments for t in wanted):
+            params = {"type": "static", "fields": "segments.id,segments.name,total_items"}
+            pages = self.client.pages(f"{self.list_path}/segments", "segments", params, 1000)
+            self._segments = {_same(s.get("name")): int(s["id"]) for page in pages for s in page
+                              if s.get("id") is not None}  # fmt: skip
+        for tag in wanted:
+            if _same(tag) not in self._segments:
+                body = {"name": tag, "static_segment": []}
+                made = self.client.call("POST", f"{self.list_path}/segments", json=body)
+                if not isinstance(made, dict) or not isinstance(made.get("id"), int):
+                    raise HTTPError(f"{self.where}: creating the tag {tag!r} gave no segment id")
+                self._segments[_same(tag)] = made["id"]
+        return self._segments
+
+    def _segment(
+        self, tag: str, tag_id: int, entering: list[WriteItem], leaving: list[WriteItem]
+    ) -> dict[int, tuple[Status, str]]:
+        """Add `entering` to the tag and take `leaving` off it; lead id → verdict of the failed."""
+        body: dict[str, list[str]] = {}
+        if entering:
+            body["members_to_add"] = [str(i.email) for i in entering]
+        if leaving:
+            body["members_to_remove"] = [str(i.email) for i in leaving]
+        involved = [i.lead_id for i in (*entering, *leaving)]
+        try:
+            answer = self.client.call("POST", f"{self.list_path}/segments/{tag_id}", json=body)
         except AuthError:
             raise
         except RequestRejected as exc:
-            return "rejected", f"tags: HTTP {exc.status}: {describe_problem(exc.body)}"
+            reason = f"tag {tag}: HTTP {exc.status}: {describe_problem(exc.body)}"
+            if exc.status == 404:  # the tag was deleted meanwhile: look the ids up again later
+                self._segments = None
+                return dict.fromkeys(involved, ("retry", reason))
+            return dict.fromkeys(involved, ("rejected", reason))
         except HTTPError as exc:  # still failing after the client's retries: later
-            return "retry", f"tags: {exc}"
-        return "ok", ""
+            return dict.fromkeys(involved, ("retry", f"tag {tag}: {exc}"))
+        by_email = {str(i.email).lower(): i.lead_id for i in (*entering, *leaving)}
+        failed: dict[int, tuple[Status, str]] = {}
+        for error in (answer or {}).get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            reason = f"tag {tag}: {error.get('error') or 'refused'}"
+            for email in error.get("email_addresses") or []:
+                if (lead_id := by_email.get(str(email).lower())) is not None:
+                    failed[lead_id] = ("rejected", reason)
+        return failed
 
     def close(self) -> None:
         self.client.close()
+
+
+def _same(name: Any) -> str:
+    """A tag name for comparing: case-folded, so that a tag spelt with other capitals is found
+    rather than made a second time."""
+    return str(name or "").casefold()
 
 
 def _error(entry: Mapping[str, Any]) -> str:

@@ -6,7 +6,10 @@
 Vendor paths (`connectors.mailchimp.sandbox_api`): `GET /3.0/`, `GET /3.0/lists/{id}/members`
 (count ≤ 1000, offset, since/before_last_changed, status, sort_field/sort_dir, fields), `POST
 /3.0/lists/{id}` (batch subscribe/update, ≤ 500 members), `GET|POST /3.0/lists/{id}/merge-fields`,
-`GET|POST /3.0/lists/{id}/members/{hash}/tags` (204), `GET /3.0/campaigns`, `GET
+`GET|POST /3.0/lists/{id}/members/{hash}/tags` (204), `GET|POST /3.0/lists/{id}/segments` (tags
+are static segments: list with `type=static`, create with `static_segment`), `POST
+/3.0/lists/{id}/segments/{segment_id}` (`members_to_add`/`members_to_remove`, ≤ 500 each; emails
+not on the list are ignored, malformed ones come back in `errors`), `GET /3.0/campaigns`, `GET
 /3.0/reports/{id}/email-activity` (`since`), `GET /3.0/reports/{id}/unsubscribed` (no date
 filter), and `GET /oauth2/metadata` (200 with `{"error": "invalid_token"}` for a bad token).
 
@@ -15,7 +18,8 @@ more than `max_connections` requests at once → 429 problem+json (`latency` hol
 open, so that concurrency shows); `faults` answer chosen requests with an error first.
 
 Test-only: `GET /__sandbox/state[?members=1][&email=…]` (calls per path, connection-limit hits,
-the most requests seen at once, batch sizes, tag changes, merge fields, members);
+the most requests seen at once, batch sizes, tag changes with `via` member or segment, merge
+fields, members);
 `POST /__sandbox/activity` (new opens/clicks/bounces), `POST /__sandbox/members` (change or add
 a member: its `last_changed` moves), `POST /__sandbox/faults`.
 """
@@ -175,10 +179,11 @@ class Sandbox:
             "faults_left": [asdict(f) for f in self.faults if f.times > 0],
         }  # fmt: skip
         if request.query_params.get("members"):
-            body["members"] = [data.render_member(m, a.list_id) for m in a.members.values()]
+            members = a.members.values()
+            body["members"] = [data.render_member(m, a.list_id, a.tag_ids) for m in members]
         if email := request.query_params.get("email"):
             member = a.members.get(data.subscriber_hash(email))
-            body["member"] = data.render_member(member, a.list_id) if member else None
+            body["member"] = data.render_member(member, a.list_id, a.tag_ids) if member else None
         return JSONResponse(body)
 
     async def add_activity(self, request: Request) -> Response:

@@ -128,7 +128,7 @@ async def members(request: Request, audience: Audience) -> Response:
     found.sort(key=lambda m: (getattr(m, sort), m.web_id), reverse=q.get("sort_dir") == "DESC")
     page, total = _page(request, found)
     audience.counters["members_served"] += len(page)
-    rendered = [data.render_member(m, audience.list_id) for m in page]
+    rendered = [data.render_member(m, audience.list_id, audience.tag_ids) for m in page]
     return _answer(
         request, {"members": rendered, "list_id": audience.list_id, "total_items": total}
     )
@@ -154,7 +154,7 @@ async def batch_subscribe(request: Request, audience: Audience) -> Response:
                                      "error_code": exc.title, "field": field.get("field", ""),
                                      "field_message": field.get("message", "")})  # fmt: skip
             continue
-        result[kind].append(data.render_member(member, audience.list_id))
+        result[kind].append(data.render_member(member, audience.list_id, audience.tag_ids))
     return JSONResponse({**result, "total_created": len(result["new_members"]),
                          "total_updated": len(result["updated_members"]),
                          "error_count": len(result["errors"])})  # fmt: skip
@@ -232,15 +232,81 @@ async def member_tags(request: Request, audience: Audience) -> Response:
         name, status = str(tag.get("name") or ""), tag.get("status")
         if not name or status not in ("active", "inactive"):
             raise Problem(400, "Invalid Resource", "each tag needs a name and a status")
-        if status == "active" and name not in member.tags:
-            member.tags[name] = audience.clock()
-            audience.tag_id(name)
-        elif status == "inactive":
-            member.tags.pop(name, None)
-        audience.tag_events.append({"email": member.email, "tag": name, "status": status,
-                                    "is_syncing": syncing})  # fmt: skip
+        if audience.tag_member(member, name, status == "active", "member"):
+            audience.tag_events[-1]["is_syncing"] = syncing
     audience.counters["tag_calls"] += 1
     return Response(status_code=204)
+
+
+async def segments(request: Request, audience: Audience) -> Response:
+    """Tags are static segments: list them (`type=static`), or make one (`static_segment`)."""
+    _list(request, audience)
+    if request.method == "GET":
+        kind = request.query_params.get("type")
+        if kind not in (None, "", "saved", "static", "fuzzy"):
+            raise Problem(400, "Invalid Resource", "type: must be saved, static or fuzzy")
+        names = list(audience.tag_ids) if kind in (None, "", "static") else []
+        page, total = _page(request, names)
+        rendered = [data.render_segment(audience, n) for n in page]
+        return _answer(request, {"segments": rendered, "list_id": audience.list_id,
+                                 "total_items": total})  # fmt: skip
+    body = await _json(request)
+    name = body.get("name") if isinstance(body, dict) else None
+    emails = body.get("static_segment") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        errors = [{"field": "name", "message": "This value should not be blank."}]
+        raise Problem(400, "Invalid Resource", "The resource submitted could not be validated.",
+                      errors)  # fmt: skip
+    if not isinstance(emails, list) or "options" in body:
+        detail = "static_segment: a list of emails (this sandbox makes static segments only)"
+        raise Problem(400, "Invalid Resource", detail)
+    if any(n.casefold() == name.casefold() for n in audience.tag_ids):
+        raise Problem(400, "Invalid Resource", f'A tag or segment named "{name}" already exists.')
+    audience.tag_id(name)
+    for email in emails:  # "emails … not present on the list will be ignored"
+        if (member := audience.members.get(data.subscriber_hash(str(email)))) is not None:
+            audience.tag_member(member, name, True, "segment")
+    return JSONResponse(data.render_segment(audience, name))
+
+
+async def segment_batch(request: Request, audience: Audience) -> Response:
+    """Batch add or remove members of a static segment (a tag), at most 500 of each."""
+    _list(request, audience)
+    try:
+        name = audience.tag_named(int(request.path_params["segment_id"]))
+    except ValueError:
+        name = None
+    if name is None:
+        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+    body = await _json(request)
+    lists = {key: (body.get(key) or []) if isinstance(body, dict) else None
+             for key in ("members_to_add", "members_to_remove")}  # fmt: skip
+    if any(not isinstance(v, list) for v in lists.values()):
+        raise Problem(400, "Invalid Resource", "members_to_add, members_to_remove: lists of emails")
+    if any(len(v or []) > 500 for v in lists.values()):
+        detail = ("Maximum allowed member items exceeded, please provide at most 500 items in "
+                  "members_to_add field or members_to_remove field")  # fmt: skip
+        raise Problem(400, "Invalid Resource", detail)
+    audience.counters["segment_calls"] += 1
+    result: dict[str, list[Any]] = {"members_added": [], "members_removed": []}
+    invalid: list[str] = []
+    for key, active, done in (("members_to_add", True, "members_added"),
+                              ("members_to_remove", False, "members_removed")):  # fmt: skip
+        for email in lists[key] or []:
+            local, at, domain = str(email).partition("@")
+            if not (local and at and "." in domain):
+                invalid.append(str(email))
+                continue
+            member = audience.members.get(data.subscriber_hash(str(email)))
+            if member is None:  # "emails … not present on the list will be ignored"
+                continue
+            if audience.tag_member(member, name, active, "segment"):
+                result[done].append(data.render_member(member, audience.list_id, audience.tag_ids))
+    errors = [{"email_addresses": invalid, "error": "Invalid email address"}] if invalid else []
+    return JSONResponse({**result, "errors": errors,
+                         "total_added": len(result["members_added"]),
+                         "total_removed": len(result["members_removed"]),
+                         "error_count": len(invalid)})  # fmt: skip
 
 
 async def campaigns(request: Request, audience: Audience) -> Response:
@@ -300,6 +366,8 @@ API: tuple[tuple[str, Handler, list[str]], ...] = (
     ("/3.0/lists/{list_id}", batch_subscribe, ["POST"]),
     ("/3.0/lists/{list_id}/merge-fields", merge_fields, ["GET", "POST"]),
     ("/3.0/lists/{list_id}/members/{subscriber_hash}/tags", member_tags, ["GET", "POST"]),
+    ("/3.0/lists/{list_id}/segments", segments, ["GET", "POST"]),
+    ("/3.0/lists/{list_id}/segments/{segment_id}", segment_batch, ["POST"]),
     ("/3.0/campaigns", campaigns, ["GET"]),
     ("/3.0/reports/{campaign_id}/email-activity", email_activity, ["GET"]),
     ("/3.0/reports/{campaign_id}/unsubscribed", unsubscribed, ["GET"]),

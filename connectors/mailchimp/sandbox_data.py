@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,7 +95,8 @@ class Audience:
     campaigns: list[Campaign] = field(default_factory=list)
     activity: list[Activity] = field(default_factory=list)
     unsubscribes: list[Unsubscribe] = field(default_factory=list)
-    tag_ids: dict[str, int] = field(default_factory=dict)
+    tag_ids: dict[str, int] = field(default_factory=dict)  # tag (a static segment) → its id
+    tag_dates: dict[str, datetime] = field(default_factory=dict)  # tag → when it was made
     counters: Counter[str] = field(default_factory=Counter)
     tag_events: list[dict[str, Any]] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
@@ -121,7 +123,27 @@ class Audience:
         return entry
 
     def tag_id(self, name: str) -> int:
-        return self.tag_ids.setdefault(name, 10000 + len(self.tag_ids))
+        """The id of the tag `name` (a static segment), made now if the audience lacks it."""
+        if name not in self.tag_ids:
+            self.tag_ids[name] = 2865001 + len(self.tag_ids)
+            self.tag_dates[name] = self.clock()
+        return self.tag_ids[name]
+
+    def tag_named(self, segment_id: int) -> str | None:
+        return next((n for n, i in self.tag_ids.items() if i == segment_id), None)
+
+    def tag_member(self, member: Member, name: str, active: bool, via: str) -> bool:
+        """Give `member` the tag (or take it off); False when nothing changed. Logged."""
+        self.tag_id(name)
+        if active == (name in member.tags):
+            return False
+        if active:
+            member.tags[name] = self.clock()
+        else:
+            del member.tags[name]
+        self.tag_events.append({"email": member.email, "tag": name, "via": via,
+                                "status": "active" if active else "inactive"})  # fmt: skip
+        return True
 
     def add_member(self, email: str, status: str, merge_fields: dict[str, Any]) -> Member:
         now = self.clock()
@@ -213,8 +235,20 @@ def _bounce(audience: Audience, member: Member) -> None:
 # -- rendering (the vendor's documented shapes) --------------------------------------------------
 
 
-def render_member(member: Member, list_id: str) -> dict[str, Any]:
-    tags = [{"id": 0, "name": n} for n in sorted(member.tags)][:50]  # "returns up to 50 tags"
+def render_segment(audience: Audience, name: str) -> dict[str, Any]:
+    """A tag as the segments endpoints show it: a static segment."""
+    count = sum(1 for m in audience.members.values() if name in m.tags)
+    made = stamp(audience.tag_dates.get(name, audience.now))
+    return {"id": audience.tag_ids[name], "name": name, "member_count": count, "type": "static",
+            "created_at": made, "updated_at": made, "options": {"match": "any", "conditions": []},
+            "list_id": audience.list_id}  # fmt: skip
+
+
+def render_member(
+    member: Member, list_id: str, tag_ids: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    ids = tag_ids or {}
+    tags = [{"id": ids.get(n, 0), "name": n} for n in sorted(member.tags)][:50]  # "up to 50 tags"
     return {
         "id": member.id, "email_address": member.email,
         "unique_email_id": member.id[:10], "contact_id": member.id[10:30],

@@ -147,8 +147,8 @@ class MailchimpDestinationSettings(MailchimpAuth):
 
     Parameters:
         list_id: the audience written to.
-        tiers: every tier name the model can give; a lead's tier tag is made active and the
-            others inactive, so a journey can switch its track.
+        tiers: every tier name the model can give; a lead joins its tier's tag and leaves the
+            other tiers' tags, so a journey can switch its track.
         tag_prefix: put before the tier in the tag name (`score-` → `score-hot`).
         status_if_new: the status of members created in `upsert` mode (`pending` on
             double-opt-in audiences).

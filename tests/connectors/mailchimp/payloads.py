@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 API_KEY = "0123456789abcdef0123456789abcdef-us6"
@@ -88,3 +89,25 @@ def problem(
 
 
 PROBLEM = {"Content-Type": "application/problem+json"}
+
+
+def segment(segment_id: int, name: str, member_count: int = 0) -> dict[str, Any]:
+    """A tag as `GET /lists/{id}/segments?type=static` lists it: a static segment."""
+    return {"id": segment_id, "name": name, "member_count": member_count, "type": "static",
+            "created_at": "2026-01-05T10:00:00+00:00", "updated_at": "2026-01-05T10:00:00+00:00",
+            "options": {"match": "any", "conditions": []}, "list_id": LIST}  # fmt: skip
+
+
+def segments_page(*segments: dict[str, Any]) -> dict[str, Any]:
+    return {"segments": list(segments), "list_id": LIST, "total_items": len(segments)}
+
+
+def segment_answer(
+    added: Sequence[str] = (), removed: Sequence[str] = (), errors: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """The answer of `POST /lists/{id}/segments/{segment_id}` (batch add/remove members):
+    `members_added`/`members_removed` are member objects, `errors` name `email_addresses`."""
+    return {"members_added": [member(email_address=e, id=e) for e in added],
+            "members_removed": [member(email_address=e, id=e) for e in removed],
+            "errors": list(errors), "total_added": len(added), "total_removed": len(removed),
+            "error_count": sum(len(e.get("email_addresses", [])) for e in errors)}  # fmt: skip

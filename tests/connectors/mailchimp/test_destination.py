@@ -1,4 +1,4 @@
-"""The Mailchimp destination on documented payloads: batch updates, tag switching, merge fields."""
+"""The Mailchimp destination on documented payloads: batch updates, tags in bulk, merge fields."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import pytest
 import respx
 
@@ -15,9 +14,21 @@ from connectors.mailchimp import MailchimpDestination, MailchimpDestinationSetti
 from connectors.mailchimp.destination import subscriber_hash
 from core.errors import AuthError, ConfigError
 from core.outbox_settings import DestinationSettings, validate_destination
-from tests.connectors.mailchimp.payloads import API_KEY, LIST, PROBLEM, ROOT, member, problem
+from tests.connectors.mailchimp.payloads import (
+    API_KEY,
+    LIST,
+    PROBLEM,
+    ROOT,
+    member,
+    problem,
+    segment,
+    segment_answer,
+    segments_page,
+)
 
 BATCH = f"{ROOT}/lists/{LIST}"
+SEGMENTS = f"{BATCH}/segments"
+TAG_IDS = {"score-hot": 2865001, "score-warm": 2865002, "score-cold": 2865003}
 
 
 def destination(mode: str = "update", fields: dict[str, str] | None = None,
@@ -55,8 +66,18 @@ def batch_answer(
             "error_count": len(errors)}  # fmt: skip
 
 
-def tag_route(email: str) -> respx.Route:
-    return respx.post(f"{BATCH}/members/{subscriber_hash(email)}/tags").respond(204)
+def tags_exist(names: Sequence[str] = tuple(TAG_IDS)) -> respx.Route:
+    """`GET /lists/{id}/segments`: the audience's tags (static segments), with a `vip` tag too."""
+    listed = [segment(TAG_IDS[n], n) for n in names] + [segment(2865099, "vip", 4)]
+    return respx.get(SEGMENTS).respond(200, json=segments_page(*listed))
+
+
+def segment_route(tag: str, answer: dict[str, Any] | None = None) -> respx.Route:
+    return respx.post(f"{SEGMENTS}/{TAG_IDS[tag]}").respond(200, json=answer or segment_answer())
+
+
+def sent(route: respx.Route) -> list[dict[str, Any]]:
+    return [json.loads(c.request.content) for c in route.calls]
 
 
 @respx.mock
@@ -74,46 +95,130 @@ def test_update_mode_batch_body_carries_no_status() -> None:
 @respx.mock
 def test_upsert_creates_with_status_if_new_and_lead_fields_and_returns_the_id() -> None:
     route = respx.post(BATCH).respond(200, json=batch_answer(new=[answered("p2@example.com", [])]))
-    tag_route("p2@example.com")
+    tags_exist()
+    hot = segment_route("score-hot", segment_answer(added=["p2@example.com"]))
     [outcome] = destination("upsert", status_if_new="pending").write([item(2, record=False)])
     assert (outcome.status, outcome.record_id) == ("ok", subscriber_hash("p2@example.com"))
-    [sent] = json.loads(route.calls.last.request.content)["members"]
-    assert sent == {"email_address": "p2@example.com", "status_if_new": "pending",
+    [body] = json.loads(route.calls.last.request.content)["members"]
+    assert body == {"email_address": "p2@example.com", "status_if_new": "pending",
                     "merge_fields": {"FNAME": "P2", "LSCORE": 72.0}}  # fmt: skip
+    assert sent(hot) == [{"members_to_add": ["p2@example.com"]}]
 
 
 @respx.mock
-def test_a_tier_change_makes_the_old_tag_inactive_and_the_new_active() -> None:
+def test_a_tier_change_adds_to_the_new_tag_and_removes_from_the_old_one_by_segment() -> None:
     answer = batch_answer([answered("p1@example.com", ["vip", "score-warm"])])
     respx.post(BATCH).respond(200, json=answer)
-    tags = tag_route("p1@example.com")
+    listing = tags_exist()
+    hot, warm, cold = (segment_route(t) for t in ("score-hot", "score-warm", "score-cold"))
+    per_member = respx.post(url__regex=rf"{BATCH}/members/\w+/tags").respond(204)
     [outcome] = destination().write([item(1, tier="hot")])
     assert outcome.status == "ok"
-    assert json.loads(tags.calls.last.request.content) == {
-        "tags": [{"name": "score-hot", "status": "active"},
-                 {"name": "score-warm", "status": "inactive"}],
-        "is_syncing": False}  # fmt: skip
+    assert sent(hot) == [{"members_to_add": ["p1@example.com"]}]
+    assert sent(warm) == [{"members_to_remove": ["p1@example.com"]}]
+    assert not cold.called and not per_member.called  # `vip` is no tier: left alone
+    params = listing.calls.last.request.url.params
+    assert (params["type"], params["count"]) == ("static", "1000")
 
 
 @respx.mock
-def test_no_tag_call_when_the_tier_tag_is_already_right() -> None:
+def test_members_are_grouped_by_tier_one_segment_call_per_tag() -> None:
+    before = {1: ["score-warm"], 2: ["score-warm", "vip"], 3: ["score-cold"], 4: ["score-hot"],
+              5: ["score-hot"], 6: []}  # fmt: skip
+    after = {1: "hot", 2: "hot", 3: "hot", 4: "cold", 5: "hot", 6: "warm"}
+    people = [answered(f"p{i}@example.com", tags) for i, tags in before.items()]
+    respx.post(BATCH).respond(200, json=batch_answer(people))
+    tags_exist()
+    hot, warm, cold = (segment_route(t) for t in ("score-hot", "score-warm", "score-cold"))
+    mc = destination()
+    outcomes = mc.write([item(i, tier=tier) for i, tier in after.items()])
+    assert {o.status for o in outcomes} == {"ok"}
+    assert sent(hot) == [{"members_to_add": ["p1@example.com", "p2@example.com", "p3@example.com"],
+                          "members_to_remove": ["p4@example.com"]}]  # fmt: skip
+    assert sent(warm) == [{"members_to_add": ["p6@example.com"],
+                           "members_to_remove": ["p1@example.com", "p2@example.com"]}]  # fmt: skip
+    assert sent(cold) == [{"members_to_add": ["p4@example.com"],
+                           "members_to_remove": ["p3@example.com"]}]  # fmt: skip
+    assert mc.client.http.calls == 1 + 1 + 3  # batch, tag ids, one call per tier tag
+
+
+@respx.mock
+def test_no_segment_call_when_the_tier_tags_are_already_right() -> None:
     respx.post(BATCH).respond(200, json=batch_answer([answered("p1@example.com", ["score-hot"])]))
-    tags = tag_route("p1@example.com")
+    listing = tags_exist()
+    segments = respx.post(url__regex=rf"{SEGMENTS}/\d+").respond(200, json=segment_answer())
     destination().write([item(1, tier="hot")])
-    assert not tags.called
+    assert not listing.called and not segments.called
 
 
 @respx.mock
-def test_unknown_current_tags_switch_every_other_tier_off() -> None:
+def test_unknown_current_tags_remove_the_member_from_every_other_tier_tag() -> None:
     # 60 tags: the answer shows only 50, so the destination cannot tell what the member has.
     many = answered("p1@example.com", [f"t{i}" for i in range(50)], tags_count=60)
     respx.post(BATCH).respond(200, json=batch_answer([many]))
-    tags = tag_route("p1@example.com")
+    tags_exist()
+    hot, warm, cold = (segment_route(t) for t in ("score-hot", "score-warm", "score-cold"))
     destination().write([item(1, tier="cold")])
-    sent = json.loads(tags.calls.last.request.content)["tags"]
-    assert sent == [{"name": "score-cold", "status": "active"},
-                    {"name": "score-hot", "status": "inactive"},
-                    {"name": "score-warm", "status": "inactive"}]  # fmt: skip
+    assert sent(cold) == [{"members_to_add": ["p1@example.com"]}]
+    assert sent(hot) == sent(warm) == [{"members_to_remove": ["p1@example.com"]}]
+
+
+@respx.mock
+def test_a_missing_tier_tag_is_created_once_and_the_ids_are_kept() -> None:
+    people = [answered("p1@example.com", ["score-warm"]), answered("p2@example.com", [])]
+    respx.post(BATCH).respond(200, json=batch_answer(people))
+    listing = tags_exist(["score-warm"])  # no score-hot yet
+    create = respx.post(SEGMENTS).respond(200, json=segment(2865001, "score-hot"))
+    hot, warm = segment_route("score-hot"), segment_route("score-warm")
+    mc = destination()
+    assert {o.status for o in mc.write([item(1), item(2)])} == {"ok"}
+    assert sent(create) == [{"name": "score-hot", "static_segment": []}]
+    assert sent(hot) == [{"members_to_add": ["p1@example.com", "p2@example.com"]}]
+    assert sent(warm) == [{"members_to_remove": ["p1@example.com"]}]
+
+    respx.post(BATCH).respond(200, json=batch_answer([answered("p3@example.com", [])]))
+    mc.write([item(3)])
+    assert listing.call_count == 1 and create.call_count == 1  # ids read once per destination
+    assert sent(hot)[-1] == {"members_to_add": ["p3@example.com"]}
+
+
+@respx.mock
+def test_per_member_segment_errors_park_those_members_only() -> None:
+    people = [answered(f"p{i}@example.com", ["score-cold"]) for i in (1, 2, 3)]
+    respx.post(BATCH).respond(200, json=batch_answer(people))
+    tags_exist()
+    error = {"email_addresses": ["P2@example.com"], "error": "Email address is not subscribed"}
+    segment_route("score-hot", segment_answer(added=["p1@example.com", "p3@example.com"],
+                                              errors=[error]))  # fmt: skip
+    segment_route("score-cold", segment_answer(removed=["p1@example.com", "p3@example.com"]))
+    first, second, third = destination().write([item(1), item(2), item(3)])
+    assert (first.status, third.status) == ("ok", "ok")
+    assert (second.status, second.reason) == (
+        "rejected", "tag score-hot: Email address is not subscribed")  # fmt: skip
+
+
+@respx.mock
+def test_a_refused_segment_call_parks_its_members_and_a_gone_tag_is_retried() -> None:
+    people = [answered("p1@example.com", ["score-warm"]), answered("p2@example.com", ["score-hot"])]
+    respx.post(BATCH).respond(200, json=batch_answer(people))
+    listing = tags_exist()
+    respx.post(f"{SEGMENTS}/{TAG_IDS['score-cold']}").respond(
+        400, json=problem(400, "Invalid Resource", "Maximum allowed member items exceeded"),
+        headers=PROBLEM)  # fmt: skip
+    respx.post(f"{SEGMENTS}/{TAG_IDS['score-warm']}").respond(
+        404, json=problem(404, "Resource Not Found", "The requested resource could not be found."),
+        headers=PROBLEM)  # fmt: skip
+    segment_route("score-hot")
+    mc = destination()
+    first, second = mc.write([item(1, tier="hot"), item(2, tier="cold")])
+    assert first.status == "retry" and "score-warm: HTTP 404" in first.reason
+    assert second.status == "rejected"
+    assert (
+        second.reason
+        == "tag score-cold: HTTP 400: Invalid Resource: Maximum allowed member items exceeded"
+    )
+    mc.write([item(1, tier="hot")])
+    assert listing.call_count == 2  # the 404 made the ids stale: read again
 
 
 @respx.mock
@@ -140,19 +245,6 @@ def test_a_refused_batch_rejects_every_member_with_the_problem_detail() -> None:
         "HTTP 400: Invalid Resource: Your merge fields were invalid. "
         "(LSCORE: Please enter a number)"
     )
-
-
-@respx.mock
-def test_a_refused_tag_call_rejects_that_member_only() -> None:
-    respx.post(BATCH).respond(200, json=batch_answer(
-        [answered("p1@example.com", []), answered("p2@example.com", [])]))  # fmt: skip
-    tag_route("p1@example.com")
-    respx.post(f"{BATCH}/members/{subscriber_hash('p2@example.com')}/tags").respond(
-        404, json=problem(404, "Resource Not Found", "The requested resource could not be found."),
-        headers=PROBLEM)  # fmt: skip
-    first, second = destination().write([item(1), item(2)])
-    assert first.status == "ok"
-    assert second.status == "rejected" and "Resource Not Found" in second.reason
 
 
 @respx.mock
@@ -203,11 +295,16 @@ def test_validates_as_a_destination_block() -> None:
 
 
 @respx.mock
-def test_tag_calls_use_at_most_max_connections() -> None:
-    people = [answered(f"p{i}@example.com", []) for i in range(30)]
+def test_300_members_changing_tier_take_a_handful_of_calls_not_300() -> None:
+    tiers = ("hot", "warm", "cold")
+    people = [answered(f"p{i}@example.com", [f"score-{tiers[i % 3]}"]) for i in range(300)]
     respx.post(BATCH).respond(200, json=batch_answer(people))
-    respx.post(url__regex=rf"{BATCH}/members/\w+/tags").mock(return_value=httpx.Response(204))
+    tags_exist()
+    segments = respx.post(url__regex=rf"{SEGMENTS}/\d+").respond(200, json=segment_answer())
     mc = destination(max_connections=3)
-    outcomes = mc.write([item(i) for i in range(30)])
+    outcomes = mc.write([item(i, tier=tiers[(i + 1) % 3]) for i in range(300)])
     assert {o.status for o in outcomes} == {"ok"}
-    assert mc.client.http.calls == 31
+    assert segments.call_count == 3
+    for body in sent(segments):
+        assert len(body["members_to_add"]) == len(body["members_to_remove"]) == 100
+    assert mc.client.http.calls == 5

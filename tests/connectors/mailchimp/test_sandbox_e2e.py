@@ -162,7 +162,10 @@ def mailchimp_leads(store: Store) -> list[int]:
             .order_by(IDENTITY.c.lead_id)).scalars())  # fmt: skip
 
 
-def test_2000_changed_members_take_4_batch_calls_and_a_tier_change_moves_the_tag(
+SEGMENT_BATCH = "POST /3.0/lists/{list_id}/segments/{segment_id}"
+
+
+def test_2000_changed_members_take_4_batch_calls_and_tags_move_by_segment(
     store: Store, large: Sandbox
 ) -> None:
     members = source(large.url, campaign_unsubscribes=False)
@@ -180,24 +183,62 @@ def test_2000_changed_members_take_4_batch_calls_and_a_tier_change_moves_the_tag
     assert state["batch_sizes"] == [500, 500, 500, 500]
     assert "LSCORE" in {f["tag"] for f in state["merge_fields"]}  # prepare() created it
     assert state["rate_limited"] == 0 and state["max_in_flight"] <= 10
-    assert len(state["tag_events"]) == 2000
+    calls = state["calls"]
+    assert calls["POST /3.0/lists/{list_id}/segments"] == 1  # score-hot did not exist
+    assert calls[SEGMENT_BATCH] == 4  # one per batch: everyone enters score-hot
+    assert "POST /3.0/lists/{list_id}/members/{subscriber_hash}/tags" not in calls
+    events = state["tag_events"]
+    assert len(events) == 2000 and {(e["tag"], e["status"], e["via"]) for e in events} == {
+        ("score-hot", "active", "segment")}  # fmt: skip
 
-    moved = leads[:3]
+    # 1,000 members change tier: 2 batch calls and 2 segment calls per batch, not 1,000 tag calls.
+    moved = leads[:1000]
     set_scores(store, moved, 20)  # hot → cold
     result = push(store, cfg, mc)
-    assert result.ok and result.accepted == 3
+    assert result.ok and result.accepted == 1000
     state = large.state()
-    assert state["batch_sizes"][4:] == [3]
+    assert state["batch_sizes"][4:] == [500, 500]
+    assert state["calls"][SEGMENT_BATCH] - calls[SEGMENT_BATCH] == 4
+    assert state["calls"]["POST /3.0/lists/{list_id}/segments"] == 2  # score-cold made once
+    # The ids were read at the first push, and again only because score-cold was missing.
+    assert state["calls"]["GET /3.0/lists/{list_id}/segments"] == 2
     switches = state["tag_events"][2000:]
-    assert {(e["tag"], e["status"], e["is_syncing"]) for e in switches} == {
-        ("score-cold", "active", False), ("score-hot", "inactive", False)}  # fmt: skip
+    assert len(switches) == 2000 and {(e["tag"], e["status"]) for e in switches} == {
+        ("score-cold", "active"), ("score-hot", "inactive")}  # fmt: skip
     with store.engine.connect() as conn:
-        email = conn.execute(
-            sa.text("select email from lead where id = :i"), {"i": moved[0]}
-        ).scalar()
-    member = large.state(email=email)["member"]
+        query = sa.text("select email from lead where id = :i")
+        first, kept = (conn.execute(query, {"i": i}).scalar() for i in (moved[0], leads[1500]))
+    member = large.state(email=first)["member"]
     assert [t["name"] for t in member["tags"]] == ["score-cold"]
     assert member["merge_fields"]["LSCORE"] == 20
+    assert [t["name"] for t in large.state(email=kept)["member"]["tags"]] == ["score-hot"]
+
+
+def test_tags_are_static_segments_in_the_documented_shapes(small: Sandbox) -> None:
+    api = httpx.Client(base_url=f"{small.url}/3.0/lists/{LIST_ID}", auth=("any", SANDBOX_API_KEY))
+    members = small.state(members=1)["members"]
+    emails = [m["email_address"] for m in members if "@" in m["email_address"]][:3]
+    made = api.post("/segments", json={"name": "score-hot", "static_segment": emails[:1]}).json()
+    assert {k: made[k] for k in ("name", "member_count", "type", "list_id")} == {
+        "name": "score-hot", "member_count": 1, "type": "static", "list_id": LIST_ID}  # fmt: skip
+    body = {"members_to_add": [*emails[1:], "nobody@example.com", "not-an-email"],
+            "members_to_remove": emails[:1]}  # fmt: skip
+    answer = api.post(f"/segments/{made['id']}", json=body).json()
+    assert (answer["total_added"], answer["total_removed"], answer["error_count"]) == (2, 1, 1)
+    assert [m["email_address"] for m in answer["members_added"]] == emails[1:]
+    assert answer["errors"] == [{"email_addresses": ["not-an-email"],
+                                 "error": "Invalid email address"}]  # fmt: skip
+    listed = api.get("/segments", params={"type": "static", "count": 1000}).json()
+    assert [(s["id"], s["name"], s["member_count"]) for s in listed["segments"]] == [
+        (made["id"], "score-hot", 2)]  # fmt: skip
+    assert api.get("/segments", params={"type": "saved"}).json()["segments"] == []
+    tags = small.state(email=emails[1])["member"]["tags"]
+    assert tags == [{"id": made["id"], "name": "score-hot"}]
+    too_many = api.post(f"/segments/{made['id']}", json={"members_to_add": ["a@b.co"] * 501})
+    assert too_many.status_code == 400 and "at most 500" in too_many.json()["detail"]
+    assert api.post("/segments/999", json={"members_to_add": emails}).status_code == 404
+    twice = api.post("/segments", json={"name": "Score-Hot", "static_segment": []})
+    assert twice.status_code == 400
 
 
 def test_the_sandbox_refuses_an_eleventh_simultaneous_connection() -> None:
