@@ -189,19 +189,10 @@ def _next_steps(target: Path, store: Store) -> None:
 
 
 def _serve_dashboard(store: Store, hub: Any) -> None:
-    """Keep the sandboxes up and, when `leadhub serve` is installed, the dashboard too."""
-    import importlib
-
-    try:
-        web = importlib.import_module("core.web")
-    except ImportError:
-        console.print("[yellow]the dashboard is not installed; the sandboxes stay up[/yellow]")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            return
+    """Keep the sandboxes up and serve the dashboard and API on them, without auth (local only)."""
     import uvicorn
 
+    from core.web import create_app
+
     console.print("dashboard at http://127.0.0.1:8000/ (no auth: a local demo); Ctrl-C to stop")
-    uvicorn.run(web.create_app(store, hub, state.settings, no_auth=True), port=8000)
+    uvicorn.run(create_app(store, hub, state.settings, no_auth=True), host="127.0.0.1", port=8000)
