@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from connectors.hubspot.settings import OAuthSettings
 from core.errors import AuthError, HTTPError, RequestRejected
 from core.http import HttpClient, RetryPolicy, register_secret
+from core.statefile import RefreshTokenFile
 
 
 class Credentials(Protocol):
@@ -137,27 +136,10 @@ class OAuthTokens:
 
     def _saved_refresh_token(self) -> str | None:
         """The rotated token on file, unless the configured one changed since it was saved."""
-        try:
-            saved = json.loads(self.token_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(saved, dict) or saved.get("configured_sha256") != self._configured:
-            return None
-        token = saved.get("refresh_token")
-        return token if isinstance(token, str) and token else None
+        return RefreshTokenFile(self.token_file, self._configured).load()
 
     def _save(self, refresh_token: str) -> None:
-        self.token_file.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "refresh_token": refresh_token,
-            "configured_sha256": self._configured,
-            "saved_at": datetime.now(UTC).isoformat(),
-        }
-        temp = self.token_file.with_name(self.token_file.name + ".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(payload, out)
-        os.replace(temp, self.token_file)  # atomic: a crash never leaves half a token
+        RefreshTokenFile(self.token_file, self._configured).save(refresh_token)
 
 
 def _reason(exc: HTTPError) -> str:

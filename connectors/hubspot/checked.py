@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from core.statefile import read_json, write_private_json
 
 Options = dict[str, list[dict[str, Any]]]
 
@@ -78,12 +79,7 @@ class PropertyCheck:
             "options": options,
         }
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(payload, out)
-            os.replace(temp, self.path)  # atomic: readers see the old file or the new one
+            write_private_json(self.path, payload)
 
     def forget(self) -> None:
         """The next push checks (and recreates) the properties again."""
@@ -91,10 +87,7 @@ class PropertyCheck:
             self.path.unlink(missing_ok=True)
 
     def _read(self) -> dict[str, Any] | None:
-        try:
-            saved = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(saved, dict) or saved.get("fingerprint") != self.digest:
+        saved = read_json(self.path)
+        if saved is None or saved.get("fingerprint") != self.digest:
             return None
         return saved
