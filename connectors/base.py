@@ -38,6 +38,21 @@ class Invalid:
 Item = LeadRecord | ActivityRecord | OutcomeRecord | Invalid
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for a quarantine reason: `null`, `a number`, `a list`, …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
 @dataclass(frozen=True)
 class Page:
     """One unit of progress: its records and the cursor to resume after them.

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item
+from connectors.base import Invalid, Item, json_kind
 from connectors.hubspot.settings import HubSpotSettings
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, describe_validation_error
 
@@ -42,7 +42,7 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{_kind(value)}, not a date/time")
+        raise ValueError(f"{json_kind(value)}, not a date/time")
     if isinstance(value, (int, float)) or value.strip().isdigit():
         try:
             return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
@@ -69,21 +69,6 @@ class _Malformed(ValueError):
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
-
-
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a reason: `null`, `a number`, `a list`, …"""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return "an object" if isinstance(value, Mapping) else type(value).__name__
 
 
 def _show(value: Any, limit: int = 40) -> str:
@@ -166,7 +151,7 @@ def contact_items(
     A contact of the wrong shape (not an object, a date out of range, …) is one `Invalid`.
     """
     if not isinstance(contact, Mapping):
-        return [_invalid(contact, "contact (no id)", f"{_kind(contact)}, not a contact object")]
+        return [_invalid(contact, "contact (no id)", f"{json_kind(contact)}, not a contact object")]
     try:
         return _contact_items(source, contact, settings, deleted)
     except _SHAPE_ERRORS as exc:
@@ -269,7 +254,7 @@ def _unsubscribed(event: Mapping[str, Any], statuses: list[str]) -> bool:
         return True
     subscriptions = event.get("subscriptions") or []
     if not isinstance(subscriptions, list):
-        raise _Malformed("subscriptions", f"{_kind(subscriptions)}, not a list")
+        raise _Malformed("subscriptions", f"{json_kind(subscriptions)}, not a list")
     return any(
         isinstance(s, dict) and str(s.get("status") or "") in statuses for s in subscriptions
     )
@@ -283,7 +268,7 @@ def email_event_items(
     An event of the wrong shape (not an object, `created` out of range, …) is one `Invalid`.
     """
     if not isinstance(event, Mapping):
-        return [_invalid(event, "email event (no id)", f"{_kind(event)}, not an event object")]
+        return [_invalid(event, "email event (no id)", f"{json_kind(event)}, not an event object")]
     try:
         return _email_event_items(source, event, settings)
     except _SHAPE_ERRORS as exc:
@@ -334,7 +319,7 @@ def form_submission_items(source: str, form_id: str, submission: Mapping[str, An
     """
     if not isinstance(submission, Mapping):
         ref = f"form {form_id} submission (no conversionId)"
-        return [_invalid(submission, ref, f"{_kind(submission)}, not a submission object")]
+        return [_invalid(submission, ref, f"{json_kind(submission)}, not a submission object")]
     try:
         return _form_submission_items(source, form_id, submission)
     except _SHAPE_ERRORS as exc:
@@ -345,7 +330,7 @@ def form_submission_items(source: str, form_id: str, submission: Mapping[str, An
 def _form_submission_items(source: str, form_id: str, submission: Mapping[str, Any]) -> list[Item]:
     given = submission.get("values") or []
     if not isinstance(given, list):
-        raise _Malformed("values", f"{_kind(given)}, not a list")
+        raise _Malformed("values", f"{json_kind(given)}, not a list")
     values = {str(v.get("name")): v.get("value") for v in given if isinstance(v, dict)}
     props: dict[str, Any] = {"form": form_id}
     if submission.get("pageUrl"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item
+from connectors.base import Invalid, Item, json_kind
 from connectors.salesforce.settings import SalesforceSettings
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, describe_validation_error
 
@@ -81,28 +81,13 @@ def _raw(payload: Any) -> str:
 _SHAPE_ERRORS = (TypeError, AttributeError, ValueError, OverflowError, OSError, ArithmeticError)
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a reason: `null`, `a number`, `a list`, …"""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return "an object" if isinstance(value, Mapping) else type(value).__name__
-
-
 def _invalid(payload: Any, ref: str, problem: str) -> Invalid:
     """A row of the wrong shape, quarantined: the reason names the row and the field."""
     return Invalid(_raw(payload), f"{ref}: {problem}", ref)
 
 
 def _not_object(payload: Any, ref: str, what: str) -> Invalid:
-    return _invalid(payload, ref, f"{_kind(payload)}, not {what}")
+    return _invalid(payload, ref, f"{json_kind(payload)}, not {what}")
 
 
 def _shape_error(exc: Exception) -> str:
@@ -203,7 +188,9 @@ def outcome_item(
         return _not_object(payload, "Lead (no Id) outcome", "a Lead object")
     ref = f"{_ref('Lead', lead)} outcome"
     if opportunity is not None and not isinstance(opportunity, Mapping):
-        problem = f"ConvertedOpportunityId: the Opportunity is {_kind(opportunity)}, not an object"
+        problem = (
+            f"ConvertedOpportunityId: the Opportunity is {json_kind(opportunity)}, not an object"
+        )
         return _invalid(payload, ref, problem)
     try:
         return _outcome_item(source, lead, opportunity)
@@ -243,7 +230,7 @@ def campaign_member_items(
         return [_not_object(row, "CampaignMember (no Id)", "a CampaignMember object")]
     ref = _ref("CampaignMember", row)
     if campaign is not None and not isinstance(campaign, Mapping):
-        problem = f"CampaignId: the Campaign is {_kind(campaign)}, not an object"
+        problem = f"CampaignId: the Campaign is {json_kind(campaign)}, not an object"
         return [_invalid({"member": row, "campaign": campaign}, ref, problem)]
     try:
         return _campaign_member_items(source, row, campaign, settings)
