@@ -24,6 +24,7 @@ Test-only:
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import itertools
 import json
@@ -255,7 +256,10 @@ class GraphSandbox:
             ]
             leads.sort(key=lambda x: (x.created_time, x.id), reverse=True)
             wanted = fields or DEFAULT_FIELDS["lead"]
-            return self.page(request, [(x.id, select(x.graph(), wanted)) for x in leads])
+            # objects are built for the page served only, not for every lead of the form
+            return self.page(
+                request, [(x.id, functools.partial(_lead_object, x, wanted)) for x in leads]
+            )
         raise self.unknown(node)
 
     def unknown(self, node_id: str) -> GraphFault:
@@ -288,8 +292,9 @@ class GraphSandbox:
             usable.append((operator, int(value)))
         return usable
 
-    def page(self, request: Request, rows: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-        """One page of `(sort key, object)` rows after the `after` cursor, with Graph's paging."""
+    def page(self, request: Request, rows: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+        """One page of `(sort key, object or object factory)` rows after the `after` cursor, with
+        Graph's paging."""
         query = request.query_params
         try:
             limit = min(max(int(query.get("limit", self.default_limit)), 1), self.max_limit)
@@ -312,7 +317,7 @@ class GraphSandbox:
             paging["cursors"] = {"before": _encode(chunk[0][0]), "after": _encode(chunk[-1][0])}
         if start + limit < len(rows):
             paging["next"] = self._url(request, _encode(chunk[-1][0]))
-        return {"data": [obj for _, obj in chunk], "paging": paging}
+        return {"data": [obj() if callable(obj) else obj for _, obj in chunk], "paging": paging}
 
     @staticmethod
     def _url(request: Request, after: str) -> str:
@@ -347,6 +352,10 @@ class GraphSandbox:
             "filters_ignored": self.filters_ignored,
             "faults_left": sum(f.times for f in self.faults),
         }
+
+
+def _lead_object(lead: SandboxLead, wanted: str) -> dict[str, Any]:
+    return select(lead.graph(), wanted)
 
 
 def _routes(sandbox: GraphSandbox) -> list[Route]:
