@@ -181,7 +181,7 @@ def person_contact(person: Person, world: World, malformed: bool) -> Contact:
         "lifecyclestage": "lead",
         "hs_lead_status": "NEW",
     }
-    for result in (r for r in world.outcomes if r.person == person.key):
+    for result in world.outcomes_of(person.key):
         closed = to_ms(result.closed_at)
         updated = max(updated, closed)
         if result.status == "lost":

@@ -223,6 +223,16 @@ class World:
     def events_of(self, person: int) -> list[Event]:
         return [e for e in self.events if e.person == person]
 
+    def outcomes_of(self, person: int) -> list[Result]:
+        """The person's outcomes (at most one), from an index built on first use."""
+        index = self.__dict__.get("_outcomes_by_person")
+        if index is None:
+            index = {}
+            for result in self.outcomes:
+                index.setdefault(result.person, []).append(result)
+            self.__dict__["_outcomes_by_person"] = index
+        return list(index.get(person, ()))
+
 
 def _weighted(rng: random.Random, options: tuple[tuple[str, int], ...]) -> str:
     return rng.choices([o for o, _ in options], weights=[w for _, w in options])[0]
