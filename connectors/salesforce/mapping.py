@@ -13,7 +13,7 @@ goes to quarantine with a reason naming the row and the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,6 +90,18 @@ def _not_object(payload: Any, ref: str, what: str) -> Invalid:
     return _invalid(payload, ref, f"{json_kind(payload)}, not {what}")
 
 
+def _guarded(sobject: str, row: Any, parse: Callable[[], list[Item]]) -> list[Item]:
+    """`parse()` of one row; a row that is not an object, or not of the documented shape, is one
+    `Invalid` naming the row and the field."""
+    if not isinstance(row, Mapping):
+        article = "an" if sobject[0] in "AEIOU" else "a"
+        return [_not_object(row, f"{sobject} (no Id)", f"{article} {sobject} object")]
+    try:
+        return parse()
+    except _SHAPE_ERRORS as exc:
+        return [_invalid(row, _ref(sobject, row), _shape_error(exc))]
+
+
 def _shape_error(exc: Exception) -> str:
     text = str(exc)
     text = text if len(text) <= 120 else f"{text[:119]}…"
@@ -131,12 +143,9 @@ def person_items(
 
     A row of the wrong shape (not an object, …) is one `Invalid`.
     """
-    if not isinstance(row, Mapping):
-        return [_not_object(row, f"{sobject} (no Id)", f"a {sobject} object")]
-    try:
-        return _person_items(source, sobject, row, settings, opportunities)
-    except _SHAPE_ERRORS as exc:
-        return [_invalid(row, _ref(sobject, row), _shape_error(exc))]
+    return _guarded(
+        sobject, row, lambda: _person_items(source, sobject, row, settings, opportunities)
+    )
 
 
 def _person_items(
@@ -283,12 +292,7 @@ def task_items(source: str, row: Mapping[str, Any]) -> list[Item]:
 
     A row of the wrong shape (not an object, …) is one `Invalid`.
     """
-    if not isinstance(row, Mapping):
-        return [_not_object(row, "Task (no Id)", "a Task object")]
-    try:
-        return _task_items(source, row)
-    except _SHAPE_ERRORS as exc:
-        return [_invalid(row, _ref("Task", row), _shape_error(exc))]
+    return _guarded("Task", row, lambda: _task_items(source, row))
 
 
 def _task_items(source: str, row: Mapping[str, Any]) -> list[Item]:
@@ -329,12 +333,7 @@ def event_items(source: str, row: Mapping[str, Any]) -> list[Item]:
 
     A row of the wrong shape (not an object, …) is one `Invalid`.
     """
-    if not isinstance(row, Mapping):
-        return [_not_object(row, "Event (no Id)", "an Event object")]
-    try:
-        return _event_items(source, row)
-    except _SHAPE_ERRORS as exc:
-        return [_invalid(row, _ref("Event", row), _shape_error(exc))]
+    return _guarded("Event", row, lambda: _event_items(source, row))
 
 
 def _event_items(source: str, row: Mapping[str, Any]) -> list[Item]:
