@@ -8,7 +8,7 @@ and here. Connectors register under the entry-point group `leadhub.connectors`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -63,6 +63,23 @@ class Page:
 
     items: Sequence[Item]
     cursor: Cursor | None
+
+
+def checkpointed(
+    batches: Iterable[list[Item]], final: Callable[[], Cursor | None]
+) -> Iterator[Page]:
+    """Pages of `batches`, held one behind so that the last carries `final()`: a bookmark known only
+    once everything was read (None: the bookmark stays). Empty batches are skipped."""
+    held: list[Item] | None = None
+    for items in batches:
+        if not items:
+            continue
+        if held is not None:
+            yield Page(held, None)
+        held = items
+    cursor = final()
+    if held is not None or cursor is not None:
+        yield Page(held or [], cursor)
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from connectors.base import Cursor, Item, Page
+from connectors.base import Cursor, Item, Page, checkpointed
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.contacts import _next_after, _results
 from connectors.hubspot.mapping import (
@@ -31,24 +31,6 @@ from core.http import PaginationGuard
 
 DAY_MS = 86_400_000
 ARCHIVED_PROPERTIES = ("email", "firstname", "lastname", "lastmodifieddate")
-
-
-def last_page_cursor(
-    batches: Iterator[list[Item]], final: Callable[[], Cursor | None]
-) -> Iterator[Page]:
-    """Each non-empty batch as a page; the last carries `final()` (None: bookmark unchanged)."""
-    held: list[Item] | None = None
-    for items in batches:
-        if not items:
-            continue
-        if held is not None:
-            yield Page(held, None)
-        held = items
-    cursor = final()
-    if cursor is not None:
-        yield Page(held or [], cursor)
-    elif held:
-        yield Page(held, None)
 
 
 class ArchivedStream:
@@ -66,7 +48,7 @@ class ArchivedStream:
         def final() -> Cursor | None:
             return {"archived_since": newest[0]} if newest[0] != mark else None
 
-        yield from last_page_cursor(self._batches(mark, newest), final)
+        yield from checkpointed(self._batches(mark, newest), final)
 
     def _batches(self, mark: int | None, newest: list[int | None]) -> Iterator[list[Item]]:
         floor = mark - self.settings.overlap_seconds * 1000 if mark is not None else None
@@ -151,7 +133,7 @@ class FormSubmissionsStream:
             def final(form_id: str = form_id, before: int | None = before) -> Cursor | None:
                 return {"forms": dict(marks)} if marks.get(form_id) != before else None
 
-            yield from last_page_cursor(self._batches(form_id, marks), final)
+            yield from checkpointed(self._batches(form_id, marks), final)
 
     def _batches(self, form_id: str, marks: dict[str, int]) -> Iterator[list[Item]]:
         mark = marks.get(form_id)

@@ -19,13 +19,13 @@ Streams and cursors:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from connectors.base import Cursor, Item, Page, Stream
+from connectors.base import Cursor, Item, Page, Stream, checkpointed
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,
@@ -68,22 +68,6 @@ def _after(value: Any, since: datetime | None) -> bool:
     """Newer than `since`; an unreadable time passes, so that it is quarantined, not lost."""
     when = utc(value)
     return since is None or when is None or when > since
-
-
-def checkpointed(
-    batches: Iterable[list[Item]], final: Callable[[], Cursor | None]
-) -> Iterator[Page]:
-    """Pages of `batches`, held one behind so that the last carries `final()` (read after all)."""
-    held: list[Item] | None = None
-    for items in batches:
-        if not items:
-            continue
-        if held is not None:
-            yield Page(held, None)
-        held = items
-    cursor = final()
-    if held is not None or cursor is not None:
-        yield Page(held or [], cursor)
 
 
 class _Stream:
