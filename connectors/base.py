@@ -14,6 +14,7 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -63,6 +64,16 @@ class Page:
 
     items: Sequence[Item]
     cursor: Cursor | None
+
+
+def http_url(value: str | None) -> str | None:
+    """A settings validator: `value` must be an http(s) URL with a host; a trailing `/` goes."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def checkpointed(

@@ -19,11 +19,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS
 
 FormStatus = Literal["ACTIVE", "ARCHIVED", "DELETED", "DRAFT"]
@@ -91,10 +90,7 @@ class FacebookLeadsSettings(ConnectorSettings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return http_url(value) or value
 
     @field_validator("access_token")
     @classmethod

@@ -23,12 +23,11 @@ import hashlib
 import re
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS, OUTCOME_STATUSES
 
 # Burst limit per 10 s by account tier ([doc] usage guidelines, shared/api/hubspot.md §5).
@@ -164,10 +163,7 @@ class HubSpotSettings(ConnectorSettings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return http_url(value) or value
 
     @field_validator("api_version")
     @classmethod

@@ -23,11 +23,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS
 
 METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"
@@ -45,15 +44,6 @@ def datacenter(api_key: str) -> str | None:
     """The data center of a key (`…-us6` → `us6`): the text after the last `-`, if it is one."""
     _, sep, suffix = api_key.strip().rpartition("-")
     return suffix if sep and _DC.fullmatch(suffix) else None
-
-
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
 
 
 class MailchimpAuth(ConnectorSettings):
@@ -78,7 +68,7 @@ class MailchimpAuth(ConnectorSettings):
     max_connections: int = Field(default=10, ge=1, le=10)
     timeout: float = Field(default=120, gt=0)
 
-    _url = field_validator("base_url", "metadata_url")(_http_url)
+    _url = field_validator("base_url", "metadata_url")(http_url)
 
     @model_validator(mode="after")
     def _one_credential(self) -> MailchimpAuth:

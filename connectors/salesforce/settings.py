@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, http_url
 from core.outbox_settings import Output
 
 SObject = Literal["Lead", "Contact"]
@@ -122,12 +122,7 @@ class SalesforceSettings(ConnectorSettings):
     @field_validator("login_url", "jwt_audience")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return http_url(value)
 
     @field_validator("api_version")
     @classmethod

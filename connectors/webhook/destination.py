@@ -53,6 +53,7 @@ from connectors.base import (
     SourceContext,
     WriteItem,
     WriteOutcome,
+    http_url,
 )
 from core.errors import ConfigError, RequestRejected, TransientError
 from core.http import HttpClient, RetryPolicy, Verdict
@@ -93,9 +94,7 @@ class WebhookSettings(ConnectorSettings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
+        http_url(value.get_secret_value())
         return value
 
     @field_validator("secret")
