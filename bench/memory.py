@@ -63,9 +63,9 @@ def peak_mb() -> float:
 def pull_in_child(hub_file: str, source_name: str, db_url: str, expected: int) -> dict[str, Any]:
     """Pull `source_name` of the hub file into `db_url`, sampling RSS after every page."""
     from core.config import load_hub
-    from core.ingest import PageCounts
-    from core.pipeline import pull
-    from core.store import Store
+    from core.pipeline.pull import pull
+    from core.store.ingest import PageCounts
+    from core.store.store import Store
 
     hub = load_hub(Path(hub_file))
     store = Store(db_url)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from core.db import create_engine
+from core.store.db import create_engine
 
 
 @contextmanager

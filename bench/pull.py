@@ -16,8 +16,8 @@ from bench.sandboxes import hub_config, missing, per_thousand, sandbox_hub
 from connectors.sandbox.hub import VENDORS
 from connectors.sandbox.world import World
 from core.errors import LeadhubError
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline.pull import pull_source
+from core.store.store import Store
 
 SEED = 42
 CALIBRATION_PEOPLE = 400
@@ -29,7 +29,7 @@ _records_per_person: dict[str, float] = {}
 
 def pull_vendor(vendor: str, people: int) -> dict[str, Any]:
     """Pull every source of `vendor`'s demo blocks from a sandbox of `people` people."""
-    from connectors.base import SourceContext, get_connector
+    from connectors.base.contract import SourceContext, get_connector
 
     world = World.build(seed=SEED, people=people)
     with sandbox_hub(world, [vendor]) as hub, hub_config(hub.base, [vendor]) as (config, tmp):

@@ -25,14 +25,15 @@ from bench.sandboxes import (
     routes_summary,
     sandbox_hub,
 )
-from connectors.base import SourceContext, get_connector
+from connectors.base.contract import SourceContext, get_connector
+from connectors.base.settings import open_destination
 from connectors.sandbox.hub import VENDORS
 from connectors.sandbox.world import World
-from core import outbox, scorer
 from core.config import HubConfig
-from core.outbox_settings import open_destination
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline import outbox
+from core.pipeline import score as scorer
+from core.pipeline.pull import pull_source
+from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
 
 SEED = 7

@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.memory import peak_mb
-from core import scorer
-from core.ingest import ACTIVITY, LEAD
+from core.pipeline import score as scorer
 from core.records import ActivityRecord
-from core.store import Store
+from core.store.ingest import ACTIVITY, LEAD
+from core.store.store import Store
 from scoring.model import ScoringModel, load_model_file
 
 MODEL_FILE = Path(__file__).resolve().parent.parent / "scoring" / "examples" / "default.yaml"

@@ -18,17 +18,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bench.sandboxes import SandboxHub, hub_config, missing, sandbox_hub
-from connectors.base import SourceContext, get_connector
+from connectors.base.contract import SourceContext, get_connector
+from connectors.base.settings import open_destination
 from connectors.sandbox.world import World
-from core import outbox, scorer
 from core.errors import ConfigError
-from core.outbox_settings import open_destination
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline import outbox
+from core.pipeline import score as scorer
+from core.pipeline.pull import pull_source
+from core.store.store import Store
 
 if TYPE_CHECKING:
-    from connectors.base import Destination
-    from core.outbox_settings import DestinationSettings
+    from connectors.base.contract import Destination
+    from connectors.base.settings import DestinationSettings
 
 SEED = 11
 PEOPLE = 1000
@@ -42,7 +43,7 @@ Visible = Callable[[Any, str, str], bool]
 
 
 def _mailchimp_has(app: Any, email: str, field: str) -> bool:
-    from connectors.mailchimp.sandbox_data import subscriber_hash
+    from connectors.mailchimp.sandbox.data import subscriber_hash
 
     member = app.state.sandbox.audience.members.get(subscriber_hash(email))
     return member is not None and member.merge_fields.get(field) not in (None, "")
@@ -80,7 +81,7 @@ def run(deliveries: int = 200) -> dict[str, Any]:
 
 
 def measure(vendor: str, deliveries: int) -> dict[str, Any]:
-    from connectors.facebook_leads.sandbox import APP_SECRET
+    from connectors.facebook_leads.sandbox.app import APP_SECRET
     from connectors.facebook_leads.webhook import WEBHOOK_PATH, store_score_push
     from connectors.sandbox.server import serve
 
@@ -145,7 +146,7 @@ def _deliver_all(
     hub: SandboxHub, vendor: str, url: str, secret: str, field: str, deliveries: int
 ) -> list[float | None]:
     """Latency (seconds) of each delivery; None when the lead never showed up."""
-    from connectors.facebook_leads.sandbox_world import deliver, leadgen_delivery
+    from connectors.facebook_leads.sandbox.world import deliver, leadgen_delivery
 
     graph, crm = hub.apps["facebook_leads"].state.sandbox, hub.apps[vendor]
     visible = VISIBLE[vendor]

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from core import analytics
 from core.config import load_hub
 from core.errors import ConfigError
-from core.pipeline import pull
-from core.store import Store
+from core.pipeline import analytics
+from core.pipeline.pull import pull
+from core.store.store import Store
 from scoring.model import parse_models
 from scoring.predictive_rules import as_rules
 

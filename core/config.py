@@ -22,7 +22,7 @@ from core.http import register_secret
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
 
 if TYPE_CHECKING:
-    from core.outbox_settings import DestinationSettings
+    from connectors.base.settings import DestinationSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 TOP_LEVEL = {"sources", "destinations", "scoring", "identity"}
@@ -43,7 +43,7 @@ class DestinationConfig:
     name: str
     connector: str
     raw: Mapping[str, Any]
-    settings: DestinationSettings | None = None  # validated by `core.outbox_settings`
+    settings: DestinationSettings | None = None  # validated by `connectors.base.settings`
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def load_hub(path: Path, env: Mapping[str, str] | None = None) -> HubConfig:
 
 
 def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
-    from connectors.base import load_connectors
+    from connectors.base.contract import load_connectors
 
     if not isinstance(raw, dict):
         errors.append("sources: must be a mapping of source name to settings")
@@ -179,8 +179,8 @@ def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, Sour
 
 
 def _load_destinations(raw: Any, errors: list[str]) -> dict[str, DestinationConfig]:
-    from connectors.base import load_connectors
-    from core.outbox_settings import validate_destination
+    from connectors.base.contract import load_connectors
+    from connectors.base.settings import validate_destination
 
     if not isinstance(raw, dict):
         errors.append("destinations: must be a mapping of destination name to settings")

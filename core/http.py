@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import tenacity
 
+from core.budgets import LocalRateBudget, PaginationGuard, RateBudget
 from core.errors import (
     AuthError,
     HTTPError,
@@ -37,7 +38,6 @@ from core.errors import (
     RequestRejected,
     TransientError,
 )
-from core.limits import LocalRateBudget, PaginationGuard, RateBudget
 from core.redaction import (
     REDACTED,
     RedactingFilter,

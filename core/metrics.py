@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dramatiq import Broker
     from dramatiq.broker import MessageProxy
 
-    from core.ingest import PageCounts
+    from core.store.ingest import PageCounts
 
 PORT_ENV = "LEADHUB_METRICS_PORT"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -1,6 +1,6 @@
 """Reports and backtests: do the scores pick the leads that buy? Pure: rows in, dataclasses out.
 
-`core.analytics` builds the rows from the store; everything here is arithmetic on them.
+`core.pipeline.analytics` builds the rows from the store; everything here is arithmetic on them.
 
 - A lead is *decided* when its outcome is won, converted or lost, and *converted* when it is won
   or converted. Conversion rates are converted / decided: open leads and leads without an

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.db import create_engine
-from core.store import Store
+from core.store.db import create_engine
+from core.store.store import Store
 
 PG_URL = os.environ.get("LEADHUB_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("LEADHUB_TEST_REDIS_URL")

@@ -24,7 +24,7 @@ from typing import Any, Literal, TextIO
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from connectors.base import ConnectorSettings, Cursor, Invalid, Item, Page, SourceContext
+from connectors.base.contract import ConnectorSettings, Cursor, Invalid, Item, Page, SourceContext
 from core.errors import ConfigError
 from core.records import (
     LEAD_FIELDS,

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import ConnectorSettings, http_url
+from connectors.base.contract import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS
 
 FormStatus = Literal["ACTIVE", "ARCHIVED", "DELETED", "DRAFT"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from connectors.base import Cursor, Item, Page, SourceContext
+from connectors.base.contract import Cursor, Item, Page, SourceContext
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings

@@ -16,7 +16,7 @@ Wiring: `handle_leads` stores the items as one page without a cursor and scores 
 
     def handle_leads(source_name: str, items: Sequence[Item]) -> None:
         store.save_page(source_name, "leads", items, None, hub.field_priority)
-        core.jobs.score.send()          # the score actor enqueues a push per destination
+        core.jobs.actors.score.send()          # the score actor enqueues a push per destination
 
 `store_score_push(store, models, destinations)` is the in-process version (tests, embedded demo).
 Mount: `app.add_route("/webhooks/facebook", receiver.endpoint, methods=["GET", "POST"])`, or
@@ -42,14 +42,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.base import Item
+from connectors.base.contract import Item
 from connectors.facebook_leads.source import STREAM, FacebookLeadsSource
 from core.errors import ConfigError, LeadhubError, RequestRejected
 
 if TYPE_CHECKING:
-    from connectors.base import Destination
-    from core.outbox_settings import DestinationSettings
-    from core.store import Store
+    from connectors.base.contract import Destination
+    from connectors.base.settings import DestinationSettings
+    from core.store.store import Store
     from scoring.model import ScoringModel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -313,7 +313,8 @@ def store_score_push(
     priority: Mapping[str, Sequence[str]] | None = None,
 ) -> HandleLeads:
     """A `handle_leads` that stores, scores and pushes in this process, one delivery at a time."""
-    from core import outbox, scorer
+    from core.pipeline import outbox
+    from core.pipeline import score as scorer
 
     lock = threading.Lock()
 

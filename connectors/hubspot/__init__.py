@@ -1,14 +1,14 @@
 """The `hubspot` connector: contacts and email engagement in, scores and follow-up tasks out.
 
 Vendor facts it is built on: `shared/api/hubspot.md`; settings: `connectors/hubspot/README.md`;
-a faithful sandbox of the API it calls: `connectors.hubspot.sandbox` (mounted at `/hubspot`).
+a faithful sandbox of the API it calls: `connectors.hubspot.sandbox.app` (mounted at `/hubspot`).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from connectors.base import ConnectorSettings, DestinationContext, SourceContext
+from connectors.base.contract import ConnectorSettings, DestinationContext, SourceContext
 from connectors.hubspot.destination import HubSpotDestination
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.source import HubSpotSource

@@ -35,7 +35,7 @@ from core.http import (
     Verdict,
     parse_retry_after,
 )
-from core.ratelimit import budget_for
+from core.jobs.ratelimit import budget_for
 
 EMAIL_EVENTS_PATH = "/email/public/v1/events"
 FORM_SUBMISSIONS_PATH = "/form-integrations/v1/submissions/forms/{form_id}"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Cursor, Item, Page
+from connectors.base.contract import Cursor, Item, Page
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.mapping import chunk_properties, contact_items, contact_properties, epoch_ms
 from connectors.hubspot.settings import HubSpotSettings

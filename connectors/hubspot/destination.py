@@ -28,14 +28,14 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.settings import DestinationSettings
 from connectors.hubspot.checked import PropertyCheck, fingerprint
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.hubspot.source import default_token_file
 from core.errors import ConfigError, RequestRejected
 from core.http import RateBudget
-from core.outbox_settings import DestinationSettings
 
 # output → (type, fieldType) of the property created for it ([doc] properties guide pairs).
 OUTPUT_TYPES = {

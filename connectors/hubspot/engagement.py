@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from connectors.base import Cursor, Item, Page, checkpointed
+from connectors.base.contract import Cursor, Item, Page, checkpointed
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.contacts import _next_after, _results
 from connectors.hubspot.mapping import (

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item, json_kind
+from connectors.base.contract import Invalid, Item, json_kind
 from connectors.hubspot.settings import HubSpotSettings
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, describe_validation_error
 

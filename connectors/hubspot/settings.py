@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings, http_url
+from connectors.base.contract import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS, OUTCOME_STATUSES
 
 # Burst limit per 10 s by account tier ([doc] usage guidelines, shared/api/hubspot.md §5).

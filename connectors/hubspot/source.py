@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from connectors.base import Stream
+from connectors.base.contract import Stream
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.contacts import ContactsStream
 from connectors.hubspot.engagement import ArchivedStream, EmailEventsStream, FormSubmissionsStream

@@ -4,14 +4,14 @@ Source (`connectors.mailchimp.source`): members of the configured audiences, inc
 `last_changed`, and opens, clicks, bounces and unsubscribes of recent campaigns, each campaign
 with its own bookmark. Destination (`connectors.mailchimp.destination`): the score into a number
 merge field and the tier as tags, in batches of up to 500 members. Settings:
-`connectors/mailchimp/README.md`; the sandbox: `connectors.mailchimp.sandbox`.
+`connectors/mailchimp/README.md`; the sandbox: `connectors.mailchimp.sandbox.app`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from connectors.base import ConnectorSettings, DestinationContext, SourceContext
+from connectors.base.contract import ConnectorSettings, DestinationContext, SourceContext
 from connectors.mailchimp.destination import MailchimpDestination
 from connectors.mailchimp.settings import MailchimpDestinationSettings, MailchimpSourceSettings
 from connectors.mailchimp.source import MailchimpSource

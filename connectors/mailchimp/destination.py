@@ -32,11 +32,11 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base import WriteItem, WriteOutcome
+from connectors.base.contract import WriteItem, WriteOutcome
+from connectors.base.settings import DestinationSettings
 from connectors.mailchimp.client import MailchimpClient, describe_problem
 from connectors.mailchimp.settings import MailchimpDestinationSettings
 from core.errors import AuthError, ConfigError, HTTPError, RequestRejected
-from core.outbox_settings import DestinationSettings
 
 TAGS = "tags"
 NUMBER_OUTPUTS = frozenset({"total", "fit", "engagement", "predictive"})

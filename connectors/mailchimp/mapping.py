@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item
+from connectors.base.contract import Invalid, Item
 from connectors.mailchimp.settings import MailchimpSourceSettings
 from core.records import ActivityRecord, LeadRecord, describe_validation_error
 

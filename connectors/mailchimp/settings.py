@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings, http_url
+from connectors.base.contract import ConnectorSettings, http_url
 from core.records import LEAD_FIELDS
 
 METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Cursor, Item, Page, Stream, checkpointed
+from connectors.base.contract import Cursor, Item, Page, Stream, checkpointed
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,

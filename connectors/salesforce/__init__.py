@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from connectors.base import ConnectorSettings, DestinationContext, SourceContext
+from connectors.base.contract import ConnectorSettings, DestinationContext, SourceContext
 from connectors.salesforce.destination import SalesforceDestination
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.source import SalesforceSource

@@ -23,12 +23,12 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.settings import DestinationSettings
 from connectors.salesforce.bulk import BulkIngest, RowResult
 from connectors.salesforce.client import SalesforceClient, describe_errors
 from connectors.salesforce.settings import SalesforceSettings
 from core.errors import ConfigError, RequestRejected
-from core.outbox_settings import DestinationSettings
 
 log = logging.getLogger("leadhub.salesforce")
 COLLECTION_SIZE = 200

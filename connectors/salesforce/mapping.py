@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item, json_kind
+from connectors.base.contract import Invalid, Item, json_kind
 from connectors.salesforce.settings import SalesforceSettings
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, describe_validation_error
 

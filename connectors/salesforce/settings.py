@@ -22,7 +22,7 @@ destinations:
 ```
 
 One model serves both kinds of block. `fields`, `mode` and `on_qualified` of a destination are
-write-back keys (`core.outbox_settings.DestinationSettings`); when a block gives no `fields`, the
+write-back keys (`DestinationSettings`); when a block gives no `fields`, the
 outputs go to `score_fields`. Every key is described in `connectors/salesforce/README.md`.
 """
 
@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings, http_url
-from core.outbox_settings import Output
+from connectors.base.contract import ConnectorSettings, http_url
+from connectors.base.settings import Output
 
 SObject = Literal["Lead", "Contact"]
 DEFAULT_SCORE_FIELDS: dict[Output, str] = {

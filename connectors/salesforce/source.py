@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Cursor, Item, Page, Stream
+from connectors.base.contract import Cursor, Item, Page, Stream
 from connectors.salesforce import mapping
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.settings import SalesforceSettings

@@ -15,8 +15,8 @@ SCORE_FIELDS_MAILCHIMP = {"total": "LSCORE", "tier": "tags"}
 
 
 def _facebook(base: str) -> Blocks:
-    from connectors.facebook_leads.sandbox import ACCESS_TOKEN, APP_SECRET
-    from connectors.facebook_leads.sandbox_world import PAGE_ID
+    from connectors.facebook_leads.sandbox.app import ACCESS_TOKEN, APP_SECRET
+    from connectors.facebook_leads.sandbox.world import PAGE_ID
 
     source = {
         "connector": "facebook_leads",
@@ -29,7 +29,7 @@ def _facebook(base: str) -> Blocks:
 
 
 def _mailchimp(base: str) -> Blocks:
-    from connectors.mailchimp.sandbox import SANDBOX_API_KEY
+    from connectors.mailchimp.sandbox.app import SANDBOX_API_KEY
 
     common = {"connector": "mailchimp", "api_key": SANDBOX_API_KEY, "base_url": f"{base}/mailchimp"}
     source = {

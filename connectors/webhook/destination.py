@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import (
+from connectors.base.contract import (
     ConnectorSettings,
     DestinationContext,
     QualifiedItem,
@@ -55,9 +55,9 @@ from connectors.base import (
     WriteOutcome,
     http_url,
 )
+from connectors.base.settings import DestinationSettings
 from core.errors import ConfigError, RequestRejected, TransientError
 from core.http import HttpClient, RetryPolicy, Verdict
-from core.outbox_settings import DestinationSettings
 
 SIGNATURE_HEADER = "X-Leadhub-Signature-256"
 DELIVERY_HEADER = "X-Leadhub-Delivery"

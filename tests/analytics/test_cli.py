@@ -14,11 +14,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import core.cli_analytics  # noqa: F401  (registers the commands on `app`)
-from core import analytics
+import core.cli.analytics  # noqa: F401  (registers the commands on `app`)
 from core.cli import app
-from core.examples import TEMPLATES
-from core.store import Store
+from core.cli.examples import TEMPLATES
+from core.pipeline import analytics
+from core.store.store import Store
 from scoring.model import load_model_file
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_train_gboost_cannot_be_turned_into_rules(history_hub: list[str], tmp_pa
 
 
 def test_a_trained_model_becomes_the_predictive_output(history_hub: list[str], db_url: str) -> None:
-    from core.store import Store, lead_scores
+    from core.store.store import Store, lead_scores
 
     run([*history_hub, "score"])
     store = Store(db_url)

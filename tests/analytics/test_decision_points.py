@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import analytics
+from core.pipeline import analytics
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from scoring.model import parse_models
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)

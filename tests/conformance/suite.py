@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from connectors.base import Cursor, Invalid, Source
-from core.pipeline import pull_source
+from connectors.base.contract import Cursor, Invalid, Source
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 
 RECORD_TYPES = (LeadRecord, ActivityRecord, OutcomeRecord)
 

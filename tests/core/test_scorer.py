@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core import scorer
-from core import store as queries
+from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord
-from core.store import Store
+from core.store import store as queries
+from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from connectors.base import Cursor, Invalid, Page
+from connectors.base.contract import Cursor, Invalid, Page
 from core.errors import SourceError
-from core.pipeline import pull_source
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 
 
 def lead(source: str, ext: str, email: str | None, **fields: object) -> LeadRecord:

@@ -35,7 +35,7 @@ from connectors.sandbox.faults import FaultInjector
 from connectors.sandbox.hub import combined_app
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
-from core.store import Store
+from core.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = ROOT / "scoring" / "examples" / "default.yaml"
@@ -138,7 +138,7 @@ class Sandboxes:
         app = self.apps.get("salesforce")
         if app is None:
             return {}
-        from connectors.salesforce.sandbox import SCORE_FIELDS
+        from connectors.salesforce.sandbox.app import SCORE_FIELDS
 
         rows = app.state.sandbox.org.records["Lead"].items()
         return {rid: (row.get("Email"), *(row.get(f) for f in SCORE_FIELDS.values()))
@@ -222,9 +222,11 @@ def full_cycle(
     """Pull every source, score, push every destination, as the scheduler would: a step that
     fails is run again next round (a push round later than the outbox's longest backoff).
     `pull`/`push` False leaves that step out (the score always runs)."""
-    from core import outbox, pipeline, scorer
     from core.config import load_hub
-    from core.outbox_delivery import MAX_BACKOFF
+    from core.pipeline import outbox
+    from core.pipeline import pull as pipeline
+    from core.pipeline import score as scorer
+    from core.pipeline.delivery import MAX_BACKOFF
 
     hub = load_hub(hub_path)
     report = CycleReport()

@@ -19,10 +19,11 @@ from pathlib import Path
 
 
 def run(step: str) -> int:
-    from core import outbox, pipeline
     from core.config import load_hub
+    from core.pipeline import outbox
+    from core.pipeline import pull as pipeline
     from core.settings import Settings
-    from core.store import Store
+    from core.store.store import Store
 
     settings = Settings()
     hub, store = load_hub(Path(settings.config)), Store(settings.database_url, migrate=False)
@@ -38,8 +39,9 @@ def run(step: str) -> int:
 
 
 def fork_server() -> int:
-    from connectors.base import load_connectors
-    from core import outbox, pipeline  # noqa: F401  (imported once, before any fork)
+    from connectors.base.contract import load_connectors
+    from core.pipeline import outbox  # noqa: F401  (imported once, before any fork)
+    from core.pipeline import pull as pipeline  # noqa: F401  (imported once, before any fork)
 
     load_connectors()
     for line in sys.stdin:

@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
 
-from connectors.base import load_connectors
-from core.outbox_settings import WRITEBACK_KEYS
+from connectors.base.contract import load_connectors
+from connectors.base.settings import WRITEBACK_KEYS
 from tests.e2e.harness import MODEL_FILE
 
 WRONG = [["not", {"a": "setting"}]]  # no setting of any documented type takes this

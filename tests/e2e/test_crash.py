@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.store import Store
+from core.store.store import Store
 from tests.e2e.harness import (
     CORE_VENDORS,
     CRM_BATCH,

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from connectors.sandbox.faults import KINDS, FaultInjector
 from connectors.sandbox.server import serve
-from core.store import Store
+from core.store.store import Store
 from tests.e2e.harness import (
     differences,
     fast_http,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from connectors.base import Invalid, Item, SourceContext
+from connectors.base.contract import Invalid, Item, SourceContext
 from connectors.csv import CsvConnector, CsvSettings
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
@@ -23,7 +23,7 @@ from connectors.facebook_leads.webhook import parse_delivery
 from connectors.mailchimp.mapping import activity_items, member_items, unsubscribe_item
 from connectors.mailchimp.settings import MailchimpSourceSettings
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

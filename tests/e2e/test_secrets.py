@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from core.store import Store
+from core.store.store import Store
 from tests.e2e.harness import fast_http, hub_config, sandboxes, write_hub
 
 pytestmark = pytest.mark.e2e

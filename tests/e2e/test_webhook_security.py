@@ -16,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from connectors.facebook_leads import FacebookLeadsSettings, FacebookLeadsSource
-from connectors.facebook_leads.sandbox import ACCESS_TOKEN, APP_SECRET, create_app
-from connectors.facebook_leads.sandbox_world import PAGE_ID, deliver
+from connectors.facebook_leads.sandbox.app import ACCESS_TOKEN, APP_SECRET, create_app
+from connectors.facebook_leads.sandbox.world import PAGE_ID, deliver
 from connectors.facebook_leads.webhook import SIGNATURE_HEADER, WEBHOOK_PATH, WebhookReceiver, sign
 from connectors.sandbox.server import serve
-from core.store import Store
+from core.store.store import Store
 from tests.connectors.facebook_leads.hub import wired
 from tests.e2e.harness import WORLD
 from tests.writeback.recording import RecordingDestination

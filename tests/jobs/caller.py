@@ -9,9 +9,9 @@ import os
 
 import dramatiq
 
-from core import jobs
 from core.http import HttpClient
-from core.ratelimit import budget_for
+from core.jobs import actors as jobs
+from core.jobs.ratelimit import budget_for
 
 RATE, PER_SECONDS = 10, 1.0
 

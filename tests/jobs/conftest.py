@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from core.db import create_engine
+from core.store.db import create_engine
 from tests.conftest import PG_URL, need_service
 
 FAST = {

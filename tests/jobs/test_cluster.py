@@ -15,7 +15,7 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
-from core.store import SYNC_RUN, Store
+from core.store.store import SYNC_RUN, Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,7 @@ def cluster_env(tmp_path: Path, redis_url: str, pg_url: str, **ticker: Any) -> d
 
 
 def send_pulls(redis_url: str, source: str, count: int) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     broker = RedisBroker(url=redis_url)
     for _ in range(count):

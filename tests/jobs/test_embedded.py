@@ -16,15 +16,15 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from core.locks import StoreLease
-from core.store import SYNC_RUN, Store
+from core.jobs.locks import StoreLease
+from core.store.store import SYNC_RUN, Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 
 @pytest.fixture
 def hub(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A hub file with one ticker source, and core.jobs pointed at a fresh SQLite store."""
-    from core import jobs
+    """A hub file with one ticker source, and core.jobs.actors pointed at a fresh SQLite store."""
+    from core.jobs import actors as jobs
     from tests.jobs import ticker  # noqa: F401  (registers the ticker connector)
 
     path = tmp_path / "leadhub.yaml"
@@ -57,7 +57,7 @@ def metric(name: str, **labels: str) -> float:
 
 
 def test_a_pull_stores_every_page_and_enqueues_a_score(hub: Any) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     scored = metric("leadhub_messages_total", actor="score", outcome="ok")
     jobs.pull.send("alpha")
@@ -69,7 +69,7 @@ def test_a_pull_stores_every_page_and_enqueues_a_score(hub: Any) -> None:
 
 
 def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     store = jobs.context()[0]
     other = StoreLease(store, "pull:alpha", ttl=30)
@@ -83,7 +83,8 @@ def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> No
 
 
 def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -> None:
-    from core import deadletters, jobs
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
 
     hub(fail="ratelimit_once")
     jobs.pull.send("alpha", full=True)
@@ -97,7 +98,8 @@ def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -
 
 
 def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> None:
-    from core import deadletters, jobs
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
 
     hub(fail="transient")
     jobs.pull.send("alpha")
@@ -110,8 +112,8 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> N
 
 
 def test_a_permanent_error_is_dead_lettered_at_once_and_requeue_runs_it(hub: Any) -> None:
-    from core import jobs
     from core.cli import app
+    from core.jobs import actors as jobs
     from tests.jobs import leadhub_cli  # noqa: F401  (registers the jobs commands)
 
     hub(fail="auth")
@@ -145,8 +147,8 @@ def test_requeue_names_an_unknown_id(hub: Any) -> None:
 def test_status_rows_show_next_run_lag_and_dead_letters(hub: Any) -> None:
     from collections import Counter
 
-    from core import jobs
-    from core.cli_jobs import status_rows
+    from core.cli.jobs import status_rows
+    from core.jobs import actors as jobs
 
     jobs.pull.send("alpha")
     jobs.run_until_idle()
@@ -161,7 +163,8 @@ def test_status_rows_show_next_run_lag_and_dead_letters(hub: Any) -> None:
 
 
 def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub: Any) -> None:
-    from core import deadletters, jobs
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
 
     stale = metric("leadhub_dropped_messages_total", actor="pull", reason="stale")
     message = jobs.pull.message_with_options(args=("alpha",), max_age=1000)
@@ -176,9 +179,9 @@ def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub:
 def test_status_json_lists_targets_and_the_scheduler(
     hub: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core import jobs
-    from core.cli import state
-    from core.cli_jobs import show_status
+    from core.cli.jobs import show_status
+    from core.cli.main import state
+    from core.jobs import actors as jobs
     from core.settings import Settings
 
     jobs.pull.send("alpha")

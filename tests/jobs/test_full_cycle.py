@@ -21,7 +21,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from core.store import Store
+from core.store.store import Store
 from tests.jobs.conftest import ROOT, Processes, wait_for, write_hub
 
 pytestmark = pytest.mark.e2e
@@ -153,7 +153,7 @@ def _plain(value: Any) -> Any:
 
 
 def run_in_process(directory: Path, hook_url: str, monkeypatch: Any) -> Store:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     hub = hub_file(directory, hook_url, schedule=None)
     monkeypatch.setenv("LEADHUB_CONFIG", str(hub))

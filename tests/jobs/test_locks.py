@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.locks import Lock, RedisLock, StoreLease, held
-from core.store import Store
+from core.jobs.locks import Lock, RedisLock, StoreLease, held
+from core.store.store import Store
 
 MakeLock = Callable[[str, float], Lock]
 

@@ -58,7 +58,7 @@ def _free_port() -> int:
 def test_workers_serve_metrics_of_all_processes_and_log_json(
     tmp_path: Path, redis_url: str, processes: Processes
 ) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     client, port = redis.Redis.from_url(redis_url), _free_port()
     source = {"connector": "ticker", "redis_url": redis_url, "pages": 2}

@@ -14,7 +14,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from core.errors import RateLimited
-from core.ratelimit import RedisRateBudget
+from core.jobs.ratelimit import RedisRateBudget
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 

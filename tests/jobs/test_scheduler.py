@@ -10,9 +10,9 @@ import pytest
 import redis
 from dramatiq.message import Message
 
-from core.locks import RedisLock, StoreLease
-from core.scheduler import HubScheduler, next_run, parse_schedule, period
-from core.store import Store
+from core.jobs.locks import RedisLock, StoreLease
+from core.jobs.scheduler import HubScheduler, next_run, parse_schedule, period
+from core.store.store import Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 

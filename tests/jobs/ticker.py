@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Literal
 
 import redis
 
-import connectors.base as base
-from connectors.base import ConnectorSettings, Cursor, Page, SourceContext
+import connectors.base.contract as base
+from connectors.base.contract import ConnectorSettings, Cursor, Page, SourceContext
 from core.errors import AuthError, RateLimited, TransientError
 from core.records import LeadRecord
 

@@ -15,8 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from core.settings import Settings
-from core.store import Store
-from core.web import create_app
+from core.store.store import Store
+from core.web.app import create_app
 from tests.conftest import PG_URL, need_service, reset_postgres
 from tests.web import seed
 

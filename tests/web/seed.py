@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core import scorer
 from core.config import HubConfig
+from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

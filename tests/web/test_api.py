@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.store import Store
+from core.store.store import Store
 from tests.web.conftest import Client
 
 

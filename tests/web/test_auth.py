@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from core.errors import ConfigError
 from core.settings import Settings
-from core.store import Store
-from core.web import ApiCredentials, create_app
+from core.store.store import Store
+from core.web.app import ApiCredentials, create_app
 from tests.web import seed
 from tests.web.conftest import PASSWORD, TOKEN, USER, Client
 

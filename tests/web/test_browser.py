@@ -18,8 +18,8 @@ from urllib.parse import quote
 import pytest
 
 from connectors.sandbox.server import serve
-from core.store import Store
-from core.web import create_app
+from core.store.store import Store
+from core.web.app import create_app
 from tests.web import seed
 from tests.web.conftest import PASSWORD, USER, settings
 

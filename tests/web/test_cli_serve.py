@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from core import cli_serve  # noqa: F401  (registers `serve`)
 from core.cli import app
+from core.cli import serve as cli_serve  # noqa: F401  (registers `serve`)
 
 runner = CliRunner()
 

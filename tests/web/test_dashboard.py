@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core import scorer
 from core.config import HubConfig
+from core.pipeline import score as scorer
 from core.records import LeadRecord
-from core.store import Store
-from core.web import create_app
+from core.store.store import Store
+from core.web.app import create_app
 from tests.web import seed
 from tests.web.conftest import TOKEN, Client, settings
 

@@ -15,15 +15,15 @@ import yaml
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from connectors.facebook_leads import sandbox as fb_sandbox
-from connectors.facebook_leads.sandbox_world import PAGE_ID as SANDBOX_PAGE_ID
+from connectors.facebook_leads.sandbox import app as fb_sandbox
+from connectors.facebook_leads.sandbox.world import PAGE_ID as SANDBOX_PAGE_ID
 from connectors.facebook_leads.webhook import SIGNATURE_HEADER, sign
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
-from core import store as queries
 from core.config import HubConfig, SourceConfig, load_hub
-from core.store import Store
-from core.web import create_app
+from core.store import store as queries
+from core.store.store import Store
+from core.web.app import create_app
 from tests.connectors.facebook_leads.payloads import (
     APP_SECRET,
     FORM_ID,
@@ -104,8 +104,8 @@ def hub_file(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., HubConfig]]:
     """Writes the hub file `leadhub serve` reads (source `fb` with its webhook secrets, the test
-    model plus a lead-form rule), with core.jobs pointed at it and at the test store."""
-    from core import jobs
+    model plus a lead-form rule), with core.jobs.actors pointed at it and at the test store."""
+    from core.jobs import actors as jobs
 
     path = tmp_path / "leadhub.yaml"
     model: dict[str, Any] = copy.deepcopy(seed.MODEL)
@@ -156,7 +156,7 @@ def score_of(store: Store, email: str) -> dict[str, Any]:
 def test_a_signed_delivery_is_stored_and_scored_once(
     hub_file: Callable[..., HubConfig], store: Store
 ) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     client = Client(create_app(store, hub_file(), settings()))
     assert deliver_signed(client, BODY, sign(APP_SECRET, BODY)) == (200, 1)
@@ -185,7 +185,7 @@ def test_a_bad_signature_is_403_and_stores_nothing(
 def test_over_http_a_sandbox_lead_is_delivered_fetched_and_scored(
     hub_file: Callable[..., HubConfig], store: Store
 ) -> None:
-    from core import jobs
+    from core.jobs import actors as jobs
 
     world = World.build(seed=7, people=40)
     person = next(p for p in world.people if not p.in_facebook)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.ingest import HISTORY, IDENTITY, LEAD
-from core.outbox import SCORE, DestinationSettings
-from core.store import Store
+from core.pipeline.outbox import SCORE, DestinationSettings
+from core.store.ingest import HISTORY, IDENTITY, LEAD
+from core.store.store import Store
 from tests.writeback.recording import RecordingDestination
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome
 
 
 class RecordingDestination:

@@ -10,9 +10,9 @@ import pytest
 import respx
 from typer.testing import CliRunner
 
-import connectors.base
+import connectors.base.contract
 from connectors.webhook import WebhookConnector
-from core.store import Store
+from core.store.store import Store
 from tests.writeback.conftest import seed_leads, set_scores
 
 URL = "https://hooks.example.com/services/T0/B0/abc123"
@@ -36,9 +36,12 @@ def flat(output: str) -> str:
 def leadhub(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[CliRunner, list[str]]:
-    from core import cli, cli_push  # noqa: F401  (registers the commands)
+    from core.cli import app as cli  # noqa: F401  (registers the commands)
+    from core.cli import push as cli_push  # noqa: F401  (registers the commands)
 
-    monkeypatch.setattr(connectors.base, "load_connectors", lambda: {"webhook": WebhookConnector})
+    monkeypatch.setattr(
+        connectors.base.contract, "load_connectors", lambda: {"webhook": WebhookConnector}
+    )
     monkeypatch.setenv("HOOK_SECRET", "hook-signing-secret")
     hub = tmp_path / "leadhub.yaml"
     hub.write_text(HUB, encoding="utf-8")

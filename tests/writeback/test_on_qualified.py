@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from core import outbox
 from core.errors import ConfigError
-from core.store import Store
+from core.pipeline import outbox
+from core.store.store import Store
 from tests.writeback.conftest import NOW, add_event, seed_leads, set_scores, settings
 from tests.writeback.recording import RecordingDestination
 

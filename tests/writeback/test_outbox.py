@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from core import outbox, outbox_delivery
 from core.errors import AuthError, TransientError
-from core.ingest import Ingest
-from core.store import Store
+from core.pipeline import delivery as outbox_delivery
+from core.pipeline import outbox
+from core.store.ingest import Ingest
+from core.store.store import Store
 from tests.writeback.conftest import NOW, add_identities, seed_leads, set_scores, settings
 from tests.writeback.recording import RecordingDestination
 

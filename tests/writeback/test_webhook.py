@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import DestinationContext, WriteItem
+from connectors.base.contract import DestinationContext, WriteItem
 from connectors.webhook import (
     SIGNATURE_HEADER,
     WebhookConnector,
@@ -20,10 +20,10 @@ from connectors.webhook import (
     WebhookSettings,
     verify,
 )
-from core import outbox
 from core.errors import AuthError
-from core.outbox import validate_destination
-from core.store import Store
+from core.pipeline import outbox
+from core.pipeline.outbox import validate_destination
+from core.store.store import Store
 from tests.writeback.conftest import NOW, add_event, seed_leads, set_scores
 
 URL = "https://hooks.example.com/T000/B000/XXXXsecretpath"
@@ -156,7 +156,7 @@ def test_settings_errors_name_their_path() -> None:
 
 
 def test_a_webhook_is_not_a_source() -> None:
-    from connectors.base import SourceContext
+    from connectors.base.contract import SourceContext
     from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only writes"):

@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from connectors.base import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
 from connectors.csv import CsvConnector, CsvSettings
 from connectors.csv.source import CsvStream
 from core.errors import ConfigError
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "csv" / "examples"

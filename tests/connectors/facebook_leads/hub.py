@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from connectors.facebook_leads.webhook import HandleLeads, store_score_push
-from core.outbox import DestinationSettings
-from core.store import Store
+from core.pipeline.outbox import DestinationSettings
+from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
 from tests.writeback.recording import RecordingDestination
 

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from connectors.facebook_leads import FacebookLeadsSource
-from connectors.facebook_leads.sandbox import (
+from connectors.facebook_leads.sandbox.app import (
     ACCESS_TOKEN,
     APP_SECRET,
     MOUNT_PREFIX,
@@ -23,13 +23,13 @@ from connectors.facebook_leads.sandbox import (
     GraphSandbox,
     create_app,
 )
-from connectors.facebook_leads.sandbox_world import PAGE_ID, PLANS, deliver, leadgen_delivery
+from connectors.facebook_leads.sandbox.world import PAGE_ID, PLANS, deliver, leadgen_delivery
 from connectors.facebook_leads.settings import FacebookLeadsSettings
 from connectors.facebook_leads.webhook import WEBHOOK_PATH, WebhookReceiver
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline.pull import pull_source
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 from tests.connectors.facebook_leads.hub import wired
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import Item
+from connectors.base.contract import Item
 from connectors.facebook_leads import FacebookLeadsSource
 from connectors.facebook_leads.webhook import (
     SIGNATURE_HEADER,
@@ -23,7 +23,7 @@ from connectors.facebook_leads.webhook import (
     sign,
 )
 from connectors.sandbox.server import serve
-from core.store import Store
+from core.store.store import Store
 from tests.connectors.facebook_leads.hub import wired
 from tests.connectors.facebook_leads.payloads import (
     APP_SECRET,

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import QualifiedItem, WriteItem
+from connectors.base.contract import QualifiedItem, WriteItem
+from connectors.base.settings import DestinationSettings
 from connectors.hubspot.destination import HubSpotDestination
 from core.errors import ConfigError
 from core.http import LocalRateBudget
-from core.outbox_settings import DestinationSettings
 from tests.connectors.hubspot.payloads import (
     API,
     CONTACTS,

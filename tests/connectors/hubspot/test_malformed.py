@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import respx
 
-from connectors.base import Invalid, Item
+from connectors.base.contract import Invalid, Item
 from connectors.hubspot.mapping import (
     contact_items,
     email_event_items,
@@ -20,7 +20,7 @@ from connectors.hubspot.mapping import (
     parse_time,
 )
 from core.records import ActivityRecord, LeadRecord
-from core.store import Store
+from core.store.store import Store
 from tests.connectors.hubspot.payloads import API, T0, contact, email_event, settings
 from tests.connectors.hubspot.test_source import make_source, stream
 

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from connectors.base import QualifiedItem
+from connectors.base.contract import QualifiedItem
 from connectors.hubspot import HubSpotDestination, HubSpotSource
-from connectors.hubspot.sandbox import (
+from connectors.hubspot.sandbox.app import (
     MOUNT_PREFIX,
     OAUTH_CLIENT_ID,
     OAUTH_CLIENT_SECRET,
@@ -31,17 +31,17 @@ from connectors.hubspot.sandbox import (
     create_app,
     demo_blocks,
 )
-from connectors.hubspot.sandbox_data import FORM_GUID
+from connectors.hubspot.sandbox.data import FORM_GUID
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.errors import RateLimited
 from core.http import LocalRateBudget
-from core.ingest import IDENTITY
-from core.outbox import DestinationSettings, push
-from core.pipeline import pull_source
+from core.pipeline.outbox import DestinationSettings, push
+from core.pipeline.pull import pull_source
 from core.records import LeadRecord
-from core.store import Store
+from core.store.ingest import IDENTITY
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 from tests.connectors.hubspot.payloads import FakeTime
 from tests.writeback.conftest import set_scores

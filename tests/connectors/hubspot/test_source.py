@@ -13,13 +13,13 @@ import pytest
 import respx
 import sqlalchemy as sa
 
-from connectors.base import Invalid, Page, Stream
+from connectors.base.contract import Invalid, Page, Stream
 from connectors.hubspot.mapping import contact_items
 from connectors.hubspot.source import HubSpotSource
 from core.http import LocalRateBudget
-from core.pipeline import pull_source
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from tests.connectors.hubspot.payloads import (
     API,
     CONTACTS,

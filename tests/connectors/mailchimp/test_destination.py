@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import respx
 
-from connectors.base import WriteItem, get_connector
+from connectors.base.contract import WriteItem, get_connector
+from connectors.base.settings import DestinationSettings, validate_destination
 from connectors.mailchimp import MailchimpDestination, MailchimpDestinationSettings
 from connectors.mailchimp.destination import subscriber_hash
 from core.errors import AuthError, ConfigError
-from core.outbox_settings import DestinationSettings, validate_destination
 from tests.connectors.mailchimp.payloads import (
     API_KEY,
     LIST,

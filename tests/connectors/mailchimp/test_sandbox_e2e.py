@@ -20,7 +20,7 @@ from connectors.mailchimp import (
     MailchimpSource,
     MailchimpSourceSettings,
 )
-from connectors.mailchimp.sandbox import (
+from connectors.mailchimp.sandbox.app import (
     LIST_ID,
     MOUNT_PREFIX,
     SANDBOX_API_KEY,
@@ -29,10 +29,10 @@ from connectors.mailchimp.sandbox import (
 )
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
-from core.ingest import IDENTITY
-from core.outbox import DestinationSettings, push
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline.outbox import DestinationSettings, push
+from core.pipeline.pull import pull_source
+from core.store.ingest import IDENTITY
+from core.store.store import Store
 from tests.writeback.conftest import set_scores
 
 pytestmark = pytest.mark.e2e

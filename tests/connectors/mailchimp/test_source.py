@@ -10,13 +10,13 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
 from connectors.mailchimp import MailchimpSource, MailchimpSourceSettings
-from connectors.mailchimp.sandbox import LIST_ID, SANDBOX_API_KEY, create_app
+from connectors.mailchimp.sandbox.app import LIST_ID, SANDBOX_API_KEY, create_app
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.records import ActivityRecord, LeadRecord
-from core.store import Store
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 from tests.connectors.mailchimp.payloads import (
     ADA_ID,

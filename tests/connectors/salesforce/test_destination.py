@@ -14,10 +14,10 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import DestinationContext, QualifiedItem, WriteItem, get_connector
+from connectors.base.contract import DestinationContext, QualifiedItem, WriteItem, get_connector
+from connectors.base.settings import DestinationSettings, validate_destination
 from connectors.salesforce import SalesforceDestination, SalesforceSettings
 from core.errors import ConfigError, RateLimited
-from core.outbox_settings import DestinationSettings, validate_destination
 from tests.connectors.salesforce.payloads import (
     API,
     DAILY_LIMIT,

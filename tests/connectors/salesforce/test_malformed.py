@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Invalid, Item
+from connectors.base.contract import Invalid, Item
 from connectors.salesforce import SalesforceSettings
 from connectors.salesforce.mapping import (
     campaign_member_items,
@@ -19,7 +19,7 @@ from connectors.salesforce.mapping import (
     task_items,
 )
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from tests.connectors.salesforce.payloads import LEAD_ID, lead, row, settings
 
 T1 = "2024-05-02T10:11:12.000+0000"

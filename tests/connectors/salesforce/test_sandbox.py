@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.salesforce.sandbox import (
+from connectors.salesforce.sandbox.app import (
     CLIENT_ID,
     CLIENT_SECRET,
     REFRESH_TOKEN,

@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from connectors.salesforce import SalesforceDestination, SalesforceSettings, SalesforceSource
-from connectors.salesforce.sandbox import (
+from connectors.salesforce.sandbox.app import (
     CLIENT_ID,
     CLIENT_SECRET,
     MOUNT_PREFIX,
@@ -37,10 +37,10 @@ from connectors.salesforce.sandbox import (
 )
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
-from core.ingest import IDENTITY, LEAD
-from core.outbox import DestinationSettings, push
-from core.pipeline import pull_source
-from core.store import Store
+from core.pipeline.outbox import DestinationSettings, push
+from core.pipeline.pull import pull_source
+from core.store.ingest import IDENTITY, LEAD
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 from tests.writeback.conftest import NOW, add_event, seed_leads, set_scores
 
@@ -427,10 +427,11 @@ def test_the_demo_blocks_pull_score_and_push_through_a_hub_file(
     lite: Store, tmp_path: Path
 ) -> None:
     from connectors.sandbox.demo import hub_blocks
-    from core import pipeline, scorer
-    from core.cli_demo import MODEL
+    from core.cli.demo import MODEL
     from core.config import load_hub
-    from core.outbox import push_configured
+    from core.pipeline import pull as pipeline
+    from core.pipeline import score as scorer
+    from core.pipeline.outbox import push_configured
 
     app = create_app(SMALL)
     with serve(Starlette(routes=[Mount(MOUNT_PREFIX, app=app)])) as root:

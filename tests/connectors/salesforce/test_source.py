@@ -12,12 +12,12 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
 from connectors.salesforce import SalesforceSettings, SalesforceSource
 from core.errors import ConfigError, RateLimited, SourceError
-from core.pipeline import pull_source
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-from core.store import Store
+from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
 from tests.connectors.salesforce.payloads import (
     ACCESS,

@@ -1,0 +1,313 @@
+"""CLI commands that run and watch the jobs: worker, scheduler, run, dlq, and the status table."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from core import logs
+from core.cli.main import app, console, err_console, handles_errors, print_json, state
+from core.config import HubConfig
+from core.errors import ConfigError
+from core.store.store import SYNC_RUN, Store
+
+dlq_app = typer.Typer(help="Jobs that failed for good: list them, put them back.")
+app.add_typer(dlq_app, name="dlq")
+
+LOG_FORMAT = typer.Option("text", "--log-format", help="text, or json: one JSON object per line.")
+METRICS_PORT = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics on this port.")
+
+
+def _export_settings(log_format: str | None = None) -> None:
+    """Actors (here or in worker processes) read settings from the environment: pass the CLI's
+    overrides on; with `log_format`, also set up logging for a long-running command."""
+    settings = state.settings
+    os.environ["LEADHUB_CONFIG"] = str(Path(settings.config).resolve())
+    os.environ["LEADHUB_DATABASE_URL"] = settings.database_url
+    if log_format is None:
+        return
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"--log-format: expected text or json, got {log_format!r}")
+    os.environ[logs.LEVEL_ENV] = settings.log_level
+    os.environ[logs.FORMAT_ENV] = log_format
+    logs.configure(settings.log_level, "json" if log_format == "json" else "text", root=True)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+@handles_errors
+def worker(
+    processes: int = typer.Option(2, "--processes", "-p", help="Worker processes."),
+    threads: int = typer.Option(4, "--threads", "-t", help="Threads per process."),
+    modules: list[str] = typer.Option(
+        [], "--module", "-m", help="Extra module to import in every worker (your own actors)."
+    ),
+    metrics_port: int | None = METRICS_PORT,
+    log_format: str = LOG_FORMAT,
+) -> None:
+    """Run dramatiq worker processes on Redis (LEADHUB_BROKER_URL)."""
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    if not state.settings.broker_url:
+        raise ConfigError(
+            "leadhub worker needs LEADHUB_BROKER_URL=redis://…; on one machine without Redis, "
+            "`leadhub run` runs the jobs in-process"
+        )
+    _export_settings(log_format)
+    argv = ["core.jobs.actors", *modules, "--processes", str(processes), "--threads", str(threads)]
+    argv += ["--skip-logging"] if log_format == "json" else []
+    with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
+        if metrics_port:
+            # Multiprocess mode is chosen when prometheus_client is first imported; forked
+            # workers inherit this process's choice, so it is set here, before any import.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            os.environ["LEADHUB_METRICS_PORT"] = str(metrics_port)  # read by core.metrics
+            argv += ["--fork-function", "core.metrics:serve_forever"]
+            if "prometheus_client" in sys.modules:  # too late for forking: start fresh
+                argv.append("--use-spawn")
+        code = dramatiq_main(make_argument_parser().parse_args(argv))
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+@handles_errors
+def scheduler(log_format: str = LOG_FORMAT) -> None:
+    """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
+    _export_settings(log_format)
+    from core.jobs import actors as jobs
+    from core.jobs.scheduler import HubScheduler
+
+    stop = _stop_on_signals()
+    hub_scheduler = HubScheduler(
+        Path(state.settings.config),
+        jobs.lock_for("scheduler"),
+        decay_schedule=jobs.job_settings.decay_schedule or None,
+    )
+    hub_scheduler.run(stop)
+
+
+@app.command()
+@handles_errors
+def run(
+    threads: int = typer.Option(4, "--threads", "-t", help="Worker threads."),
+    metrics_port: int | None = METRICS_PORT,
+    log_format: str = LOG_FORMAT,
+) -> None:
+    """All in one process: the scheduler and worker threads (embedded mode, one machine)."""
+    _export_settings(log_format)
+    from core import metrics
+    from core.jobs import actors as jobs
+    from core.jobs.scheduler import HubScheduler
+
+    state.hub()  # a broken hub file is exit code 2 now, not a log line later
+    stop = _stop_on_signals()
+    if metrics_port:
+        metrics.serve(metrics_port)
+    worker_threads = jobs.start_worker(threads)
+    hub_scheduler = HubScheduler(
+        Path(state.settings.config),
+        jobs.lock_for("scheduler"),
+        decay_schedule=jobs.job_settings.decay_schedule or None,
+    )
+    thread = threading.Thread(target=hub_scheduler.run, args=(stop,), name="scheduler")
+    thread.start()
+    console.print("leadhub running: scheduler and worker threads (Ctrl-C stops)")
+    while not stop.wait(1):
+        pass
+    thread.join()
+    worker_threads.stop(timeout=30_000)
+
+
+# -- dead letters --------------------------------------------------------------------------------
+
+
+@dlq_app.callback(invoke_without_command=True)
+@handles_errors
+def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the jobs that failed for good (retries exhausted, or a permanent error)."""
+    if ctx.invoked_subcommand:
+        return
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
+
+    letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+    if as_json:
+        print_json([d.as_json() for d in letters])
+        return
+    if not letters:
+        console.print("no dead letters")
+        return
+    table = Table("id", "job", "failed", "retries", "error")
+    for d in letters:
+        job = f"{d.actor} {' '.join(map(str, d.args))}".strip()
+        table.add_row(d.id[:8], job, f"{d.failed_at:%Y-%m-%d %H:%M:%S}", str(d.retries), d.error)
+    console.print(table)
+    console.print("put one back with `leadhub dlq requeue ID` (an id prefix will do)")
+
+
+@dlq_app.command("requeue")
+@handles_errors
+def dlq_requeue(
+    ids: list[str] = typer.Argument(..., help="Dead-letter ids (or unique prefixes)."),
+) -> None:
+    """Put dead letters back on the queue (embedded mode: run them now, in this process)."""
+    _export_settings()
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
+
+    requeued = deadletters.requeue(jobs.broker, jobs.job_settings.queue, state.store(), ids)
+    for d in requeued:
+        console.print(f"requeued {d.id[:8]} {d.actor} {' '.join(map(str, d.args))}")
+    if requeued and not state.settings.broker_url:
+        with console.status("running them…"):
+            jobs.run_until_idle()
+        queue = jobs.job_settings.queue
+        left = {d.id for d in deadletters.list_dead_letters(jobs.broker, queue, state.store())}
+        failed = [d for d in requeued if d.id in left]
+        for d in failed:
+            err_console.print(f"[red]{d.id[:8]} failed again[/red]: see `leadhub dlq`")
+        if failed:
+            raise typer.Exit(1)
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def _last_ok(store: Store) -> dict[tuple[str, str], datetime]:
+    """When each (kind, target) last finished a successful run."""
+    query = (
+        sa.select(SYNC_RUN.c.kind, SYNC_RUN.c.target, sa.func.max(SYNC_RUN.c.finished_at))
+        .where(SYNC_RUN.c.status == "ok")
+        .group_by(SYNC_RUN.c.kind, SYNC_RUN.c.target)
+    )
+    with store.engine.connect() as conn:
+        rows = list(conn.execute(query))
+    return {(k, t): _utc(f) for k, t, f in rows if f is not None}
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None]:
+    """Dead letters per (actor, target), and who holds the scheduler lock."""
+    from core.jobs import actors as jobs
+    from core.jobs import deadletters
+
+    try:
+        letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+        holder = jobs.lock_for("scheduler").holder()
+    except Exception as exc:  # the broker is down: status must still show the store's side
+        err_console.print(f"[yellow]broker unreachable:[/yellow] {exc}")
+        return Counter(), None
+    return Counter((d.actor, d.target) for d in letters), holder
+
+
+def status_rows(
+    store: Store,
+    hub: HubConfig,
+    now: datetime | None = None,
+    dead: Counter[tuple[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per source, the score step and each destination: last run and its counts, next
+    scheduled run, lag (time since the last successful run), parked records, dead letters.
+
+    `dead` counts dead letters per (actor, target); by default they are read from the broker.
+    """
+    from core.jobs.scheduler import next_run
+    from core.pipeline.outbox import outbox_counts
+
+    now = now or datetime.now(UTC)
+    runs = {(r.kind, r.target): r for r in store.last_runs()}
+    ok = _last_ok(store)
+    dead = _dead_letters()[0] if dead is None else dead
+    parked = outbox_counts(store)
+    targets = [("pull", name) for name in hub.sources] + [("score", "all")]
+    targets += [("push", name) for name in hub.destinations]
+    rows = []
+    for kind, name in targets:
+        run, source = runs.get((kind, name)), hub.sources.get(name) if kind == "pull" else None
+        schedule = source.schedule if source and source.enabled else None
+        last_ok = ok.get((kind, name))
+        if kind == "score":
+            dead_letters = sum(dead[(a, "")] for a in ("score", "rescore_all", "decay"))
+        else:
+            dead_letters = dead[(kind, name)]
+        rows.append(
+            {
+                "kind": {"pull": "source", "push": "destination"}.get(kind, kind),
+                "name": name,
+                "last_run": (run.finished_at or run.started_at) if run else None,
+                "result": run.status if run else None,
+                "read": run.read if run else 0,
+                "created": run.created if run else 0,
+                "updated": run.updated if run else 0,
+                "quarantined": run.quarantined if run and kind == "pull" else 0,
+                "error": run.error if run else None,
+                "next_run": next_run(schedule, now) if schedule else None,
+                "lag_seconds": round((now - last_ok).total_seconds()) if last_ok else None,
+                "parked": parked.get(name, {}).get("parked", 0) if kind == "push" else 0,
+                "dead_letters": dead_letters,
+            }
+        )
+    return rows
+
+
+def show_status(as_json: bool = False) -> None:
+    """Print the status table (`leadhub status` calls this)."""
+    dead, holder = _dead_letters()
+    rows = status_rows(state.store(), state.hub(), dead=dead)
+    if as_json:
+        print_json({"scheduler": holder, "targets": rows})
+        return
+    table = Table("", "name", "last run", "result", "read", "new", "upd", "quar.", "next run",
+                  "lag", "parked", "dead")  # fmt: skip
+    for r in rows:
+        colour = {"ok": "green", "failed": "red"}.get(r["result"] or "", "yellow")
+        table.add_row(
+            r["kind"],
+            r["name"],
+            _when(r["last_run"]),
+            f"[{colour}]{r['result'] or '-'}[/{colour}]",
+            *(str(r[k]) for k in ("read", "created", "updated", "quarantined")),
+            _when(r["next_run"]),
+            _age(r["lag_seconds"]),
+            str(r["parked"] or ""),
+            f"[red]{r['dead_letters']}[/red]" if r["dead_letters"] else "",
+        )
+    console.print(table)
+    for r in rows:
+        if r["result"] == "failed" and r["error"]:
+            err_console.print(f"[red]{r['name']}:[/red] {r['error']}", highlight=False)
+    console.print(f"scheduler: {holder or 'not running'}")
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,90 @@
+"""The hub's steps, one plain function each: pull a source, score, push a destination.
+
+In production dramatiq actors wrap these functions; embedded, they run in-process. Same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from connectors.base.contract import Source, SourceContext, get_connector
+from core.errors import LeadhubError
+from core.store.ingest import PageCounts
+from core.store.store import Store
+
+if TYPE_CHECKING:
+    from core.config import HubConfig
+
+log = logging.getLogger("leadhub.pipeline")
+Progress = Callable[[str, PageCounts], None]
+
+
+@dataclass(frozen=True)
+class PullResult:
+    source: str
+    run_id: int
+    counts: PageCounts
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def pull(
+    store: Store,
+    hub: HubConfig,
+    source_name: str,
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Pull the source named `source_name` in the hub file."""
+    config = hub.source(source_name)
+    connector = get_connector(config.connector)()
+    source = connector.source(config.settings, SourceContext(source_name, hub.base_dir))
+    return pull_source(
+        store, source_name, source, priority=hub.field_priority, full=full, progress=progress
+    )
+
+
+def pull_source(
+    store: Store,
+    source_name: str,
+    source: Source,
+    *,
+    priority: Mapping[str, Sequence[str]] | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Read every stream of `source` from its saved cursor; each page commits with its cursor.
+
+    A failure stops the run (recorded in `sync_run` with the error) and keeps every page already
+    stored; the next run resumes after the last committed page.
+    """
+    if full:
+        store.reset_cursors(source_name)
+    run_id = store.start_run("pull", source_name)
+    total = PageCounts()
+    try:
+        for stream in source.streams():
+            cursor = store.get_cursor(source_name, stream.name)
+            for page in stream.read(cursor):
+                counts = store.save_page(
+                    source_name, stream.name, page.items, page.cursor, priority
+                )
+                total.add(counts)
+                if progress:
+                    progress(stream.name, counts)
+    except LeadhubError as exc:
+        store.finish_run(run_id, total, "failed", str(exc))
+        log.error("pull %s failed: %s", source_name, exc)
+        return PullResult(source_name, run_id, total, str(exc))
+    except Exception as exc:
+        store.finish_run(run_id, total, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    store.finish_run(run_id, total, "ok")
+    return PullResult(source_name, run_id, total)

@@ -1,0 +1,305 @@
+"""The score step: rescore dirty leads (or everyone when a model changed) in chunks.
+
+Reads each chunk's leads, activities and previous scores in a few queries, runs the pure engine,
+and writes only what changed: the score row, a `score_history` row when an output moved (with the
+qualified/released event), and nothing at all for leads whose outputs stayed the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from core.records import LEAD_FIELDS
+from core.store.ingest import ACTIVITY, HISTORY, LEAD
+from core.store.store import Store
+from core.store.tables import PredictiveModel, Score, table, utcnow
+from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
+from scoring.model import ScoringModel, segment_matches
+
+SCORE = table(Score)
+PREDICTIVE = table(PredictiveModel)
+CHUNK = 1000
+OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
+log = logging.getLogger("leadhub.scorer")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass
+class ScoreRun:
+    leads: int = 0
+    changed: int = 0
+    events: int = 0
+    full_models: list[str] = field(default_factory=list)
+
+
+def _hash_key(model: ScoringModel) -> str:
+    return f"model_hash:{model.name}"
+
+
+def changed_models(store: Store, models: Sequence[ScoringModel]) -> list[ScoringModel]:
+    """Models whose content hash differs from the one last scored with (new models included)."""
+    return [m for m in models if store.get_meta(_hash_key(m)) != m.content_hash]
+
+
+def score(
+    store: Store,
+    models: Sequence[ScoringModel],
+    *,
+    full: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreRun:
+    """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
+    now = now or utcnow()
+    run = ScoreRun()
+    artefact = _predictive_model(store)
+    version = str(artefact.version) if artefact else ""
+    new_predictor = store.get_meta(PREDICTIVE_KEY) != version and artefact is not None
+    stale = models if (full or new_predictor) else changed_models(store, models)
+    run.full_models = [m.name for m in stale]
+    run_id = store.start_run("score", "all")
+    with store.engine.connect() as conn:
+        query = sa.select(LEAD.c.id).order_by(LEAD.c.id)
+        if not stale:
+            query = query.where(LEAD.c.dirty.is_(True))
+        ids = [row.id for row in conn.execute(query)]
+    from core.store.ingest import PageCounts
+
+    counts = PageCounts(read=len(ids))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        with store.begin() as conn:
+            # Clearing first means a pull that marks a lead dirty while we score it waits for our
+            # row lock and marks it again after we commit: no change is ever missed.
+            conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
+            changed, events = _score_chunk(conn, chunk, models, now, artefact)
+        run.leads += len(chunk)
+        run.changed += changed
+        run.events += events
+        if progress:
+            progress(run.leads, len(ids))
+    with store.begin() as conn:
+        for model in models:
+            store.set_meta(_hash_key(model), model.content_hash, conn)
+        store.set_meta(PREDICTIVE_KEY, version, conn)
+        names = ",".join(sorted(m.name for m in models))
+        if store.get_meta(MODELS_KEY) != names:  # a scan of every score: only when models change
+            _drop_removed_models(conn, models)
+            store.set_meta(MODELS_KEY, names, conn)
+    counts.updated, counts.unchanged = run.changed, run.leads - run.changed
+    store.finish_run(run_id, counts, "ok")
+    return run
+
+
+PREDICTIVE_KEY = "predictive_version"
+MODELS_KEY = "scored_models"
+
+
+def _predictive_model(store: Store) -> Any:
+    """The latest trained predictive model, or None (then the `predictive` output stays empty)."""
+    with store.engine.connect() as conn:
+        if conn.execute(sa.select(PREDICTIVE.c.version).limit(1)).first() is None:
+            return None  # and scikit-learn (seconds to import) is never loaded
+    from core.pipeline.analytics import load_artefact
+
+    return load_artefact(store)
+
+
+def _predictions(
+    artefact: Any,
+    fields: dict[int, dict[str, Any]],
+    acts: dict[int, list[Activity]],
+    now: datetime,
+) -> dict[int, Any]:
+    if artefact is None:
+        return {}
+    from scoring.predictive import LeadInput, predict
+
+    rows = [LeadInput(i, f, acts.get(i, []), now) for i, f in fields.items()]
+    return {p.lead_id: p for p in predict(artefact, rows)}
+
+
+def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> None:
+    """Scores of models no longer in the file go, and so does their hash: a model put back later
+    is new again and scores everyone."""
+    from core.store.store import META
+
+    names = [m.name for m in models]
+    conn.execute(SCORE.delete().where(SCORE.c.model.not_in(names)))
+    kept = [_hash_key(m) for m in models]
+    conn.execute(META.delete().where(META.c.key.like("model_hash:%"), META.c.key.not_in(kept)))
+
+
+def load_inputs(
+    conn: Connection, lead_ids: Sequence[int], until: datetime | None = None
+) -> tuple[dict[int, dict[str, Any]], dict[int, list[Activity]]]:
+    """Lead fields and activities (up to `until`) of a chunk of leads, in two queries."""
+    fields = {}
+    for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids))):
+        values = {name: getattr(row, name) for name in LEAD_FIELDS}
+        values["custom"] = row.custom or {}
+        fields[row.id] = values
+    acts: dict[int, list[Activity]] = defaultdict(list)
+    # Properties come back as JSON text and are parsed once per distinct value: most activities
+    # share a handful of property sets (the same URL, form or campaign), so this skips most parsing.
+    query = sa.select(
+        ACTIVITY.c.lead_id,
+        ACTIVITY.c.type,
+        ACTIVITY.c.occurred_at,
+        sa.cast(ACTIVITY.c.properties, sa.Text),
+    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
+    if until is not None:
+        query = query.where(ACTIVITY.c.occurred_at <= until)
+    parsed: dict[str | None, Mapping[str, Any]] = {None: _EMPTY}
+    for lead_id, kind, occurred_at, raw in conn.execute(query):
+        props = parsed.get(raw)
+        if props is None:
+            props = parsed[raw] = MappingProxyType(json.loads(raw) or {})
+        acts[lead_id].append(Activity(kind, occurred_at, props))
+    return fields, acts
+
+
+def _previous(conn: Connection, lead_ids: Sequence[int]) -> dict[tuple[int, str], Any]:
+    rows = conn.execute(sa.select(SCORE).where(SCORE.c.lead_id.in_(lead_ids)))
+    return {(r.lead_id, r.model): r for r in rows}
+
+
+def evaluate(
+    fields: dict[int, dict[str, Any]],
+    acts: dict[int, list[Activity]],
+    models: Sequence[ScoringModel],
+    now: datetime,
+    previous: dict[tuple[int, str], Any] | None = None,
+) -> Iterator[tuple[int, ScoringModel, ScoreResult]]:
+    """Run the engine for every (lead, model) whose segment the lead is in."""
+    previous = previous or {}
+    for lead_id, values in fields.items():
+        for model in models:
+            if not segment_matches(model, values):
+                continue
+            prev = previous.get((lead_id, model.name))
+            state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
+            yield lead_id, model, score_lead(values, acts.get(lead_id, ()), model, now, state)
+
+
+def _score_chunk(
+    conn: Connection,
+    chunk: Sequence[int],
+    models: Sequence[ScoringModel],
+    now: datetime,
+    artefact: Any = None,
+) -> tuple[int, int]:
+    fields, acts = load_inputs(conn, chunk)
+    predicted = _predictions(artefact, fields, acts, now)
+    previous = _previous(conn, chunk)
+    inserts, updates, history = [], [], []
+    seen: set[tuple[int, str]] = set()
+    for lead_id, model, result in evaluate(fields, acts, models, now, previous):
+        seen.add((lead_id, model.name))
+        row = _score_row(lead_id, result, now, predicted.get(lead_id))
+        prev = previous.get((lead_id, model.name))
+        if prev is None:
+            inserts.append(row)
+        elif _differs(prev, row):
+            updates.append({**row, "_id": prev.id})
+        else:
+            continue
+        if prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS):
+            history.append(_history_row(lead_id, result, now))
+    gone = [p.id for key, p in previous.items() if key not in seen]
+    _write(conn, inserts, updates, history, gone)
+    events = sum(1 for h in history if h["event"])
+    return len({h["lead_id"] for h in history}), events
+
+
+def _write(
+    conn: Connection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    gone: list[int],
+) -> None:
+    if inserts:
+        conn.execute(SCORE.insert(), inserts)
+    if updates:
+        columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
+        conn.execute(
+            SCORE.update()
+            .where(SCORE.c.id == sa.bindparam("_id"))
+            .values({k: sa.bindparam(k) for k in columns}),
+            [{k: u[k] for k in (*columns, "_id")} for u in updates],
+        )
+    if history:
+        conn.execute(HISTORY.insert(), history)
+    if gone:
+        conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
+
+
+def _score_row(
+    lead_id: int, r: ScoreResult, now: datetime, prediction: Any = None
+) -> dict[str, Any]:
+    return {
+        "predictive": prediction.score if prediction else None,
+        "predictive_reason": prediction.reason if prediction else None,
+        "lead_id": lead_id,
+        "model": r.model,
+        "model_hash": r.model_hash,
+        "fit": r.fit,
+        "engagement": r.engagement,
+        "total": r.total,
+        "tier": r.tier,
+        "grade": r.grade,
+        "qualified": r.qualified,
+        "qualified_at": r.qualified_at,
+        "reason": r.reason,
+        "ledger": [entry_dict(e) for e in r.ledger],
+        "computed_at": now,
+    }
+
+
+def _history_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "model": r.model,
+        "model_hash": r.model_hash,
+        "fit": r.fit,
+        "engagement": r.engagement,
+        "total": r.total,
+        "tier": r.tier,
+        "grade": r.grade,
+        "qualified": r.qualified,
+        "reason": r.reason,
+        "event": r.event,
+        "computed_at": now,
+    }
+
+
+def entry_dict(entry: Any) -> dict[str, Any]:
+    return {
+        "section": entry.section,
+        "kind": entry.kind,
+        "name": entry.name,
+        "count": entry.count,
+        "points": entry.points,
+    }
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _differs(prev: Any, row: dict[str, Any]) -> bool:
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "ledger", "predictive")
+    return any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys)

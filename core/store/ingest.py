@@ -1,0 +1,443 @@
+"""Storing one page of records: batch upserts, identity resolution and lead merges.
+
+Everything here runs inside the caller's transaction, so a page and its cursor commit together.
+Writes are executemany batches keyed by `(source, external_id)`: replaying a page changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
+from core.store.identity import IdentityData, merge_fields, record_data
+from core.store.tables import (
+    Activity,
+    Identity,
+    Lead,
+    Outcome,
+    Quarantine,
+    ScoreHistory,
+    table,
+    utcnow,
+)
+
+LEAD = table(Lead)
+IDENTITY = table(Identity)
+ACTIVITY = table(Activity)
+OUTCOME = table(Outcome)
+QUARANTINE = table(Quarantine)
+HISTORY = table(ScoreHistory)
+CHUNK = 500  # bound on IN-list sizes
+RAW_LIMIT = 65_536  # a quarantined payload is kept up to this many characters
+
+
+@dataclass
+class PageCounts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    touched_leads: set[int] = field(default_factory=set)
+
+    def add(self, other: PageCounts) -> None:
+        self.read += other.read
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+        self.touched_leads |= other.touched_leads
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _last_by_key(records: Iterable[Any]) -> list[Any]:
+    """Within one page the last record for an external id wins."""
+    return list({r.external_id: r for r in records}.values())
+
+
+class Ingest:
+    """Writes one page inside `conn`'s transaction. `priority` pins source order per field."""
+
+    def __init__(self, conn: Connection, priority: Mapping[str, Sequence[str]] | None = None):
+        self.conn = conn
+        self.priority = priority or {}
+        self.now = utcnow()
+
+    # -- leads ---------------------------------------------------------------------------------
+
+    def leads(self, source: str, records: Sequence[LeadRecord]) -> PageCounts:
+        counts = PageCounts(read=len(records))
+        records = _last_by_key(records)
+        counts.unchanged += counts.read - len(records)
+        existing = self._identities(source, [r.external_id for r in records])
+        by_email = self._leads_by_email([r.email for r in records if r.email])
+        # New leads are created in email order so that concurrent pulls lock rows in one order.
+        fresh = {r.email for r in records if r.email and r.external_id not in existing}
+        by_email.update(self._new_leads(sorted(fresh - by_email.keys())))
+        new_idents: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        touched: set[int] = set()
+        for rec in records:
+            data = record_data(rec)
+            row = existing.get(rec.external_id)
+            if row is not None and row.data == data and row.deleted == rec.deleted:
+                counts.unchanged += 1
+                continue
+            if row is None:
+                lead_id = by_email.get(rec.email) if rec.email else None
+                if lead_id is None:
+                    lead_id = self._new_lead(rec.email)
+                    if rec.email:
+                        by_email[rec.email] = lead_id
+                new_idents.append(self._ident_row(source, rec, data, lead_id))
+                counts.created += 1
+            else:
+                lead_id = row.lead_id
+                changed.append({**self._ident_row(source, rec, data, lead_id), "_id": row.id})
+                counts.updated += 1
+            touched.add(lead_id)
+        if new_idents:
+            self.conn.execute(IDENTITY.insert(), new_idents)
+        if changed:
+            self.conn.execute(
+                IDENTITY.update()
+                .where(IDENTITY.c.id == sa.bindparam("_id"))
+                .values(
+                    data=sa.bindparam("data"),
+                    record_updated_at=sa.bindparam("record_updated_at"),
+                    seen_at=sa.bindparam("seen_at"),
+                    deleted=sa.bindparam("deleted"),
+                ),
+                [
+                    {k: v for k, v in c.items() if k not in ("system", "external_id", "lead_id")}
+                    for c in changed
+                ],
+            )
+        counts.touched_leads = self.refresh_leads(touched)
+        return counts
+
+    def _ident_row(
+        self, source: str, rec: LeadRecord, data: dict[str, Any], lead_id: int
+    ) -> dict[str, Any]:
+        return {
+            "system": source,
+            "external_id": rec.external_id,
+            "lead_id": lead_id,
+            "data": data,
+            "record_updated_at": rec.updated_at or self.now,
+            "seen_at": self.now,
+            "deleted": rec.deleted,
+        }
+
+    def _new_leads(self, emails: Sequence[str]) -> dict[str, int]:
+        """Create leads for `emails` (sorted) in batches; an email another pull created meanwhile
+        keeps that pull's lead."""
+        ids: dict[str, int] = {}
+        for chunk in _chunks(emails):
+            rows = [
+                {
+                    "email": email,
+                    "custom": {},
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                    "dirty": True,
+                }
+                for email in chunk
+            ]
+            insert = _dialect_insert(self.conn)(LEAD)
+            result = self.conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["email"]).returning(
+                    LEAD.c.id, LEAD.c.email
+                ),
+                rows,
+            )
+            ids.update({row.email: int(row.id) for row in result})
+            missing = [email for email in chunk if email not in ids]
+            if missing:
+                ids.update(self._leads_by_email(missing))
+        return ids
+
+    def _new_lead(self, email: str | None) -> int:
+        """Create a lead; when another pull created one with this email meanwhile, use that one."""
+        values: dict[str, Any] = {
+            "email": email,
+            "custom": {},
+            "created_at": self.now,
+            "updated_at": self.now,
+            "dirty": True,
+        }
+        if email is None:
+            result = self.conn.execute(LEAD.insert().values(values))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        insert = _dialect_insert(self.conn)(LEAD).values(values)
+        created = self.conn.execute(
+            insert.on_conflict_do_nothing(index_elements=["email"]).returning(LEAD.c.id)
+        ).scalar_one_or_none()
+        if created is not None:
+            return int(created)
+        return int(
+            self.conn.execute(sa.select(LEAD.c.id).where(LEAD.c.email == email)).scalar_one()
+        )
+
+    def _identities(self, system: str, external_ids: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for chunk in _chunks(list(external_ids)):
+            rows = self.conn.execute(
+                sa.select(IDENTITY).where(
+                    IDENTITY.c.system == system, IDENTITY.c.external_id.in_(chunk)
+                )
+            )
+            found.update({row.external_id: row for row in rows})
+        return found
+
+    def _leads_by_email(self, emails: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(emails))):
+            rows = self.conn.execute(
+                sa.select(LEAD.c.id, LEAD.c.email).where(LEAD.c.email.in_(chunk))
+            )
+            found.update({row.email: row.id for row in rows})
+        return found
+
+    def refresh_leads(self, lead_ids: set[int]) -> set[int]:
+        """Recompute the fields of `lead_ids` from their identities; merge leads sharing an email.
+
+        Returns the ids that still exist (merged-away leads are gone) and marks them dirty.
+        """
+        pending = set(lead_ids)
+        alive: set[int] = set()
+        while pending:
+            merged = self._merged_fields(sorted(pending))
+            alive |= pending
+            pending = set()
+            owners = self._leads_by_email([m["email"] for m in merged.values() if m["email"]])
+            updates = []
+            for lead_id, fields in merged.items():
+                owner = owners.get(fields["email"]) if fields["email"] else None
+                if owner is not None and owner != lead_id:
+                    self.merge_leads(source_id=lead_id, target_id=owner)
+                    alive.discard(lead_id)
+                    pending.add(owner)
+                    continue
+                updates.append({**fields, "_id": lead_id, "updated_at": self.now, "dirty": True})
+            if updates:
+                self.conn.execute(
+                    LEAD.update()
+                    .where(LEAD.c.id == sa.bindparam("_id"))
+                    .values({k: sa.bindparam(k) for k in updates[0] if k != "_id"}),
+                    updates,
+                )
+        return alive
+
+    def _merged_fields(self, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        groups: dict[int, list[IdentityData]] = {i: [] for i in lead_ids}
+        for chunk in _chunks(list(lead_ids)):
+            rows = self.conn.execute(
+                sa.select(
+                    IDENTITY.c.lead_id,
+                    IDENTITY.c.system,
+                    IDENTITY.c.data,
+                    IDENTITY.c.record_updated_at,
+                ).where(IDENTITY.c.lead_id.in_(chunk), IDENTITY.c.deleted.is_(False))
+            )
+            for row in rows:
+                groups[row.lead_id].append(
+                    IdentityData(row.system, row.data, row.record_updated_at)
+                )
+        result = {}
+        for lead_id, idents in groups.items():
+            fields = merge_fields(idents, self.priority)
+            fields["email"] = normalize_email(fields["email"])
+            result[lead_id] = fields
+        return result
+
+    def merge_leads(self, source_id: int, target_id: int) -> None:
+        """Fold lead `source_id` into `target_id`: identities, activities, outcomes and history
+        move; its scores and outbox rows go (the target is rescored and re-pushed)."""
+        moved = (IDENTITY, ACTIVITY, OUTCOME, HISTORY)
+        for moving in moved:
+            self.conn.execute(
+                moving.update().where(moving.c.lead_id == source_id).values(lead_id=target_id)
+            )
+        for other in LEAD.metadata.sorted_tables:
+            if "lead_id" in other.c and other not in moved:
+                self.conn.execute(other.delete().where(other.c.lead_id == source_id))
+        self.conn.execute(LEAD.delete().where(LEAD.c.id == source_id))
+
+    # -- activities and outcomes ---------------------------------------------------------------
+
+    def resolve_lead_keys(self, source: str, keys: Iterable[str]) -> dict[str, int]:
+        """Map each lead key (this source's external id, or an email) to a lead id.
+
+        An unknown key gets a lead of its own so that no activity is lost; when the lead record
+        arrives later it joins the same identity.
+        """
+        keys = sorted(set(keys))
+        by_ident = {k: row.lead_id for k, row in self._identities(source, keys).items()}
+        emails = [normalize_email(k) or k for k in keys if "@" in k and k not in by_ident]
+        by_email = self._leads_by_email(emails)
+        resolved: dict[str, int] = {}
+        for key in keys:
+            if key in by_ident:
+                resolved[key] = by_ident[key]
+            elif "@" in key and (normalize_email(key) or key) in by_email:
+                resolved[key] = by_email[normalize_email(key) or key]
+            else:
+                email = normalize_email(key) if "@" in key else None
+                lead_id = self._new_lead(email)
+                if email:
+                    by_email[email] = lead_id
+                else:
+                    self.conn.execute(
+                        IDENTITY.insert(),
+                        [
+                            {
+                                "system": source,
+                                "external_id": key,
+                                "lead_id": lead_id,
+                                "data": {},
+                                "record_updated_at": None,
+                                "seen_at": self.now,
+                                "deleted": False,
+                            }
+                        ],
+                    )
+                resolved[key] = lead_id
+        return resolved
+
+    def activities(self, source: str, records: Sequence[ActivityRecord]) -> PageCounts:
+        def row(rec: ActivityRecord, lead_id: int) -> dict[str, Any]:
+            return {
+                "lead_id": lead_id,
+                "type": rec.type,
+                "occurred_at": rec.occurred_at,
+                "properties": rec.properties,
+            }
+
+        return self._keyed_upsert(
+            ACTIVITY, source, records, row, ("lead_id", "type", "occurred_at", "properties")
+        )
+
+    def outcomes(self, source: str, records: Sequence[OutcomeRecord]) -> PageCounts:
+        def row(rec: OutcomeRecord, lead_id: int) -> dict[str, Any]:
+            return {
+                "lead_id": lead_id,
+                "status": rec.status,
+                "closed_at": rec.closed_at,
+                "amount": rec.amount,
+            }
+
+        return self._keyed_upsert(
+            OUTCOME, source, records, row, ("lead_id", "status", "closed_at", "amount")
+        )
+
+    def _keyed_upsert(
+        self,
+        table: sa.Table,
+        source: str,
+        records: Sequence[Any],
+        to_row: Any,
+        compare: tuple[str, ...],
+    ) -> PageCounts:
+        counts = PageCounts(read=len(records))
+        records = _last_by_key(records)
+        counts.unchanged += counts.read - len(records)
+        leads = self.resolve_lead_keys(source, (r.lead for r in records))
+        existing: dict[str, Any] = {}
+        for chunk in _chunks([r.external_id for r in records]):
+            rows = self.conn.execute(
+                sa.select(table).where(table.c.source == source, table.c.external_id.in_(chunk))
+            )
+            existing.update({r.external_id: r for r in rows})
+        inserts, updates = [], []
+        for rec in records:
+            new = to_row(rec, leads[rec.lead])
+            old = existing.get(rec.external_id)
+            if old is not None and all(_same(getattr(old, k), new[k]) for k in compare):
+                counts.unchanged += 1
+                continue
+            if old is None:
+                inserts.append({"source": source, "external_id": rec.external_id, **new})
+                counts.created += 1
+            else:
+                updates.append({"_id": old.id, **new})
+                counts.updated += 1
+                counts.touched_leads.add(old.lead_id)
+            counts.touched_leads.add(new["lead_id"])
+        if inserts:
+            self.conn.execute(table.insert(), inserts)
+        if updates:
+            self.conn.execute(
+                table.update()
+                .where(table.c.id == sa.bindparam("_id"))
+                .values({k: sa.bindparam(k) for k in compare}),
+                updates,
+            )
+        self.mark_dirty(counts.touched_leads)
+        return counts
+
+    def mark_dirty(self, lead_ids: Iterable[int]) -> None:
+        ids = sorted(set(lead_ids))
+        for chunk in _chunks(ids):
+            self.conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=True))
+
+    def quarantine(self, source: str, stream: str, items: Sequence[Any]) -> int:
+        """Park invalid payloads; the same payload quarantined again is not stored twice."""
+        if not items:
+            return 0
+        items = [
+            type(i)(storable(i.raw), storable(i.reason), storable(i.record_ref)) for i in items
+        ]
+        refs = sorted({i.record_ref[:255] for i in items})
+        known: set[tuple[str, str]] = set()
+        for chunk in _chunks(refs):
+            rows = self.conn.execute(
+                sa.select(QUARANTINE.c.record_ref, QUARANTINE.c.raw).where(
+                    QUARANTINE.c.source == source,
+                    QUARANTINE.c.stream == stream,
+                    QUARANTINE.c.record_ref.in_(chunk),
+                )
+            )
+            known.update((r.record_ref, r.raw) for r in rows)
+        fresh = [i for i in items if (i.record_ref[:255], i.raw[:RAW_LIMIT]) not in known]
+        if fresh:
+            self.conn.execute(
+                QUARANTINE.insert(),
+                [
+                    {
+                        "source": source,
+                        "stream": stream,
+                        "record_ref": i.record_ref[:255],
+                        "raw": i.raw[:RAW_LIMIT],
+                        "reason": i.reason,
+                        "created_at": self.now,
+                    }
+                    for i in fresh
+                ],
+            )
+        return len(items)
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return old == new
+    if isinstance(old, float) or isinstance(new, float):
+        return old is not None and new is not None and abs(float(old) - float(new)) < 1e-9
+    return bool(old == new)
