@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import tempfile
 import threading
 from collections import Counter
@@ -18,18 +17,18 @@ from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 from rich.table import Table
 
-from core import logs
+from core import logs, metrics
 from core.cli.common import console, err_console, handles_errors, print_json, state
 from core.config import HubConfig
 from core.errors import ConfigError
 from core.jobs import deadletters
+from core.jobs.scheduler import HubScheduler, next_run
 from core.pipeline.outbox import outbox_counts
 from core.store.store import SYNC_RUN, Store
 
-# core.jobs.actors, core.jobs.scheduler and core.metrics are imported inside the commands that
-# use them: the actors module builds the broker from the environment when imported (so it must
-# see the settings `_export_settings` passes on), and prometheus_client chooses between single-
-# and multi-process mode when first imported (so `leadhub worker` must set its directory first).
+# core.jobs.actors is imported inside the commands that use it: it builds the broker from the
+# environment when imported, so it must see the settings `_export_settings` passes on, and a bad
+# LEADHUB_JOBS_* setting must fail the jobs commands only, with the exit code of a config error.
 
 dlq_app = typer.Typer(help="Jobs that failed for good: list them, put them back.")
 
@@ -80,14 +79,15 @@ def worker(
     argv += ["--skip-logging"] if log_format == "json" else []
     with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
         if metrics_port:
-            # Multiprocess mode is chosen when prometheus_client is first imported; forked
-            # workers inherit this process's choice, so it is set here, before any import.
+            # prometheus_client chooses multiprocess mode when first imported, and this process
+            # has imported it already (core.metrics): the workers are spawned, not forked, so
+            # that each imports it afresh with the directory set.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             os.environ["LEADHUB_METRICS_PORT"] = str(metrics_port)  # read by core.metrics
-            argv += ["--fork-function", "core.metrics:serve_forever"]
-            if "prometheus_client" in sys.modules:  # too late for forking: start fresh
-                argv.append("--use-spawn")
-        code = dramatiq_main(make_argument_parser().parse_args(argv))
+            argv += ["--fork-function", "core.metrics:serve_forever", "--use-spawn"]
+        # dramatiq's command line is untyped: it takes argparse's namespace, returns an exit code.
+        parsed = make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
+        code = dramatiq_main(parsed)  # type: ignore[no-untyped-call]
     raise typer.Exit(code or 0)
 
 
@@ -96,7 +96,6 @@ def scheduler(log_format: str = LOG_FORMAT) -> None:
     """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
     _export_settings(log_format)
     from core.jobs import actors as jobs
-    from core.jobs.scheduler import HubScheduler
 
     stop = _stop_on_signals()
     hub_scheduler = HubScheduler(
@@ -115,9 +114,7 @@ def run(
 ) -> None:
     """All in one process: the scheduler and worker threads (embedded mode, one machine)."""
     _export_settings(log_format)
-    from core import metrics
     from core.jobs import actors as jobs
-    from core.jobs.scheduler import HubScheduler
 
     state.hub()  # a broken hub file is exit code 2 now, not a log line later
     stop = _stop_on_signals()
@@ -231,8 +228,6 @@ def status_rows(
 
     `dead` counts dead letters per (actor, target); by default they are read from the broker.
     """
-    from core.jobs.scheduler import next_run
-
     now = now or datetime.now(UTC)
     runs = {(r.kind, r.target): r for r in store.last_runs()}
     ok = _last_ok(store)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import HubConfig
 from core.errors import ConfigError
+from core.pipeline import analytics
 from core.store import store as queries
 from core.store.ingest import LEAD, OUTCOME
 from core.store.store import Store
@@ -198,9 +199,7 @@ class ReportOut(_Out):
 
 def model_report(store: Store, model: ScoringModel) -> Report:
     """The report of `model` (`analytics`); ConfigError when nothing is scored under it."""
-    from core.pipeline.analytics import report
-
-    return report(store, model)
+    return analytics.report(store, model)
 
 
 def report_out(model: ScoringModel, report: Report) -> ReportOut:

@@ -35,10 +35,12 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, SecretStr
 
 from core.config import HubConfig, SourceConfig
 from core.errors import ConfigError
+from core.metrics import registry
 from core.settings import Settings
 from core.store.store import Store
 from core.web.api import UNAUTHORIZED, WebContext, api
@@ -208,10 +210,6 @@ def _add_open_routes(app: FastAPI, store: Store) -> None:
     )
     def metrics() -> Response:
         """Prometheus metrics of this process (text exposition format)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        from core.metrics import registry
-
         return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
