@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import typer
 import yaml
@@ -15,7 +15,7 @@ from core.cli.common import console, err_console, handles_errors, hub_model, pri
 from core.errors import ConfigError
 from core.pipeline import analytics
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
-from scoring.predictive import ALGORITHMS, Algorithm, Artefact, InsufficientData
+from scoring.predictive import ALGORITHMS, Artefact, InsufficientData
 from scoring.predictive_rules import as_rules
 from scoring.report import Backtest, Bracket, Report, Selection
 
@@ -216,7 +216,7 @@ def train(
             artefact = analytics.train_model(
                 store,
                 inputs,
-                algorithm=cast(Algorithm, algorithm),
+                algorithm=algorithm,  # narrowed to Algorithm by the `in ALGORITHMS` check above
                 min_outcomes=min_outcomes,
                 exclude=exclude,
             )
