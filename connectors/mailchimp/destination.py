@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -84,7 +85,8 @@ class MailchimpDestination:
     Parameters:
         name: the destination's name in the hub file.
         settings: the connector's own keys; config: the write-back keys.
-        transport, sleep: for tests.
+        transport, sleep, clock: for tests.
+        base_dir: the hub file's folder (one hub's merge-field checks are not another's).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class MailchimpDestination:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        base_dir: Path = Path("."),
     ) -> None:
         self.name, self.settings, self.config = name, settings, config
         self.batch_size = settings.batch_size
@@ -119,7 +122,7 @@ class MailchimpDestination:
                     f"{self.where}.fields.{output}: {crm!r} is not a merge tag; use up to 10 "
                     f"upper-case letters, digits or _ (e.g. LSCORE), or `{TAGS}` to write a tag"
                 )
-        self._clock = clock
+        self._clock, self._base_dir = clock, base_dir
         self._segments: dict[str, int] | None = None  # tag name (case-folded) → segment id
 
     @property
@@ -127,11 +130,11 @@ class MailchimpDestination:
         return f"/lists/{self.settings.list_id}"
 
     def _check_key(self) -> str:
-        """What a merge-field check covers: the API root, the audience, each tag and its type
-        (and a digest of the credential, never the credential itself)."""
+        """What a merge-field check covers: the hub, the API root, the audience, each tag and its
+        type (and a digest of the credential, never the credential itself)."""
         auth = self.settings.api_key or self.settings.access_token
         secret = auth.get_secret_value() if auth is not None else ""
-        parts = [self.settings.base_url or "", self.settings.list_id,
+        parts = [str(self._base_dir.resolve()), self.settings.base_url or "", self.settings.list_id,
                  hashlib.sha256(secret.encode()).hexdigest()[:16],
                  *sorted(f"{t}:{_kind(o)}" for t, o in self.merge.items())]  # fmt: skip
         return "|".join(parts)
