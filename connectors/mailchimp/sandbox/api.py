@@ -106,8 +106,8 @@ def _member(request: Request, audience: Audience) -> data.Member:
 
 
 async def root(request: Request, audience: Audience) -> Response:
-    return JSONResponse({"account_id": "sandbox", "login_id": "1", "account_name": "Sandbox",
-                         "email": "owner@example.com", "role": "owner"})  # fmt: skip
+    return _answer(request, {"account_id": "sandbox", "login_id": "1", "account_name": "Sandbox",
+                             "email": "owner@example.com", "role": "owner"})  # fmt: skip
 
 
 async def ping(request: Request, audience: Audience) -> Response:
