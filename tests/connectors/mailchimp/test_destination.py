@@ -347,3 +347,46 @@ def test_300_members_changing_tier_take_a_handful_of_calls_not_300() -> None:
     for body in sent(segments):
         assert len(body["members_to_add"]) == len(body["members_to_remove"]) == 100
     assert mc.client.http.calls == 5
+
+
+def merge_fields_listed(*tags: str) -> respx.Route:
+    fields = [{"merge_id": n, "tag": t, "name": t, "type": "number"} for n, t in enumerate(tags)]
+    return respx.get(f"{BATCH}/merge-fields").respond(
+        200, json={"merge_fields": fields, "list_id": LIST, "total_items": len(fields)}
+    )
+
+
+@respx.mock
+def test_a_merge_field_check_holds_for_merge_field_check_hours_across_destinations() -> None:
+    listing = merge_fields_listed("LSCORE", "LREASON")
+    now = [1000.0]
+
+    def opened(**settings: Any) -> MailchimpDestination:
+        mc = destination(fields={"total": "LSCORE"}, **settings)
+        mc._clock = lambda: now[0]
+        return mc
+
+    opened().prepare()
+    opened().prepare()  # a new destination, as each push job opens one: no call
+    assert listing.call_count == 1
+    now[0] += 24 * 3600  # the check is a day old: read again
+    opened().prepare()
+    assert listing.call_count == 2
+    opened(merge_field_check_hours=0).prepare()  # 0: every push checks
+    assert listing.call_count == 3
+    destination(fields={"total": "LSCORE", "reason": "LREASON"}).prepare()  # another mapping
+    assert listing.call_count == 4
+
+
+@respx.mock
+def test_a_merge_field_deleted_since_the_check_retries_the_members_and_checks_again() -> None:
+    listing = merge_fields_listed("LSCORE")
+    mc = destination(fields={"total": "LSCORE"})
+    mc.prepare()
+    # Mailchimp drops unknown merge tags silently: the answer's members lack LSCORE.
+    gone = answered("p1@example.com", [], merge_fields={"FNAME": "P1"})
+    respx.post(BATCH).respond(200, json=batch_answer([gone]))
+    [outcome] = mc.write([item(1)])
+    assert outcome.status == "retry" and "LSCORE" in outcome.reason
+    destination(fields={"total": "LSCORE"}).prepare()
+    assert listing.call_count == 2
