@@ -38,4 +38,6 @@ class MailchimpConnector:
     def destination(
         self, settings: MailchimpDestinationSettings, context: DestinationContext
     ) -> MailchimpDestination:
-        return MailchimpDestination(context.name, settings, context.config)
+        return MailchimpDestination(
+            context.name, settings, context.config, base_dir=context.base_dir
+        )

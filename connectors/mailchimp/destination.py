@@ -1,10 +1,15 @@
 """The Mailchimp destination: scores into merge fields, the tier as tags, in batches of 500.
 
 A batch is one batch subscribe/update call, `POST /lists/{list_id}` with `update_existing` (up
-to 500 members; per-member results in `new_members`, `updated_members` and `errors`). In `update`
-mode members carry no status, so an address Mailchimp does not have is refused, not created; in
-`upsert` mode new members get `status_if_new`. Status is never sent for existing members
-(re-subscribing someone is a compliance error).
+to 500 members; per-member results in `new_members`, `updated_members` and `errors`). The
+published schema requires `status` or `status_if_new` on every member; `status` (which would
+change an existing member's subscription) is never sent, so nobody who unsubscribed is
+re-subscribed. In `upsert` mode `status_if_new` is the block's (new leads become members). In
+`update` mode only members the audience is known to hold are sent — the lead's record id is the
+subscriber hash of the very address sent — with `status_if_new: unsubscribed`, the one status
+that cannot subscribe anyone. Should a member have left the audience since the last pull, the
+batch answer lists it under `new_members`: it is archived again at once (`DELETE` on the member)
+and the lead is parked with the reason, so `update` never leaves a new contact behind.
 
 The output mapped to the field `tags` (normally the tier) is written as a tag. Tags are static
 segments, so a batch's tags move in bulk: `POST /lists/{id}/segments/{tag_id}` with
@@ -18,16 +23,21 @@ a tag is missing); a missing tier tag is created with `POST /lists/{id}/segments
 run in parallel on at most `max_connections` connections (Mailchimp allows 10).
 
 `prepare()` creates the merge fields that are missing: `number` for total, fit, engagement and
-predictive, `text` for the others.
+predictive, `text` for the others. A successful check is remembered in the process for
+`merge_field_check_hours`, so pushes within it make no merge-field calls; a batch answer whose
+members lack a written merge field (someone deleted it: Mailchimp drops unknown merge tags
+silently) forgets the check and retries those members, so the next push creates it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -44,6 +54,13 @@ MERGE_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,9}")  # a convention, not a documented
 SEGMENT_LIMIT = 500  # emails per members_to_add / members_to_remove ("a maximum of 500")
 Status = Literal["ok", "retry", "rejected"]
 _RANK: dict[str, int] = {"ok": 0, "retry": 1, "rejected": 2}
+# `update` mode's status for a member Mailchimp would otherwise add: it cannot subscribe anyone
+# (and such an addition is archived again at once, see `_undo_additions`).
+UPDATE_STATUS_IF_NEW = "unsubscribed"
+
+# Merge-field checks that hold, per audience and mapping (see `_check_key`): key → monotonic time.
+_merge_checks: dict[str, float] = {}
+_merge_checks_lock = threading.Lock()
 
 
 def subscriber_hash(email: str) -> str:
@@ -68,7 +85,8 @@ class MailchimpDestination:
     Parameters:
         name: the destination's name in the hub file.
         settings: the connector's own keys; config: the write-back keys.
-        transport, sleep: for tests.
+        transport, sleep, clock: for tests.
+        base_dir: the hub file's folder (one hub's merge-field checks are not another's).
     """
 
     def __init__(
@@ -79,6 +97,8 @@ class MailchimpDestination:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        base_dir: Path = Path("."),
     ) -> None:
         self.name, self.settings, self.config = name, settings, config
         self.batch_size = settings.batch_size
@@ -102,24 +122,44 @@ class MailchimpDestination:
                     f"{self.where}.fields.{output}: {crm!r} is not a merge tag; use up to 10 "
                     f"upper-case letters, digits or _ (e.g. LSCORE), or `{TAGS}` to write a tag"
                 )
-        self._prepared = False
+        self._clock, self._base_dir = clock, base_dir
         self._segments: dict[str, int] | None = None  # tag name (case-folded) → segment id
 
     @property
     def list_path(self) -> str:
         return f"/lists/{self.settings.list_id}"
 
+    def _check_key(self) -> str:
+        """What a merge-field check covers: the hub, the API root, the audience, each tag and its
+        type (and a digest of the credential, never the credential itself)."""
+        auth = self.settings.api_key or self.settings.access_token
+        secret = auth.get_secret_value() if auth is not None else ""
+        parts = [str(self._base_dir.resolve()), self.settings.base_url or "", self.settings.list_id,
+                 hashlib.sha256(secret.encode()).hexdigest()[:16],
+                 *sorted(f"{t}:{_kind(o)}" for t, o in self.merge.items())]  # fmt: skip
+        return "|".join(parts)
+
+    def _checked_recently(self) -> bool:
+        hours = self.settings.merge_field_check_hours
+        with _merge_checks_lock:
+            checked = _merge_checks.get(self._check_key())
+        return checked is not None and 0 <= self._clock() - checked < hours * 3600
+
+    def _forget_check(self) -> None:
+        with _merge_checks_lock:
+            _merge_checks.pop(self._check_key(), None)
+
     def prepare(self) -> None:
-        """Create the merge fields this destination writes when the audience lacks them."""
-        if self._prepared:
+        """Create the merge fields this destination writes when the audience lacks them
+        (unless a check of them holds)."""
+        if self._checked_recently():
             return
         try:
             pages = self.client.pages(f"{self.list_path}/merge-fields", "merge_fields", {}, 1000)
             have = {str(f.get("tag", "")).upper() for page in pages for f in page}
             for tag, output in self.merge.items():
                 if tag.upper() not in have:
-                    kind = "number" if output in NUMBER_OUTPUTS else "text"
-                    body = {"name": f"Lead {output}", "type": kind, "tag": tag,
+                    body = {"name": f"Lead {output}", "type": _kind(output), "tag": tag,
                             "required": False, "public": False,
                             "help_text": "set by leadhub lead scoring"}  # fmt: skip
                     self.client.call("POST", f"{self.list_path}/merge-fields", json=body)
@@ -130,22 +170,36 @@ class MailchimpDestination:
                     "(404); copy the audience id from Audience → Settings"
                 ) from exc
             raise ConfigError(f"{self.where}: could not create merge fields: {exc}") from exc
-        self._prepared = True
+        with _merge_checks_lock:
+            _merge_checks[self._check_key()] = self._clock()
 
     def write(self, batch: Sequence[WriteItem]) -> list[WriteOutcome]:
         """One batch call for the merge fields, then one segment call per tier tag that moves."""
         outcomes: dict[int, WriteOutcome] = {}
         sendable = []
         for item in batch:
-            if item.email:
+            reason = self._unsendable(item)
+            if reason is None:
                 sendable.append(item)
             else:
-                reason = "the lead has no email address, and Mailchimp keys members by email"
                 outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
         members = self._batch_update(sendable, outcomes) if sendable else {}
         if self.tag_field is not None:
             self._move_tags(sendable, members, outcomes)
         return [outcomes[i.lead_id] for i in batch]
+
+    def _unsendable(self, item: WriteItem) -> str | None:
+        """Why `item` is not sent (None: it is). `update` mode sends only the audience's known
+        members: a record id that is the subscriber hash of the address being sent."""
+        if not item.email:
+            return "the lead has no email address, and Mailchimp keys members by email"
+        if self.config.mode == "update" and item.record_id != subscriber_hash(item.email):
+            return (
+                f"{item.email} is not a member of audience {self.settings.list_id} known to "
+                f"leadhub (its member id is {item.record_id or 'unknown'}); `update` mode never "
+                "adds members — use `mode: upsert` to add new leads"
+            )
+        return None
 
     # -- merge fields --------------------------------------------------------------------------
 
@@ -153,10 +207,11 @@ class MailchimpDestination:
         merge = {tag: _merge_value(out, item.values.get(tag)) for tag, out in self.merge.items()}
         if item.record_id is None:  # may be created: add the block's `lead_fields`
             merge = {**{k: v for k, v in item.lead_fields.items() if v is not None}, **merge}
-        member: dict[str, Any] = {"email_address": item.email, "merge_fields": merge}
-        if self.config.mode == "upsert":
-            member["status_if_new"] = self.settings.status_if_new
-        return member
+        # Never `status`: it would change an existing member's subscription.
+        status_if_new = (
+            self.settings.status_if_new if self.config.mode == "upsert" else UPDATE_STATUS_IF_NEW
+        )
+        return {"email_address": item.email, "status_if_new": status_if_new, "merge_fields": merge}
 
     def _batch_update(
         self, items: Sequence[WriteItem], outcomes: dict[int, WriteOutcome]
@@ -177,10 +232,26 @@ class MailchimpDestination:
             for key in ("new_members", "updated_members")
             for m in answer.get(key) or []
         }
+        undone: dict[str, str] = {}
+        if self.config.mode == "update":
+            added = [str(m.get("email_address", "")) for m in answer.get("new_members") or []]
+            for email in added:
+                accepted.pop(email.lower(), None)
+            undone = self._undo_additions(added)
         errors = {str(e.get("email_address", "")).lower(): e for e in answer.get("errors") or []}
+        dropped = self._dropped_merge_fields(accepted)
         for item in items:
             email = str(item.email).lower()
-            if email in accepted:
+            if email in undone:
+                reason = undone[email]
+                outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
+            elif email in accepted and dropped:
+                reason = (
+                    f"Mailchimp dropped the merge field(s) {', '.join(dropped)}: they no "
+                    "longer exist in the audience and are created again on the next push"
+                )
+                outcomes[item.lead_id] = WriteOutcome(item.lead_id, "retry", reason=reason)
+            elif email in accepted:
                 new_id = (
                     None if item.record_id else accepted[email].get("id") or subscriber_hash(email)
                 )
@@ -193,6 +264,39 @@ class MailchimpDestination:
                 reason = "Mailchimp's batch answer did not mention this member"
                 outcomes[item.lead_id] = WriteOutcome(item.lead_id, "retry", reason=reason)
         return accepted
+
+    def _undo_additions(self, emails: Sequence[str]) -> dict[str, str]:
+        """Archive again the members Mailchimp added in `update` mode; lower email → reason.
+
+        They had left the audience (archived or deleted) after the last pull, so the batch's
+        `status_if_new` added them back as unsubscribed; archiving restores what was there.
+        """
+        reasons = {}
+        for email in emails:
+            left = (
+                f"{email} is no longer a member of audience {self.settings.list_id} (archived "
+                "or deleted after the last pull); `update` mode never adds members"
+            )
+            try:
+                self.client.call("DELETE", f"{self.list_path}/members/{subscriber_hash(email)}")
+            except AuthError:
+                raise
+            except HTTPError as exc:
+                left += f"; archiving the contact Mailchimp re-added failed: {exc}"
+            reasons[email.lower()] = left
+        return reasons
+
+    def _dropped_merge_fields(self, accepted: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The merge tags written but missing from the accepted members (deleted meanwhile)."""
+        shown: list[Mapping[str, Any]] = [
+            m["merge_fields"] for m in accepted.values() if isinstance(m.get("merge_fields"), dict)
+        ]
+        if not shown or not self.merge:
+            return []
+        dropped = [t for t in self.merge if not any(t in fields for fields in shown)]
+        if dropped:
+            self._forget_check()
+        return dropped
 
     # -- tags ----------------------------------------------------------------------------------
 
@@ -320,6 +424,11 @@ class MailchimpDestination:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _kind(output: str) -> str:
+    """The merge field type an output is written to."""
+    return "number" if output in NUMBER_OUTPUTS else "text"
 
 
 def _same(name: Any) -> str:

@@ -143,6 +143,8 @@ class MailchimpDestinationSettings(MailchimpAuth):
         status_if_new: the status of members created in `upsert` mode (`pending` on
             double-opt-in audiences).
         batch_size: members per batch call (Mailchimp takes up to 500).
+        merge_field_check_hours: how long a successful merge-field check holds in the process;
+            pushes within it read no merge fields. 0 checks on every push.
     """
 
     list_id: str = Field(min_length=1)
@@ -150,3 +152,4 @@ class MailchimpDestinationSettings(MailchimpAuth):
     tag_prefix: str = ""
     status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
     batch_size: int = Field(default=500, ge=1, le=500)
+    merge_field_check_hours: float = Field(default=24, ge=0)

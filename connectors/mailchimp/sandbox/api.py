@@ -106,8 +106,24 @@ def _member(request: Request, audience: Audience) -> data.Member:
 
 
 async def root(request: Request, audience: Audience) -> Response:
-    return JSONResponse({"account_id": "sandbox", "login_id": "1", "account_name": "Sandbox",
-                         "email": "owner@example.com", "role": "owner"})  # fmt: skip
+    return _answer(request, {"account_id": "sandbox", "login_id": "1", "account_name": "Sandbox",
+                             "email": "owner@example.com", "role": "owner"})  # fmt: skip
+
+
+async def ping(request: Request, audience: Audience) -> Response:
+    return JSONResponse({"health_status": "Everything's Chimpy!"})
+
+
+async def member(request: Request, audience: Audience) -> Response:
+    """One member by subscriber hash; DELETE archives it (Mailchimp keeps archived members)."""
+    found = _member(request, audience)
+    if request.method == "DELETE":
+        if found.status == "archived":
+            raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        found.status, found.last_changed = "archived", audience.clock()
+        return Response(status_code=204)
+    rendered = data.render_member(found, audience.list_id, audience.tag_ids)
+    return _answer(request, rendered)
 
 
 async def members(request: Request, audience: Audience) -> Response:
@@ -169,11 +185,15 @@ def _subscribe(audience: Audience, item: Any, update: bool) -> tuple[str, data.M
     merge = _merge_values(audience, item.get("merge_fields") or {})
     status = item.get("status")
     member = audience.members.get(data.subscriber_hash(email))
-    if member is None:
+    if member is None or member.status == "archived":  # an archived contact is added anew
         status = status or item.get("status_if_new")
         if status not in ("subscribed", "unsubscribed", "cleaned", "pending", "transactional"):
             error = [{"field": "status", "message": "a new member needs a status"}]
             raise Problem(400, "ERROR_GENERIC", f"{email}: status is required", error)
+        if member is not None:
+            member.status, member.last_changed = status, audience.clock()
+            member.merge_fields.update(merge)
+            return "new_members", member
         return "new_members", audience.add_member(email, status, merge)
     if not update:
         raise Problem(400, "ERROR_CONTACT_EXISTS", f"{email} is already a list member.")
@@ -362,7 +382,9 @@ async def unsubscribed(request: Request, audience: Audience) -> Response:
 
 API: tuple[tuple[str, Handler, list[str]], ...] = (
     ("/3.0/", root, ["GET"]),
+    ("/3.0/ping", ping, ["GET"]),
     ("/3.0/lists/{list_id}/members", members, ["GET"]),
+    ("/3.0/lists/{list_id}/members/{subscriber_hash}", member, ["GET", "DELETE"]),
     ("/3.0/lists/{list_id}", batch_subscribe, ["POST"]),
     ("/3.0/lists/{list_id}/merge-fields", merge_fields, ["GET", "POST"]),
     ("/3.0/lists/{list_id}/members/{subscriber_hash}/tags", member_tags, ["GET", "POST"]),

@@ -42,7 +42,9 @@ from starlette.routing import Route
 
 from connectors.mailchimp.sandbox import data
 from connectors.mailchimp.sandbox.api import API, Handler, Problem, _json, _when
+from connectors.mailchimp.sandbox.conformance import OPERATIONS
 from connectors.mailchimp.sandbox.data import Activity, Audience
+from connectors.sandbox.conformance import check_request
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/mailchimp"
@@ -76,6 +78,11 @@ class Fault:
         response = Problem(self.status, "Injected Fault", f"sandbox fault {self.status}").response()
         response.headers.update(headers)
         return response
+
+
+def _vendor_path(request: Request) -> str:
+    """The request's path below where the sandbox is mounted (`/3.0/...`)."""
+    return request.url.path.removeprefix(request.scope.get("root_path", ""))
 
 
 class Sandbox:
@@ -116,7 +123,7 @@ class Sandbox:
             raise Problem(401, "API Key Invalid", detail)
 
     def take_fault(self, request: Request) -> Fault | None:
-        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        path = _vendor_path(request)
         for fault in self.faults:
             matches = fnmatch.fnmatchcase(path, fault.path) and fault.method in (
                 "*",
@@ -127,11 +134,43 @@ class Sandbox:
                 return fault
         return None
 
+    async def conform(self, request: Request) -> None:
+        """Refuse, as Mailchimp would, a request the published schema does not allow."""
+        body: Any = None
+        if request.method in ("POST", "PUT", "PATCH"):
+            try:
+                body = await request.json()
+            except ValueError:
+                raise Problem(400, "JSON Parse Exception",
+                              "the request body is not valid JSON") from None  # fmt: skip
+        problems = check_request(OPERATIONS, request.method, _vendor_path(request),
+                                 request.query_params.multi_items(), body,
+                                 vendor="mailchimp")  # fmt: skip
+        if problems:
+            errors = [{"field": p.split(":")[0], "message": p} for p in problems]
+            detail = "The resource submitted could not be validated. For field-specific " \
+                     "details, see the 'errors' array."  # fmt: skip
+            raise Problem(400, "Invalid Resource", detail, errors)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """An unknown route or method: Mailchimp's problem+json, never plain text."""
+        path = _vendor_path(request)
+        if path.startswith("/3.0"):  # a vendor call our table does not know: recorded
+            check_request(OPERATIONS, request.method, path, request.query_params.multi_items(),
+                          vendor="mailchimp")  # fmt: skip
+        status = getattr(exc, "status_code", 404)
+        if status == 405:
+            detail = "The requested method and resource are not compatible."
+            return Problem(405, "Method Not Allowed", detail).response()
+        return Problem(404, "Resource Not Found",
+                       "The requested resource could not be found.").response()  # fmt: skip
+
     def route(self, template: str, handler: Handler, methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
             self.calls[f"{request.method} {template}"] += 1
             try:
                 self.authenticate(request)
+                await self.conform(request)
                 if self.in_flight >= self.max_connections:
                     self.rate_limited += 1
                     limit = self.max_connections
@@ -250,6 +289,7 @@ def create_app(
         Route("/__sandbox/members", sandbox.touch_member, methods=["POST"]),
         Route("/__sandbox/faults", sandbox.add_faults, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: sandbox.not_found,
+                                                       405: sandbox.not_found})  # fmt: skip
     app.state.sandbox = sandbox
     return app

@@ -13,6 +13,8 @@ from connectors.base.contract import WriteItem, get_connector
 from connectors.base.settings import DestinationSettings, validate_destination
 from connectors.mailchimp import MailchimpDestination, MailchimpDestinationSettings
 from connectors.mailchimp.destination import subscriber_hash
+from connectors.mailchimp.sandbox.conformance import OPERATIONS
+from connectors.sandbox.conformance import check_body, find_operation
 from core.errors import AuthError, ConfigError
 from tests.connectors.mailchimp.payloads import (
     API_KEY,
@@ -28,6 +30,8 @@ from tests.connectors.mailchimp.payloads import (
 
 BATCH = f"{ROOT}/lists/{LIST}"
 SEGMENTS = f"{BATCH}/segments"
+BATCH_OPERATION = find_operation(OPERATIONS, "POST", f"/3.0/lists/{LIST}")
+assert BATCH_OPERATION is not None
 TAG_IDS = {"score-hot": 2865001, "score-warm": 2865002, "score-cold": 2865003}
 
 
@@ -81,15 +85,50 @@ def sent(route: respx.Route) -> list[dict[str, Any]]:
 
 
 @respx.mock
-def test_update_mode_batch_body_carries_no_status() -> None:
+def test_update_mode_sends_status_if_new_unsubscribed_and_never_status() -> None:
+    # The published schema (openapi.json, "Add List Members") requires `status` or
+    # `status_if_new` on every member. `status` would change an existing member's subscription;
+    # `status_if_new: unsubscribed` only applies to an address the audience lacks, and cannot
+    # subscribe it.
     answer = batch_answer([answered("p1@example.com", ["score-hot"])])
     route = respx.post(BATCH).respond(200, json=answer)
     [outcome] = destination().write([item(1)])
     assert (outcome.status, outcome.record_id) == ("ok", None)
     body = json.loads(route.calls.last.request.content)
     assert body == {"members": [{"email_address": "p1@example.com",
+                                 "status_if_new": "unsubscribed",
                                  "merge_fields": {"LSCORE": 72.0}}],
                     "update_existing": True, "sync_tags": False}  # fmt: skip
+    [member] = body["members"]
+    assert "status" not in member
+    assert check_body(BATCH_OPERATION, body) == []
+
+
+@respx.mock
+def test_update_mode_sends_only_members_the_audience_is_known_to_hold() -> None:
+    route = respx.post(BATCH).respond(200, json=batch_answer([answered("p1@example.com", [])]))
+    unknown = item(2, record=False)  # no Mailchimp member id
+    # the lead's address is no longer the member's
+    moved = WriteItem(3, subscriber_hash("old@example.com"), {"LSCORE": 5, "tags": "hot"},
+                      email="new@example.com")  # fmt: skip
+    known, *refused = destination(fields={"total": "LSCORE"}).write([item(1), unknown, moved])
+    assert known.status == "ok"
+    assert [o.status for o in refused] == ["rejected", "rejected"]
+    assert all("never adds members" in o.reason for o in refused)
+    [body] = sent(route)
+    assert [m["email_address"] for m in body["members"]] == ["p1@example.com"]
+
+
+@respx.mock
+def test_update_mode_archives_again_a_member_mailchimp_added_back() -> None:
+    # p2 left the audience after the last pull: Mailchimp adds it back as unsubscribed.
+    back = answered("p2@example.com", [], status="unsubscribed")
+    respx.post(BATCH).respond(200, json=batch_answer([answered("p1@example.com", [])], new=[back]))
+    archive = respx.delete(f"{BATCH}/members/{subscriber_hash('p2@example.com')}").respond(204)
+    ok, parked = destination(fields={"total": "LSCORE"}).write([item(1), item(2)])
+    assert ok.status == "ok"
+    assert parked.status == "rejected" and "no longer a member" in parked.reason
+    assert archive.call_count == 1
 
 
 @respx.mock
@@ -308,3 +347,46 @@ def test_300_members_changing_tier_take_a_handful_of_calls_not_300() -> None:
     for body in sent(segments):
         assert len(body["members_to_add"]) == len(body["members_to_remove"]) == 100
     assert mc.client.http.calls == 5
+
+
+def merge_fields_listed(*tags: str) -> respx.Route:
+    fields = [{"merge_id": n, "tag": t, "name": t, "type": "number"} for n, t in enumerate(tags)]
+    return respx.get(f"{BATCH}/merge-fields").respond(
+        200, json={"merge_fields": fields, "list_id": LIST, "total_items": len(fields)}
+    )
+
+
+@respx.mock
+def test_a_merge_field_check_holds_for_merge_field_check_hours_across_destinations() -> None:
+    listing = merge_fields_listed("LSCORE", "LREASON")
+    now = [1000.0]
+
+    def opened(**settings: Any) -> MailchimpDestination:
+        mc = destination(fields={"total": "LSCORE"}, **settings)
+        mc._clock = lambda: now[0]
+        return mc
+
+    opened().prepare()
+    opened().prepare()  # a new destination, as each push job opens one: no call
+    assert listing.call_count == 1
+    now[0] += 24 * 3600  # the check is a day old: read again
+    opened().prepare()
+    assert listing.call_count == 2
+    opened(merge_field_check_hours=0).prepare()  # 0: every push checks
+    assert listing.call_count == 3
+    destination(fields={"total": "LSCORE", "reason": "LREASON"}).prepare()  # another mapping
+    assert listing.call_count == 4
+
+
+@respx.mock
+def test_a_merge_field_deleted_since_the_check_retries_the_members_and_checks_again() -> None:
+    listing = merge_fields_listed("LSCORE")
+    mc = destination(fields={"total": "LSCORE"})
+    mc.prepare()
+    # Mailchimp drops unknown merge tags silently: the answer's members lack LSCORE.
+    gone = answered("p1@example.com", [], merge_fields={"FNAME": "P1"})
+    respx.post(BATCH).respond(200, json=batch_answer([gone]))
+    [outcome] = mc.write([item(1)])
+    assert outcome.status == "retry" and "LSCORE" in outcome.reason
+    destination(fields={"total": "LSCORE"}).prepare()
+    assert listing.call_count == 2

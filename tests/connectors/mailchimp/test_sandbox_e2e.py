@@ -27,6 +27,7 @@ from connectors.mailchimp.sandbox.app import (
     SANDBOX_OAUTH_TOKEN,
     create_app,
 )
+from connectors.sandbox.conformance import Checked, recording
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.pipeline.outbox import DestinationSettings, push
@@ -36,6 +37,22 @@ from core.store.store import Store
 from tests.writeback.conftest import set_scores
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def refusals_expected() -> None:
+    """Taken by a test that sends requests the published schema refuses, on purpose."""
+
+
+@pytest.fixture(autouse=True)
+def conforming_requests(request: pytest.FixtureRequest) -> Iterator[list[Checked]]:
+    """Every request the sandbox saw in the test holds to the conformance table."""
+    with recording() as seen:
+        yield seen
+    if "refusals_expected" not in request.fixturenames:
+        assert [(c.method, c.path, c.problems) for c in seen if c.problems] == []
+
+
 SMALL = World.build(seed=5, people=150)
 LARGE = World.build(seed=3, people=3000)  # about 2,100 Mailchimp members
 
@@ -214,7 +231,9 @@ def test_2000_changed_members_take_4_batch_calls_and_tags_move_by_segment(
     assert [t["name"] for t in large.state(email=kept)["member"]["tags"]] == ["score-hot"]
 
 
-def test_tags_are_static_segments_in_the_documented_shapes(small: Sandbox) -> None:
+def test_tags_are_static_segments_in_the_documented_shapes(
+    small: Sandbox, refusals_expected: None
+) -> None:
     api = httpx.Client(base_url=f"{small.url}/3.0/lists/{LIST_ID}", auth=("any", SANDBOX_API_KEY))
     members = small.state(members=1)["members"]
     emails = [m["email_address"] for m in members if "@" in m["email_address"]][:3]
@@ -235,7 +254,8 @@ def test_tags_are_static_segments_in_the_documented_shapes(small: Sandbox) -> No
     tags = small.state(email=emails[1])["member"]["tags"]
     assert tags == [{"id": made["id"], "name": "score-hot"}]
     too_many = api.post(f"/segments/{made['id']}", json={"members_to_add": ["a@b.co"] * 501})
-    assert too_many.status_code == 400 and "at most 500" in too_many.json()["detail"]
+    assert too_many.status_code == 400  # the published schema: at most 500 emails per list
+    assert [e["field"] for e in too_many.json()["errors"]] == ["body members_to_add"]
     assert api.post("/segments/999", json={"members_to_add": emails}).status_code == 404
     twice = api.post("/segments", json={"name": "Score-Hot", "static_segment": []})
     assert twice.status_code == 400
@@ -257,3 +277,80 @@ def test_the_sandbox_refuses_an_eleventh_simultaneous_connection() -> None:
             a.headers["content-type"] == "application/problem+json" for a in limited
         )
         assert sandbox.state()["max_in_flight"] == 10
+
+
+def lead_of(store: Store, email: str) -> int:
+    with store.engine.connect() as conn:
+        lead: int = conn.execute(sa.text("select id from lead where email = :e"),
+                                 {"e": email}).scalar_one()  # fmt: skip
+    return lead
+
+
+def subscribed_emails(sandbox: Sandbox, n: int) -> list[str]:
+    members = sandbox.state(members=1)["members"]
+    return [m["email_address"] for m in members
+            if m["status"] == "subscribed" and "@" in m["email_address"]][:n]  # fmt: skip
+
+
+def test_update_mode_never_resubscribes_or_re_adds_members_who_left_since_the_pull(
+    store: Store, small: Sandbox
+) -> None:
+    assert pull_source(store, "mailchimp", source(small.url)).ok
+    stays, unsubscribes, archived = subscribed_emails(small, 3)
+    # After the pull: one member unsubscribes, another is archived (deleted) in Mailchimp.
+    small.http.post("/members", json={"email": unsubscribes, "status": "unsubscribed"})
+    small.http.post("/members", json={"email": archived, "status": "archived"})
+    leads = [lead_of(store, e) for e in (stays, unsubscribes, archived)]
+    set_scores(store, leads, 80)
+    cfg, mc = destination(small.url, fields={"total": "LSCORE"})  # update mode, the default
+
+    result = push(store, cfg, mc)
+
+    assert result.error is None
+    after = {e: small.state(email=e)["member"] for e in (stays, unsubscribes, archived)}
+    assert after[stays]["status"] == "subscribed" and after[stays]["merge_fields"]["LSCORE"] == 80
+    # The score reaches the unsubscribed member; the subscription stays as the member left it.
+    assert after[unsubscribes]["status"] == "unsubscribed"
+    assert after[unsubscribes]["merge_fields"]["LSCORE"] == 80
+    # Mailchimp re-added the archived address as unsubscribed; the push archived it again.
+    assert after[archived]["status"] == "archived"
+    assert result.accepted == 2 and result.parked == 1
+    [(parked, reason)] = result.rejections
+    assert parked == leads[2] and "no longer a member" in reason
+    calls = small.state()["calls"]
+    assert calls["DELETE /3.0/lists/{list_id}/members/{subscriber_hash}"] == 1
+
+
+def test_the_score_is_a_number_merge_field_and_unchanged_scores_cost_no_call(
+    store: Store, small: Sandbox
+) -> None:
+    assert pull_source(store, "mailchimp", source(small.url)).ok
+    emails = subscribed_emails(small, 5)
+    leads = [lead_of(store, e) for e in emails]
+    set_scores(store, leads, 64)
+    cfg, mc = destination(small.url)
+    assert push(store, cfg, mc).accepted == 5
+    state = small.state()
+    [lscore] = [f for f in state["merge_fields"] if f["tag"] == "LSCORE"]
+    assert lscore["type"] == "number"
+    # The sandbox refuses a non-number for a number merge field, as Mailchimp does.
+    assert small.state(email=emails[0])["member"]["merge_fields"]["LSCORE"] == 64
+
+    again = push(store, cfg, mc)
+    assert again.attempted == 0
+    assert sum(small.state()["calls"].values()) == sum(state["calls"].values())
+
+
+def test_a_new_destination_in_the_same_process_does_not_read_the_merge_fields_again(
+    store: Store, small: Sandbox
+) -> None:
+    assert pull_source(store, "mailchimp", source(small.url)).ok
+    emails = subscribed_emails(small, 4)
+    leads = [lead_of(store, e) for e in emails]
+    set_scores(store, leads[:2], 50)
+    cfg, first = destination(small.url)
+    assert push(store, cfg, first).accepted == 2
+    set_scores(store, leads[2:], 50)
+    _, second = destination(small.url)  # as the push job opens one per run
+    assert push(store, cfg, second).accepted == 2
+    assert small.state()["calls"]["GET /3.0/lists/{list_id}/merge-fields"] == 1
