@@ -264,7 +264,7 @@ def check_gone_records_are_left_alone(
     """An archived, converted or deleted record is never written, nor created again."""
     [(lead, record_id)] = seed(store, harness, 1)
     email = email_of(store, lead)
-    before = dict(harness.stored(record_id) or {})
+    assert harness.stored(record_id) is not None
     harness.make_gone(store, lead, record_id, kind)
     gone = dict(harness.stored(record_id) or {})
     holding = harness.holding(email)
@@ -279,7 +279,6 @@ def check_gone_records_are_left_alone(
         for field in config.fields.values():
             assert now.get(field) == gone.get(field), f"{kind} record's {field} was written"
     assert states(store, harness.name, [lead]).get(lead) in (None, "parked")
-    assert before  # the record existed with its fields before it went
 
 
 def check_unchanged_values_make_no_calls(store: Store, harness: DestinationHarness) -> None:
