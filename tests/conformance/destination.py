@@ -37,7 +37,7 @@ Failure = Literal["rate_limit", "server_error"]
 Gone = Literal["archived", "converted", "deleted"]
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # the pushes' clock; retries are waited out by it
 QUALIFIED_AT = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
-REASON = "Director at a 500-person company; visited pricing 3 times; " + "webinar; " * 7000
+REASON = "Director at a 500-person company; visited pricing 3 times; " + "webinar; " * 7300
 # Two leads' outputs covering every type: numbers with and without a fraction, a tier no
 # enumeration lists yet ("lukewarm"), both booleans, a date and its absence, a reason longer than
 # any vendor's text field and a short one.
