@@ -60,19 +60,22 @@ HOLDS = {  # property type → the types of output it can hold
 NATIVE = re.compile(r"^(hubspotscore|hs_.*)$")
 RETRY_CATEGORIES = {"RATE_LIMITS", "LOCKED", "TIMEOUT", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE"}
 TASK_PRIORITIES = ("LOW", "MEDIUM", "HIGH")
+STRING_LIMIT = 65_536  # characters in a single- or multi-line text property
 TASK_TYPES = ("TODO", "CALL", "EMAIL")
 Item = WriteItem | QualifiedItem
 
 
 def hubspot_value(value: Any) -> str:
-    """Every HubSpot property value is a string; "" clears one."""
+    """Every HubSpot property value is a string; "" clears one. A text property holds at most
+    STRING_LIMIT characters, so a longer value is cut (ending in "…") rather than refused."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".")
-    return str(value)
+    text = str(value)
+    return text if len(text) <= STRING_LIMIT else text[: STRING_LIMIT - 1] + "…"
 
 
 def vendor_reason(error: dict[str, Any] | str) -> str:

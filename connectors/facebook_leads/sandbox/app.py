@@ -43,6 +43,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.facebook_leads.client import appsecret_proof
+from connectors.facebook_leads.sandbox.conformance import (
+    FORM_FIELDS,
+    LEAD_FIELDS,
+    OPERATIONS,
+    unknown_fields,
+)
 from connectors.facebook_leads.sandbox.world import (
     NEW_LEAD_ID_BASE,
     PAGE_ID,
@@ -54,6 +60,7 @@ from connectors.facebook_leads.sandbox.world import (
     seed_leads,
     select,
 )
+from connectors.sandbox.conformance import check_request
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/facebook_leads"  # where `connectors.sandbox.hub` mounts it: /<connector>
@@ -233,10 +240,10 @@ class GraphSandbox:
     def node(self, node_id: str, fields: str | None) -> dict[str, Any]:
         lead = next((x for x in self.leads if x.id == node_id), None)
         if lead is not None:
-            return select(lead.graph(), fields or DEFAULT_FIELDS["lead"])
+            return select(lead.graph(), _known(fields, LEAD_FIELDS, "Lead", "lead"))
         form = next((f for f in self.forms if f.id == node_id), None)
         if form is not None:
-            return select(form.graph(), fields or DEFAULT_FIELDS["form"])
+            return select(form.graph(), _known(fields, FORM_FIELDS, "LeadgenForm", "form"))
         if node_id == self.page_id:
             return select({"id": node_id, "name": "Sandbox Page"}, fields or DEFAULT_FIELDS["page"])
         raise self.unknown(node_id)
@@ -246,7 +253,8 @@ class GraphSandbox:
         fields = request.query_params.get("fields")
         if edge == "leadgen_forms" and node == self.page_id:
             forms = sorted(self.forms, key=lambda f: f.created_time, reverse=True)
-            rows = [(f.id, select(f.graph(), fields or DEFAULT_FIELDS["form"])) for f in forms]
+            wanted = _known(fields, FORM_FIELDS, "LeadgenForm", "form")
+            rows = [(f.id, select(f.graph(), wanted)) for f in forms]
             return self.page(request, rows)
         if edge == "leads" and any(f.id == node for f in self.forms):
             conditions = self.lead_filter(request.query_params.get("filtering"))
@@ -255,7 +263,7 @@ class GraphSandbox:
                 x for x in leads if all(OPERATORS[o](x.created_time, v) for o, v in conditions)
             ]
             leads.sort(key=lambda x: (x.created_time, x.id), reverse=True)
-            wanted = fields or DEFAULT_FIELDS["lead"]
+            wanted = _known(fields, LEAD_FIELDS, "Lead", "lead")
             # objects are built for the page served only, not for every lead of the form
             return self.page(
                 request, [(x.id, functools.partial(_lead_object, x, wanted)) for x in leads]
@@ -263,6 +271,9 @@ class GraphSandbox:
         raise self.unknown(node)
 
     def unknown(self, node_id: str) -> GraphFault:
+        if not node_id.isdigit():  # a name Graph would resolve as an alias, and cannot
+            message = f"(#803) Some of the aliases you requested do not exist: {node_id}"
+            return GraphFault(404, 803, message)
         message = (
             f"Unsupported get request. Object with ID '{node_id}' does not exist, cannot be loaded "
             "due to missing permissions, or does not support this operation."
@@ -302,9 +313,11 @@ class GraphSandbox:
             raise GraphFault(400, 100, "(#100) param limit must be a number.") from None
         after = query.get("after")
         if after is None and self.empty_pages and rows:
-            # Graph may answer an empty page that still has a `next` link.
-            start_over = self._url(request, _encode("start"))
-            return {"data": [], "paging": {"cursors": {}, "next": start_over}}
+            # Graph may answer an empty page that still has a `next` link; its cursors are there
+            # too (the SDK's Cursor pages on `cursors.after`, and stops without one).
+            first = _encode("start")
+            cursors = {"before": first, "after": first}
+            return {"data": [], "paging": {"cursors": cursors, "next": self._url(request, first)}}
         position = _decode(after) if after else "start"
         keys = [key for key, _ in rows]
         if position == "start":
@@ -354,8 +367,28 @@ class GraphSandbox:
         }
 
 
+def _known(fields: str | None, known: frozenset[str], node_type: str, default: str) -> str:
+    """`fields`, or the node type's default ones; a field the type lacks is Graph's (#100)."""
+    if not fields:
+        return DEFAULT_FIELDS[default]
+    unknown = unknown_fields(fields, known)
+    if unknown:
+        msg = f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type ({node_type})"
+        raise GraphFault(400, 100, msg)
+    return fields
+
+
 def _lead_object(lead: SandboxLead, wanted: str) -> dict[str, Any]:
     return select(lead.graph(), wanted)
+
+
+def conform(request: Request) -> None:
+    """Refuse a request the SDK's operation table does not allow, as Graph does: (#100)."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    query = request.query_params.multi_items()
+    problems = check_request(OPERATIONS, request.method, path, query, vendor="facebook_leads")
+    if problems:
+        raise GraphFault(400, 100, f"(#100) {'; '.join(problems)}")
 
 
 def _routes(sandbox: GraphSandbox) -> list[Route]:
@@ -364,6 +397,7 @@ def _routes(sandbox: GraphSandbox) -> list[Route]:
             try:
                 if not request.path_params["version"][1:].replace(".", "").isdigit():
                     raise GraphFault(400, 2500, f"Unknown path components: {request.url.path}")
+                conform(request)
                 headers = sandbox.check(request)
                 return JSONResponse(handler(request), headers=headers)
             except GraphFault as fault:

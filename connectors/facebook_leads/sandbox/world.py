@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from connectors.facebook_leads.sandbox.conformance import field_names
 from connectors.facebook_leads.webhook import SIGNATURE_HEADER, sign
 from connectors.sandbox.world import Person, World
 
@@ -79,20 +80,8 @@ def graph_time(unix: int) -> str:
 def select(obj: dict[str, Any], fields: str) -> dict[str, Any]:
     """Only `id` and the requested top-level fields; `questions{key,label}` picks subfields."""
     wanted: dict[str, set[str] | None] = {"id": None}
-    depth, name, sub = 0, "", ""
-    for ch in fields + ",":
-        if ch == "," and depth == 0:
-            if name.strip():
-                wanted[name.strip()] = {s.strip() for s in sub.split(",")} if sub else None
-            name, sub = "", ""
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif depth:
-            sub += ch
-        else:
-            name += ch
+    for name, sub in field_names(fields):
+        wanted[name] = {n for n, _ in field_names(sub)} if sub else None
     out: dict[str, Any] = {}
     for key, subfields in wanted.items():
         if key in obj:

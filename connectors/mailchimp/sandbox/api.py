@@ -17,6 +17,7 @@ from connectors.mailchimp.sandbox import data
 from connectors.mailchimp.sandbox.data import Activity, Audience
 
 Handler = Callable[[Request, Audience], Awaitable[Response]]
+TEXT_BYTES = 255  # a text merge field's value is truncated to 255 bytes (merge-fields docs)
 
 
 class Problem(Exception):
@@ -216,6 +217,9 @@ def _merge_values(audience: Audience, values: Mapping[str, Any]) -> dict[str, An
         if spec["type"] == "number" and value != "" and not isinstance(value, (int, float)):
             error = [{"field": tag, "message": "Please enter a number"}]
             raise Problem(400, "ERROR_GENERIC", "Your merge fields were invalid.", error)
+        if spec["type"] == "text" and isinstance(value, str):
+            # Mailchimp cuts a long text value rather than refusing it
+            value = value.encode()[:TEXT_BYTES].decode(errors="ignore")
         merge[spec["tag"]] = value
     return merge
 

@@ -26,6 +26,7 @@ from connectors.facebook_leads.sandbox.app import (
 from connectors.facebook_leads.sandbox.world import PAGE_ID, PLANS, deliver, leadgen_delivery
 from connectors.facebook_leads.settings import FacebookLeadsSettings
 from connectors.facebook_leads.webhook import WEBHOOK_PATH, WebhookReceiver
+from connectors.sandbox.conformance import recording
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.pipeline.pull import pull_source
@@ -37,6 +38,14 @@ pytestmark = pytest.mark.e2e
 WORLD = World.build(seed=7, people=200)
 FB_PEOPLE = [p for p in WORLD.people if p.in_facebook]
 BROKEN = [k for k in WORLD.malformed if WORLD.people[k].in_facebook]
+
+
+@pytest.fixture(autouse=True)
+def conforming_requests() -> Iterator[None]:
+    """Every Graph request of these tests must fit the SDK's operation table."""
+    with recording() as seen:
+        yield
+    assert [c for c in seen if c.vendor == "facebook_leads" and c.problems] == []
 
 
 @contextmanager
