@@ -51,6 +51,11 @@ def combined_app(
             continue
         apps[name] = create(world, **options.get(name, {}))
         routes.append(Mount(f"/{name}", app=apps[name]))
+        # Paths a vendor's clients call at the host root (e.g. Salesforce's `instance_url` is a
+        # bare host), passed on with the path unchanged.
+        module = importlib.import_module(f"connectors.{name}.sandbox")
+        for prefix in getattr(module, "HOST_ROOT_PATHS", ()):
+            routes.append(Route(f"{prefix}/{{rest:path}}", apps[name]))
 
     async def index(_request: Request) -> JSONResponse:
         return JSONResponse(

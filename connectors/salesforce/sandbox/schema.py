@@ -273,6 +273,18 @@ class Schema:
         found = self.fields[obj].get(f"{name.lower()}id")
         return found if found is not None and found.type in ("reference", "id") else None
 
+    def summary(self, obj: str, version: str) -> dict[str, Any]:
+        """The object as Describe Global (`GET /sobjects`) lists it."""
+        base = f"/services/data/{version}/sobjects/{obj}"
+        return {
+            "name": obj, "label": _label(obj), "labelPlural": f"{_label(obj)}s",
+            "keyPrefix": PREFIXES[obj], "custom": False, "createable": True, "updateable": True,
+            "deletable": True, "queryable": True, "searchable": True, "retrieveable": True,
+            "layoutable": True, "replicateable": True, "triggerable": True,
+            "urls": {"sobject": base, "describe": f"{base}/describe",
+                     "rowTemplate": f"{base}/{{ID}}"},
+        }  # fmt: skip
+
     def describe(self, obj: str, version: str, omit_custom: bool = False) -> dict[str, Any]:
         picklists = PICKLISTS.get(obj, {})
         fields = [f.describe(picklists) for f in self.fields[obj].values()

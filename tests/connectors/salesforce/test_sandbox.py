@@ -518,8 +518,9 @@ def test_an_admin_adds_an_external_id_field_and_records_upsert_on_it(org: Org) -
 
 def test_field_creation_needs_admin_rights() -> None:
     org = Org(allow_field_creation=False)
+    metadata = {"type": "Number", "label": "Lead Score"}  # a field needs its label and type
     answer = org.call("POST", "tooling/sobjects/CustomField", json={
-        "FullName": "Lead.Lead_Score__c", "Metadata": {"type": "Number"}})  # fmt: skip
+        "FullName": "Lead.Lead_Score__c", "Metadata": metadata})  # fmt: skip
     assert answer.status_code == 403 and answer.json()[0]["errorCode"] == "INSUFFICIENT_ACCESS"
 
 
