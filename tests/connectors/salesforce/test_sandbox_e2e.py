@@ -34,6 +34,7 @@ from connectors.salesforce.sandbox.app import (
     create_app,
     serving,
 )
+from connectors.sandbox.conformance import recording
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.pipeline.outbox import DestinationSettings, push
@@ -70,6 +71,17 @@ class Sandbox:
     @property
     def org(self) -> Any:
         return self.app.state.sandbox.org
+
+
+@pytest.fixture(autouse=True)
+def conforming() -> Iterator[None]:
+    """Every request the connector sends conforms to Salesforce's published shapes (the table in
+    `connectors/salesforce/sandbox/conformance.py`)."""
+    with recording() as seen:
+        yield
+    mine = [c for c in seen if c.vendor == "salesforce"]
+    assert mine, "no request reached the sandbox"
+    assert [c for c in mine if c.problems] == []
 
 
 def running(world: World, **options: Any) -> Iterator[Sandbox]:
