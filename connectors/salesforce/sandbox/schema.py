@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-USER_ID = "0055g00000SANDBXAAA"
-ORG_ID = "00D5g00000SANDBXAAA"
+USER_ID = "0055g00000SANDBXAA"  # the integration user the sandbox's tokens log in as
+REP_ID = "0055g00000SLSREPAA"  # a sales rep: who made the seeded records and later edits
+ORG_ID = "00D5g00000SANDBXAA"
 PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Campaign": "701",
             "CampaignMember": "00v", "Task": "00T", "Event": "00U", "Opportunity": "006",
             "User": "005", "CustomField": "00N", "Job": "750", "Query": "01g"}  # fmt: skip
