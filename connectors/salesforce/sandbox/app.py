@@ -48,7 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from connectors.salesforce.sandbox.api import NOT_FOUND, Api, ApiError, Handler, _json, bulk_errors
-from connectors.salesforce.sandbox.auth import Auth, OAuthError
+from connectors.salesforce.sandbox.auth import Auth
 from connectors.salesforce.sandbox.bulk import Bulk
 from connectors.salesforce.sandbox.conformance import OPERATIONS
 from connectors.salesforce.sandbox.data import coerce, derive, seed, stamp
@@ -267,9 +267,7 @@ def create_app(
     r = sandbox.route
 
     async def token(request: Request) -> Response:
-        problems = await conform(request, refuse=False)
-        if problems:
-            return OAuthError("invalid_request", "; ".join(problems)).response()
+        await conform(request, refuse=False)  # recorded; the token endpoint answers in its shape
         return await auth.token(request)
 
     routes: list[BaseRoute] = [

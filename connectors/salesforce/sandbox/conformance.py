@@ -37,14 +37,11 @@ JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _RECORD: dict[str, Any] = {"type": "object", "not": {"type": "array"}}
 _ATTRIBUTES: dict[str, Any] = {
     "type": "object",
-    "required": ["type"],
-    "properties": {"type": {"type": "string", "minLength": 1}},
+    "properties": {"type": {"type": "string"}},
 }
-_TYPED: dict[str, Any] = {
-    "type": "object",
-    "required": ["attributes"],
-    "properties": {"attributes": _ATTRIBUTES},
-}
+# A record's `attributes.type` and an update's `id` are checked per record (INVALID_TYPE,
+# MISSING_ARGUMENT, MALFORMED_ID in the record's result), so the request only needs objects.
+_TYPED: dict[str, Any] = {"type": "object", "properties": {"attributes": _ATTRIBUTES}}
 
 
 def _collection(record: dict[str, Any]) -> dict[str, Any]:
@@ -66,11 +63,7 @@ def _collection(record: dict[str, Any]) -> dict[str, Any]:
 
 _WITH_ID: dict[str, Any] = {
     "type": "object",
-    "required": ["attributes", "id"],
-    "properties": {
-        "attributes": _ATTRIBUTES,
-        "id": {"type": "string", "minLength": 15, "maxLength": 18},
-    },
+    "properties": {"attributes": _ATTRIBUTES, "id": {"type": "string"}},
 }
 _TOKEN = {
     "type": "object",
@@ -113,8 +106,6 @@ _JOB = {
         "externalIdFieldName": {"type": "string", "minLength": 1},
         "assignmentRuleId": {"type": "string"},
     },
-    "if": {"properties": {"operation": {"const": "upsert"}}},
-    "then": {"required": ["externalIdFieldName"]},
     "additionalProperties": False,
 }
 _JOB_STATE = {
