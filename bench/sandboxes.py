@@ -23,9 +23,8 @@ from typing import Any
 
 import yaml
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from connectors.sandbox.hub import VENDORS, load_sandbox
+from connectors.sandbox.hub import VENDORS, load_sandbox, vendor_routes
 from connectors.sandbox.world import World
 from core.config import HubConfig, load_hub
 
@@ -83,7 +82,8 @@ def routes_summary(counter: RequestCounter, top: int = 3) -> str:
 
     def short(route: str) -> str:
         method, _, path = route.partition(" ")
-        return f"{method} /{path.lstrip('/').partition('/')[2]}"
+        mount, _, below = path.lstrip("/").partition("/")
+        return f"{method} /{below}" if mount in VENDORS else route  # else at the host root
 
     return ", ".join(f"{short(route)}: {n}" for route, n in counter.by_route.most_common(top))
 
@@ -129,7 +129,8 @@ def sandbox_hub(
     from connectors.sandbox.server import serve
 
     apps = {v: _create_app(v)(world, **(options or {}).get(v, {})) for v in vendors}
-    counter = RequestCounter(Starlette(routes=[Mount(f"/{v}", app=a) for v, a in apps.items()]))
+    routes = [route for v, a in apps.items() for route in vendor_routes(v, a)]
+    counter = RequestCounter(Starlette(routes=routes))
     with serve(counter) as base:
         yield SandboxHub(base, counter, apps)
 

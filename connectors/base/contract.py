@@ -141,6 +141,9 @@ class WriteItem:
 
     `values` maps CRM field → value. `lead_fields` (CRM field → value, from the block's
     `lead_fields:`) is filled only when `record_id` is None, i.e. when the record may be created.
+    `deleted_ids` (also only when `record_id` is None) are the lead's records in the destination's
+    system that a pull saw deleted there (deleted, or merged away): such a lead must not be created
+    again, though a destination may follow a merge to the surviving record.
     """
 
     lead_id: int
@@ -148,6 +151,7 @@ class WriteItem:
     values: Mapping[str, Any]
     lead_fields: Mapping[str, Any] = field(default_factory=dict)
     email: str | None = None
+    deleted_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

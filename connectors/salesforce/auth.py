@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,10 +34,15 @@ JWT_LIFETIME_SECONDS = 180  # Salesforce accepts an `exp` at most 3 minutes ahea
 
 @dataclass(frozen=True)
 class Session:
-    """One access token and the org's API host."""
+    """One access token and the org's API host; `user_id` is the user the token acts as (the
+    last part of the token answer's `id` URL), when given."""
 
     access_token: str
     instance_url: str
+    user_id: str | None = None
+
+
+_USER_ID = re.compile(r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?")
 
 
 def _fingerprint(value: str) -> str:
@@ -196,7 +202,9 @@ class SalesforceAuth:
             register_secret(rotated)
             self.refresh_token = rotated
             self._save(rotated)
-        return Session(access, instance.rstrip("/"))
+        identity = body.get("id")
+        user = str(identity).rstrip("/").rsplit("/", 1)[-1] if isinstance(identity, str) else ""
+        return Session(access, instance.rstrip("/"), user if _USER_ID.fullmatch(user) else None)
 
     def _refused(self, exc: HTTPError) -> NoReturn:
         if exc.status in (404, 405):

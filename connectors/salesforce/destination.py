@@ -8,7 +8,13 @@
   updates (`CANNOT_UPDATE_CONVERTED_LEAD`): it is parked quietly with that reason. More records
   than `bulk_threshold` go through one Bulk API 2.0 ingest job instead.
 - In `upsert` mode a lead without a Salesforce id becomes a new Lead; `LastName` and `Company`
-  are required, so `default_last_name` / `default_company` stand in when the lead has none.
+  are required, so `default_last_name` / `default_company` stand in when the lead has none. A Lead
+  is never made of those placeholders alone: a lead with no email and no `lead_fields` value is
+  rejected with the reason.
+- A lead whose Lead a pull saw deleted is never created again. One `queryAll` asks Salesforce
+  what became of those Leads: one merged away (`MasterRecordId`, followed across merges) is
+  written to the surviving Lead, whose id becomes the lead's; one deleted (or purged) is parked
+  with a reason the operator sees in `leadhub outbox --parked`.
 - `on_qualified()` creates one Task per qualified lead (`WhoId` = the Lead).
 """
 
@@ -28,10 +34,12 @@ from connectors.base.settings import DestinationSettings
 from connectors.salesforce.bulk import BulkIngest, RowResult
 from connectors.salesforce.client import SalesforceClient, describe_errors
 from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.source import chunks, soql_string
 from core.errors import ConfigError, RequestRejected
 
 log = logging.getLogger("leadhub.salesforce")
 COLLECTION_SIZE = 200
+MERGE_HOPS = 5  # a Lead merged into one that was merged again: follow a few steps, not forever
 CONVERTED = "CANNOT_UPDATE_CONVERTED_LEAD"
 CONTACT_PREFIX = "003"  # the key prefix of every Contact id
 # Per-record codes that may pass on a later try (a locked row, a busy org).
@@ -67,6 +75,20 @@ def _record_error(errors: Any) -> tuple[Status, str]:
     if codes and all(c in RETRY_CODES for c in codes):
         return "retry", reason
     return "rejected", reason
+
+
+def _survivor(rows: Mapping[str, Mapping[str, Any]], lead_id: str) -> str | None:
+    """The live Lead that `lead_id` is now (itself if restored, else its merge's survivor)."""
+    for _ in range(MERGE_HOPS + 1):
+        row = rows.get(lead_id)
+        if row is None:  # purged from the Recycle Bin, or never seen
+            return None
+        if not row.get("IsDeleted"):
+            return lead_id
+        if not row.get("MasterRecordId"):
+            return None
+        lead_id = str(row["MasterRecordId"])
+    return None
 
 
 def _bulk_error(text: str) -> tuple[Status, str]:
@@ -192,10 +214,13 @@ class SalesforceDestination:
             values[field] = value
         return values
 
-    def _new_lead(self, item: WriteItem) -> dict[str, Any]:
+    def _new_lead(self, item: WriteItem) -> dict[str, Any] | None:
+        """The new Lead's values; None when it would hold only the placeholders."""
         lead: dict[str, Any] = {k: v for k, v in item.lead_fields.items() if v not in (None, "")}
         if item.email and not any(k.lower() == "email" for k in lead):
             lead["Email"] = item.email
+        if not lead:
+            return None
         lead.setdefault("LastName", self.settings.default_last_name)
         lead.setdefault("Company", self.settings.default_company)
         return {**lead, **self._lead_values(item)}
@@ -205,18 +230,33 @@ class SalesforceDestination:
         outcomes: dict[int, WriteOutcome] = {}
         updates: list[tuple[WriteItem, dict[str, Any]]] = []
         creates: list[tuple[WriteItem, dict[str, Any]]] = []
+        gone: list[WriteItem] = []
         for item in batch:
+            new = None if item.record_id or item.deleted_ids else self._new_lead(item)
             if item.record_id and item.record_id.startswith(CONTACT_PREFIX):
                 reason = f"{item.record_id} is a Contact id; scores are written to Leads only"
                 outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", item.record_id,
                                                       reason)  # fmt: skip
             elif item.record_id:
                 updates.append((item, {"Id": item.record_id, **self._lead_values(item)}))
-            elif self.config.mode == "upsert":
-                creates.append((item, self._new_lead(item)))
-            else:
+            elif item.deleted_ids:  # never created again; a merge is followed
+                gone.append(item)
+            elif self.config.mode != "upsert":
                 reason = "the lead has no Salesforce Lead id (mode update only updates Leads)"
                 outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
+            elif new is None:
+                reason = (
+                    "nothing to create a Salesforce Lead from: the lead has no email and no value "
+                    f"for `{self.where}.lead_fields`, so the Lead would hold only the placeholders "
+                    "`default_last_name` and `default_company`"
+                )
+                outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
+            else:
+                creates.append((item, new))
+        if gone:
+            survivors, parked = self._follow_merges(gone)
+            outcomes.update(parked)
+            updates += [(i, {"Id": lead_id, **self._lead_values(i)}) for i, lead_id in survivors]
         if len(updates) + len(creates) > self.settings.bulk_threshold:
             send = self._bulk
         else:
@@ -226,6 +266,42 @@ class SalesforceDestination:
         if creates:
             outcomes.update(send("insert", creates))
         return [outcomes[i.lead_id] for i in batch]
+
+    def _follow_merges(
+        self, items: Sequence[WriteItem]
+    ) -> tuple[list[tuple[WriteItem, str]], dict[int, WriteOutcome]]:
+        """What became of the deleted Leads of `items`, asked of Salesforce (`queryAll`): the
+        surviving Lead of each merged one, and a parked outcome for each one that is gone."""
+        rows: dict[str, dict[str, Any]] = {}
+        wanted = {i for item in items for i in item.deleted_ids}
+        for _ in range(MERGE_HOPS):
+            wanted -= rows.keys()
+            if not wanted:
+                break
+            for chunk in chunks(sorted(wanted)):
+                listed = ", ".join(soql_string(i) for i in chunk)
+                soql = f"SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id IN ({listed})"
+                for page in self.client.query(soql, all_rows=True):
+                    rows.update({str(r.get("Id")): r for r in page})
+            wanted = {str(r["MasterRecordId"]) for r in rows.values()
+                      if r.get("IsDeleted") and r.get("MasterRecordId")}  # fmt: skip
+        survivors: list[tuple[WriteItem, str]] = []
+        parked: dict[int, WriteOutcome] = {}
+        for item in items:
+            found = next((s for i in item.deleted_ids if (s := _survivor(rows, i))), None)
+            if found:
+                log.info("%s: Lead %s was merged into %s; writing there", self.where,
+                         ", ".join(item.deleted_ids), found)  # fmt: skip
+                survivors.append((item, found))
+                continue
+            ids = ", ".join(item.deleted_ids)
+            reason = (
+                f"the Salesforce Lead {ids} was deleted in Salesforce, and leadhub does not create "
+                "it again; restore it from the Recycle Bin and run `leadhub push --retry-parked` "
+                "to have it updated"
+            )
+            parked[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
+        return survivors, parked
 
     def _collections(
         self,

@@ -74,6 +74,9 @@ class SalesforceSettings(ConnectorSettings):
             webinar registrations/attendances, or form submissions when they responded.
         batch_size: rows per query page (`Sforce-Query-Options: batchSize=`, 200 to 2000).
         limit_share: pulls stop once the org has used this share of its daily API requests.
+        skip_own_writes: do not read again Lead rows whose last change was made by the user this
+            block logs in as (leadhub's score writes); turn off when that user also makes
+            changes leadhub should read (e.g. another tool sharing the integration user).
         score_fields: output → Lead field written when the block gives no `fields`.
         bulk_threshold: pushes of more records than this go through one Bulk API 2.0 job.
         push_batch_size: records handed to one `write` (collections of 200 are sent inside it).
@@ -101,6 +104,7 @@ class SalesforceSettings(ConnectorSettings):
     outcomes: bool = True
     batch_size: int = Field(default=2000, ge=200, le=2000)
     limit_share: float = Field(default=0.8, gt=0, le=1)
+    skip_own_writes: bool = True
     start_date: datetime | None = None
     max_uri_chars: int = Field(default=16_000, ge=1000, le=16_384)
     channel: str | None = None

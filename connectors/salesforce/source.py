@@ -10,7 +10,9 @@ so rows that share the saved timestamp are neither skipped nor read twice. The c
 `{"modstamp": ts, "id": id}` is saved with every page, so a crash re-reads at most one page.
 
 - `leads` / `contacts`: the people, from `queryAll` (a deleted or merged row marks the lead deleted
-  in this source). A converted Lead also gives its outcome; its Opportunity (`IsWon`, `Amount`,
+  in this source). With `skip_own_writes`, Lead rows whose last change was made by the user this
+  block logs in as (`LastModifiedById`: leadhub's own score writes) are not read again. A
+  converted Lead also gives its outcome; its Opportunity (`IsWon`, `Amount`,
   `CloseDate`) is looked up for the page's converted Leads in one query.
 - `opportunities`: Opportunities changed since the cursor, joined to the Leads converted into them,
   so a deal closed after its Lead was last read still turns the outcome into won or lost.
@@ -26,7 +28,7 @@ Each query is checked against `max_uri_chars` when the source is built, so a lon
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ class ObjectStream:
         where: conditions ANDed with the cursor's.
         all_rows: `queryAll` (deleted and archived rows too).
         start: the lower bound of the first read.
+        skip_user: the user whose changes are not read (leadhub's own writes), asked at each read.
     """
 
     def __init__(
@@ -92,13 +95,17 @@ class ObjectStream:
         where: Sequence[str] = (),
         all_rows: bool = False,
         start: datetime | None = None,
+        skip_user: Callable[[], str | None] | None = None,
     ) -> None:
         self.name, self.sobject, self.fields = name, sobject, list(dict.fromkeys(fields))
         self.client, self.convert = client, convert
         self.where, self.all_rows, self.start = list(where), all_rows, start
+        self.skip_user = skip_user
 
-    def soql(self, cursor: Cursor | None) -> str:
+    def soql(self, cursor: Cursor | None, skip_user: str | None = None) -> str:
         conditions = [f"({w})" for w in self.where]
+        if skip_user:
+            conditions.append(f"LastModifiedById != {soql_string(skip_user)}")
         mark, last = (cursor or {}).get("modstamp"), (cursor or {}).get("id")
         if mark and last:
             ts = soql_datetime(mark)
@@ -115,11 +122,13 @@ class ObjectStream:
 
     def longest_url(self) -> int:
         """The URL length of this stream's query with a cursor (its longest form)."""
-        soql = self.soql({"modstamp": _LONGEST_TIME, "id": _LONGEST_ID})
+        soql = self.soql({"modstamp": _LONGEST_TIME, "id": _LONGEST_ID},
+                         _LONGEST_ID if self.skip_user else None)  # fmt: skip
         return self.client.query_url_length(soql, all_rows=self.all_rows)
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        for rows in self.client.query(self.soql(cursor), all_rows=self.all_rows):
+        skip = self.skip_user() if self.skip_user else None
+        for rows in self.client.query(self.soql(cursor, skip), all_rows=self.all_rows):
             marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
             if not marked:
                 continue
@@ -154,11 +163,17 @@ class SalesforceSource:
             f"salesforce source {name!r}", self.where, settings, base_dir=base_dir,
             limit_share=settings.limit_share, transport=transport, sleep=sleep, clock=clock,
         )  # fmt: skip
+        self._campaigns: dict[str, dict[str, Any] | None] = {}  # id → Campaign (None: no such)
         self._streams = self._build()
         self._check_lengths()
 
     def streams(self) -> Sequence[Stream]:
+        self._campaigns.clear()  # lookups are cached within one sync, not across syncs
         return list(self._streams)
+
+    def _own_user(self) -> str | None:
+        """The user this block's token acts as: its writes are leadhub's own."""
+        return self.client.auth.session().user_id
 
     def _build(self) -> list[ObjectStream]:
         s, client = self.settings, self.client
@@ -175,6 +190,7 @@ class SalesforceSource:
                     self._people(sobject),
                     all_rows=True,
                     start=start,
+                    skip_user=self._own_user if s.skip_own_writes and sobject == "Lead" else None,
                 )
             )
         if s.outcomes and "Lead" in s.objects:
@@ -282,12 +298,13 @@ class SalesforceSource:
         ]
 
     def _campaign_members(self, rows: list[dict[str, Any]]) -> list[Item]:
-        ids = [str(r.get("CampaignId") or "") for r in rows]
+        ids = {str(r.get("CampaignId") or "") for r in rows} - self._campaigns.keys()
         found = self._lookup("Campaign", mapping.CAMPAIGN_FIELDS, "Id", ids)
-        campaigns: Mapping[str, dict[str, Any]] = {str(c.get("Id")): c for c in found}
+        self._campaigns.update(dict.fromkeys(i for i in ids if i))
+        self._campaigns.update({str(c.get("Id")): c for c in found})
         items: list[Item] = []
         for row in rows:
-            campaign = campaigns.get(str(row.get("CampaignId") or ""))
+            campaign = self._campaigns.get(str(row.get("CampaignId") or ""))
             items.extend(mapping.campaign_member_items(self.name, row, campaign, self.settings))
         return items
 

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from connectors.sandbox.world import World
 
@@ -35,6 +35,15 @@ def load_sandbox(name: str) -> Any:
     return getattr(module, "create_app", None)
 
 
+def vendor_routes(name: str, app: Any) -> list[BaseRoute]:
+    """Vendor `name`'s sandbox at `/<name>`, plus the paths its clients call at the host root
+    (its package's `HOST_ROOT_PATHS`: Salesforce's `instance_url` is a bare host), passed on with
+    the path unchanged."""
+    module = importlib.import_module(f"connectors.{name}.sandbox")
+    roots = [Route(f"{p}/{{rest:path}}", app) for p in getattr(module, "HOST_ROOT_PATHS", ())]
+    return [Mount(f"/{name}", app=app), *roots]
+
+
 def combined_app(
     world: World, options: dict[str, dict[str, Any]] | None = None
 ) -> tuple[Any, dict[str, Any]]:
@@ -50,7 +59,7 @@ def combined_app(
         if create is None:
             continue
         apps[name] = create(world, **options.get(name, {}))
-        routes.append(Mount(f"/{name}", app=apps[name]))
+        routes.extend(vendor_routes(name, apps[name]))
 
     async def index(_request: Request) -> JSONResponse:
         return JSONResponse(

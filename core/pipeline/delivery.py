@@ -78,15 +78,33 @@ def due_batch(
         query = query.where(record_id.is_not(None))
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
+        gone = _deleted_ids(conn, cfg.identity_system, [r.lead_id for r in rows if not r.record_id])
     due = []
     for row in rows:
         values = row._mapping
         lead_fields = (
             {} if row.record_id else {cfg.lead_fields[f]: values[f] for f in cfg.lead_fields}
         )
-        item = WriteItem(row.lead_id, row.record_id, row.desired, lead_fields, row.lead_email)
+        item = WriteItem(row.lead_id, row.record_id, row.desired, lead_fields, row.lead_email,
+                         tuple(gone.get(row.lead_id, ())))  # fmt: skip
         due.append(_Due(item, row.attempts))
     return due
+
+
+def _deleted_ids(conn: Connection, system: str, lead_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The records each lead had in `system` that a pull saw deleted there."""
+    if not lead_ids:
+        return {}
+    found: dict[int, list[str]] = {}
+    query = (
+        sa.select(IDENTITY.c.lead_id, IDENTITY.c.external_id)
+        .where(IDENTITY.c.system == system, IDENTITY.c.deleted.is_(True),
+               IDENTITY.c.lead_id.in_(lead_ids))
+        .order_by(IDENTITY.c.external_id)
+    )  # fmt: skip
+    for lead_id, external_id in conn.execute(query):
+        found.setdefault(lead_id, []).append(str(external_id))
+    return found
 
 
 def preview(

@@ -126,29 +126,91 @@ class Api:
         obj = self._object(request)
         return JSONResponse(self.org.schema.describe(obj, request.path_params["version"]))
 
+    async def describe_global(self, request: Request) -> Response:
+        """`GET /sobjects`: every object's summary (the Describe Global resource)."""
+        version = request.path_params["version"]
+        summaries = [self.org.schema.summary(obj, version) for obj in self.org.schema.fields]
+        return JSONResponse({"encoding": "UTF-8", "maxBatchSize": MAX_COLLECTION,
+                             "sobjects": summaries})  # fmt: skip
+
+    async def sobject(self, request: Request) -> Response:
+        """`GET /sobjects/{object}` (basic information) or `POST` (create a record)."""
+        if request.method == "POST":
+            return await self.create(request)
+        obj = self._object(request)
+        summary = self.org.schema.summary(obj, request.path_params["version"])
+        return JSONResponse({"objectDescribe": summary, "recentItems": []})
+
     async def record(self, request: Request) -> Response:
         obj = self._object(request)
         found = self.org.find(request.path_params["id"])
         if found is None or found[0] != obj or found[1]["IsDeleted"]:
             raise NOT_FOUND
         if request.method == "GET":
-            wanted = request.query_params.get("fields")
-            names = [n.strip() for n in wanted.split(",")] if wanted else list(found[1])
-            version = request.path_params["version"]
-            out: Record = {"attributes": soql._attributes(obj, found[1]["Id"], version)}
-            for name in names:
-                f = self.org.schema.field(obj, name)
-                if f is None:
-                    raise ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject "
-                                   f"of type {obj}")  # fmt: skip
-                out[f.name] = stamp(found[1].get(f.name))
-            return JSONResponse(out)
+            return self._render(request, obj, found[1])
+        if request.method == "DELETE":
+            outcome = check(self.org, obj, "delete", {"Id": found[1]["Id"]})
+            if not outcome.ok:
+                raise _single_error(outcome)
+            run_all([outcome], False)
+            return Response(status_code=204)
         values = await _json(request)
         outcome = self._check(obj, "update", {**values, "Id": found[1]["Id"]})
         if not outcome.ok:
             raise _single_error(outcome)
         run_all([outcome], False)
         return Response(status_code=204)
+
+    def _render(self, request: Request, obj: str, record: Record) -> Response:
+        wanted = request.query_params.get("fields")
+        names = [n.strip() for n in wanted.split(",")] if wanted else list(record)
+        version = request.path_params["version"]
+        out: Record = {"attributes": soql._attributes(obj, record["Id"], version)}
+        for name in names:
+            f = self.org.schema.field(obj, name)
+            if f is None:
+                raise ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject "
+                               f"of type {obj}")  # fmt: skip
+            out[f.name] = stamp(record.get(f.name))
+        return JSONResponse(out)
+
+    async def by_external_id(self, request: Request) -> Response:
+        """`GET|PATCH /sobjects/{object}/{field}/{value}`: read or upsert by an external id.
+
+        An upsert answers 201 with `created: true` for a new record, 200 with `created: false`
+        for an update (v46+), and 300 with the matching records' URLs when the value is not
+        unique; a GET of several matches is 300 too."""
+        obj = self._object(request)
+        name, value = request.path_params["field"], request.path_params["value"]
+        f = self.org.schema.field(obj, name)
+        if f is None or not (f.external_id or f.name == "Id"):
+            raise NOT_FOUND if request.method == "GET" else ApiError(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not "
+                f"accessible: {name}")  # fmt: skip
+        version = request.path_params["version"]
+        matches = [r for r in self.org.records[obj].values()
+                   if not r["IsDeleted"] and str(r.get(f.name) or "").casefold()
+                   == value.casefold()]  # fmt: skip
+        if len(matches) > 1:
+            urls = [soql._attributes(obj, r["Id"], version)["url"] for r in matches]
+            return JSONResponse(urls, 300)
+        if request.method == "GET":
+            if not matches:
+                raise NOT_FOUND
+            return self._render(request, obj, matches[0])
+        values = await _json(request)
+        if not isinstance(values, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "Expected a JSON object for the record")
+        if any(k.lower() == f.name.lower() for k in values):
+            raise ApiError(400, "INVALID_FIELD", f"The external ID field {f.name} should not be "
+                           "in the body; it is given in the URL")  # fmt: skip
+        outcome = self._check(obj, "upsert", {**values, f.name: value}, f.name)
+        if not outcome.ok:
+            raise _single_error(outcome)
+        run_all([outcome], False)
+        body: dict[str, Any] = {"id": outcome.record_id, "success": True, "errors": [],
+                                "created": outcome.created}  # fmt: skip
+        return JSONResponse(body, 201 if outcome.created else 200)
 
     async def create(self, request: Request) -> Response:
         obj = self._object(request)

@@ -2,16 +2,23 @@
 from the synthetic world (shared/api/salesforce.md).
 
     app = create_app(World.build(seed=42, people=500), lifetime_calls=50, daily_limit=5000)
-    # the hub mounts it at MOUNT_PREFIX; the connector's login_url is http://HOST:PORT/salesforce
-    # and the token endpoint answers with that same URL as `instance_url`
+    # the hub mounts it at MOUNT_PREFIX, and its `/services` paths at the host root too
+    # (HOST_ROOT_PATHS): the connector's login_url is http://HOST:PORT/salesforce, and the token
+    # endpoint answers with the bare host as `instance_url`, as a real org does
 
 Paths (any `vNN.N`): `POST /services/oauth2/token` (refresh_token, JWT bearer, client
 credentials), `GET /services/data/` (versions), and under `/services/data/{version}`:
 `GET query|queryAll?q=SOQL` and `GET query/{locator}` (pages of `Sforce-Query-Options:
-batchSize`, 200 to 2000), `GET sobjects/{object}/describe`, `GET|PATCH sobjects/{object}/{id}`,
-`POST sobjects/{object}` (e.g. a Task), `PATCH|POST composite/sobjects` (≤ 200, per-record
-results), `PATCH composite/sobjects/{object}/{externalIdField}`, Bulk 2.0 `jobs/ingest…`,
-`POST tooling/sobjects/CustomField`, `GET limits`.
+batchSize`, 200 to 2000), `GET sobjects`, `GET sobjects/{object}` and its `describe`,
+`GET|PATCH|DELETE sobjects/{object}/{id}`, `GET|PATCH sobjects/{object}/{externalIdField}/{value}`
+(upsert by external id), `POST sobjects/{object}` (e.g. a Task), `PATCH|POST composite/sobjects`
+(≤ 200, per-record results), `PATCH composite/sobjects/{object}/{externalIdField}`, Bulk 2.0
+`jobs/ingest…`, `POST tooling/sobjects/CustomField`, `GET limits`. A trailing `/` is accepted, as
+Salesforce does (simple-salesforce sends `query/`, `limits/`, `sobjects/Lead/`).
+
+Every request is checked against the operation table in `conformance.py` (the shapes of
+`simple-salesforce` 1.12.10 and the REST guide) and refused with Salesforce's error when it does not
+conform; unknown paths answer 404 `NOT_FOUND` in Salesforce's JSON.
 
 Behaviour: every call under `/services/data/{version}` needs a live session (else 401
 `INVALID_SESSION_ID`, or Bulk's 400 `InvalidSessionId` with `bulk_session_error`) and counts
@@ -27,25 +34,30 @@ sizes, bulk jobs, record counts), `GET /__sandbox/records/{object}?ids=…|email
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
-from connectors.salesforce.sandbox.api import Api, ApiError, Handler, _json, bulk_errors
+from connectors.salesforce.sandbox.api import NOT_FOUND, Api, ApiError, Handler, _json, bulk_errors
 from connectors.salesforce.sandbox.auth import Auth
 from connectors.salesforce.sandbox.bulk import Bulk
+from connectors.salesforce.sandbox.conformance import OPERATIONS
 from connectors.salesforce.sandbox.data import coerce, derive, seed, stamp
 from connectors.salesforce.sandbox.schema import DEFAULT_CUSTOM_FIELDS, Schema, custom_field
+from connectors.sandbox.conformance import check_request, find_operation
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/salesforce"
+HOST_ROOT_PATHS = ("/services",)  # served at the host root as well: `instance_url` is a bare host
 CLIENT_ID = "3MVG9sandboxLEADHUBconsumerKey.0123456789"
 CLIENT_SECRET = "sandbox-consumer-secret-0123456789"
 REFRESH_TOKEN = "5Aep861sandboxRefreshToken0123456789"
@@ -85,7 +97,7 @@ class Sandbox:
     def limit_info(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.used}/{self.daily_limit}"}
 
-    def route(self, template: str, handler: Handler, methods: list[str]) -> Route:
+    def route(self, template: str, handler: Handler, methods: list[str]) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             self.calls[f"{request.method} {template}"] += 1
             try:
@@ -102,6 +114,7 @@ class Sandbox:
                     self.limit_refusals += 1
                     raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
                 self.used += 1
+                await conform(request)
                 fault = self.take_fault(request, template)
                 response = fault.response() if fault else await handler(request)
             except ApiError as exc:
@@ -109,7 +122,8 @@ class Sandbox:
             response.headers.update(self.limit_info())
             return response
 
-        return Route(f"/services/data/{{version}}{template}", endpoint, methods=methods)
+        path = f"/services/data/{{version}}{template}"
+        return [Route(p, endpoint, methods=methods) for p in (path, f"{path}/")]
 
     def take_fault(self, request: Request, template: str) -> ApiError | None:
         path = request.url.path.removeprefix(request.scope.get("root_path", ""))
@@ -131,6 +145,11 @@ class Sandbox:
         })  # fmt: skip
 
     # -- outside the vendor's API --------------------------------------------------------------
+
+    async def not_found(self, request: Request) -> Response:
+        """Any other path, in Salesforce's shape (its own error body, not plain text)."""
+        await conform(request)
+        return NOT_FOUND.response()
 
     async def versions(self, request: Request) -> Response:
         return JSONResponse([{"label": f"Release {v}", "url": f"/services/data/v{v}",
@@ -246,25 +265,37 @@ def create_app(
     sandbox = Sandbox(api, auth, daily_limit=daily_limit, api_usage=api_usage, faults=faults,
                       bulk_session_error=bulk_session_error)  # fmt: skip
     r = sandbox.route
-    routes = [
-        Route("/services/oauth2/token", auth.token, methods=["POST"]),
+
+    async def token(request: Request) -> Response:
+        await conform(request, refuse=False)  # recorded; the token endpoint answers in its shape
+        return await auth.token(request)
+
+    routes: list[BaseRoute] = [
+        Route("/services/oauth2/token", token, methods=["POST"]),
         Route("/services/data", sandbox.versions, methods=["GET"]),
         Route("/services/data/", sandbox.versions, methods=["GET"]),
-        r("/limits", sandbox.limits, ["GET"]),
-        r("/query", api.query, ["GET"]),
-        r("/queryAll", api.query, ["GET"]),
-        r("/query/{locator}", api.query_more, ["GET"]),
-        r("/queryAll/{locator}", api.query_more, ["GET"]),
-        r("/sobjects/{object}/describe", api.describe, ["GET"]),
-        r("/sobjects/{object}", api.create, ["POST"]),
-        r("/sobjects/{object}/{id}", api.record, ["GET", "PATCH"]),
-        r("/composite/sobjects", api.collection, ["PATCH", "POST"]),
-        r("/composite/sobjects/{object}/{field}", api.collection, ["PATCH"]),
-        r("/tooling/sobjects/CustomField", api.create_field, ["POST"]),
-        r("/jobs/ingest", bulk_errors(api.jobs), ["POST"]),
-        r("/jobs/ingest/{job}", bulk_errors(api.job), ["GET", "PATCH", "DELETE"]),
-        r("/jobs/ingest/{job}/batches", bulk_errors(api.batches), ["PUT"]),
-        r("/jobs/ingest/{job}/{kind}", bulk_errors(api.results), ["GET"]),
+        *r("/limits", sandbox.limits, ["GET"]),
+        *r("/query", api.query, ["GET"]),
+        *r("/queryAll", api.query, ["GET"]),
+        *r("/query/{locator}", api.query_more, ["GET"]),
+        *r("/queryAll/{locator}", api.query_more, ["GET"]),
+        *r("/sobjects", api.describe_global, ["GET"]),
+        *r("/sobjects/{object}/describe", api.describe, ["GET"]),
+        *r("/sobjects/{object}", api.sobject, ["GET", "POST"]),
+        *r("/sobjects/{object}/{id}", api.record, ["GET", "PATCH", "DELETE"]),
+        *r("/sobjects/{object}/{field}/{value}", api.by_external_id, ["GET", "PATCH"]),
+        *r("/composite/sobjects", api.collection, ["PATCH", "POST"]),
+        *r("/composite/sobjects/{object}/{field}", api.collection, ["PATCH"]),
+        *r("/tooling/sobjects/CustomField", api.create_field, ["POST"]),
+        *r("/jobs/ingest", bulk_errors(api.jobs), ["POST"]),
+        *r("/jobs/ingest/{job}", bulk_errors(api.job), ["GET", "PATCH", "DELETE"]),
+        *r("/jobs/ingest/{job}/batches", bulk_errors(api.batches), ["PUT"]),
+        *r("/jobs/ingest/{job}/{kind}", bulk_errors(api.results), ["GET"]),
+        Route(
+            "/services/{rest:path}",
+            sandbox.not_found,
+            methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        ),
         Route("/__sandbox/state", sandbox.state, methods=["GET"]),
         Route("/__sandbox/records/{object}", sandbox.records, methods=["GET"]),
         Route("/__sandbox/touch", sandbox.touch, methods=["POST"]),
@@ -274,6 +305,40 @@ def create_app(
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox
     return app
+
+
+def serving(app: Starlette) -> Starlette:
+    """`app` as the hub serves it: under MOUNT_PREFIX, and its `/services` paths at the host root
+    (where clients that keep only the host of `instance_url` call it)."""
+    roots = [Route(f"{p}/{{rest:path}}", app) for p in HOST_ROOT_PATHS]
+    return Starlette(routes=[Mount(MOUNT_PREFIX, app=app), *roots])
+
+
+async def conform(request: Request, *, refuse: bool = True) -> list[str]:
+    """Check the request against the operation table (and record it); with `refuse`, a request
+    that does not conform raises the 400 Salesforce would answer."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    raw = await request.body()
+    kind = request.headers.get("content-type", "")
+    body: Any = None
+    if raw and "form-urlencoded" in kind:
+        body = dict(parse_qsl(raw.decode("utf-8", "replace")))
+    elif raw and "csv" not in kind:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None  # the handler answers JSON_PARSER_ERROR
+    query = request.query_params.multi_items()
+    problems = check_request(OPERATIONS, request.method, path, query, body, vendor="salesforce")
+    if problems and refuse and find_operation(OPERATIONS, request.method, path) is not None:
+        too_many = any("records" in p and "is too long" in p for p in problems)
+        if too_many:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more "
+                           "than 200 records into this call")  # fmt: skip
+        on_query = all(p.startswith("query ") for p in problems)
+        code = "MALFORMED_QUERY" if on_query else "JSON_PARSER_ERROR"
+        raise ApiError(400, code, "; ".join(problems))
+    return problems
 
 
 def demo_blocks(base_url: str) -> tuple[dict[str, Any], dict[str, Any]]:

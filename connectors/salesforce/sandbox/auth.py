@@ -56,9 +56,29 @@ class Session:
 
 
 def base_url(request: Request) -> str:
-    """Where this app is served, mount prefix included: the `instance_url` it hands out."""
+    """Where this app is served, mount prefix included: the login host (a JWT's `aud`)."""
     url = request.url
     return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
+
+
+def instance_url(request: Request) -> str:
+    """The `instance_url` handed out: scheme and host only, as a real org's is. Clients keep only
+    the host of it (simple-salesforce builds `https://{host}/services/data/…`), so whatever
+    serves the sandbox under a prefix serves its `/services` paths at the host root as well."""
+    url = request.url
+    return f"{url.scheme}://{url.netloc}"
+
+
+def _expiry(claim: Any) -> float | None:
+    """A JWT `exp` as seconds: a number, or a numeric string (simple-salesforce sends
+    `f"{ts:.0f}"`, and Salesforce accepts it)."""
+    if isinstance(claim, bool):
+        return None
+    if isinstance(claim, (int, float)):
+        return float(claim)
+    if isinstance(claim, str) and claim.strip().isdigit():
+        return float(claim.strip())
+    return None
 
 
 class Auth:
@@ -174,9 +194,9 @@ class Auth:
         audiences = audiences if isinstance(audiences, list) else [audiences]
         if not any(a in (*LOGIN_AUDIENCES, base_url(request)) for a in audiences):
             raise OAuthError("invalid_grant", "audience is invalid")
-        exp = claims.get("exp")
+        exp = _expiry(claims.get("exp"))
         now = time.time()
-        if not isinstance(exp, (int, float)) or exp <= now or exp > now + JWT_MAX_AHEAD:
+        if exp is None or exp <= now or exp > now + JWT_MAX_AHEAD:
             raise OAuthError("invalid_grant", "invalid assertion expiration")
         if claims.get("sub") != self.username:
             raise OAuthError("invalid_grant", "user hasn't approved this consumer")
@@ -193,7 +213,7 @@ class Auth:
         scope = {"jwt": "api", "client_credentials": "api"}.get(flow, "api refresh_token")
         return {
             "access_token": token,
-            "instance_url": base_url(request),
+            "instance_url": instance_url(request),
             "id": identity,
             "token_type": "Bearer",
             "issued_at": issued_at,

@@ -21,7 +21,7 @@ from typing import Any
 
 from connectors.salesforce.sandbox.schema import (
     PREFIXES,
-    USER_ID,
+    REP_ID,
     Field,
     Schema,
 )
@@ -96,26 +96,33 @@ class Org:
         return None
 
     def insert(
-        self, obj: str, values: Record, when: datetime | None = None, record_id: str | None = None
+        self,
+        obj: str,
+        values: Record,
+        when: datetime | None = None,
+        record_id: str | None = None,
+        by: str = REP_ID,
     ) -> Record:
-        """A new record of `obj` with `values`, system fields filled and nulls for the rest."""
+        """A new record of `obj` with `values`, system fields filled and nulls for the rest;
+        `by` is the user who makes it (the API's writes: the integration user)."""
         when = when or self.clock()
         blank = self.blanks.get(obj)
         if blank is None or len(blank) != len(self.schema.fields[obj]):
             blank = self.blanks[obj] = {f.name: (False if f.type == "boolean" else None)
                                         for f in self.schema.fields[obj].values()}  # fmt: skip
         record = dict(blank)
-        record.update(Id=record_id or self.new_id(obj), IsDeleted=False, OwnerId=USER_ID,
-                      CreatedDate=when, CreatedById=USER_ID, LastModifiedDate=when,
-                      LastModifiedById=USER_ID, SystemModstamp=when)  # fmt: skip
+        record.update(Id=record_id or self.new_id(obj), IsDeleted=False, OwnerId=by,
+                      CreatedDate=when, CreatedById=by, LastModifiedDate=when,
+                      LastModifiedById=by, SystemModstamp=when)  # fmt: skip
         record.update(values)
         derive(obj, record)
         self.records[obj][record["Id"]] = record
         return record
 
-    def touch(self, record: Record, when: datetime | None = None) -> None:
+    def touch(self, record: Record, when: datetime | None = None, by: str = REP_ID) -> None:
         when = when or self.clock()
         record["LastModifiedDate"] = record["SystemModstamp"] = when
+        record["LastModifiedById"] = by
 
 
 def derive(obj: str, record: Record) -> None:

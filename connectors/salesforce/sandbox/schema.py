@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-USER_ID = "0055g00000SANDBXAAA"
-ORG_ID = "00D5g00000SANDBXAAA"
+USER_ID = "0055g00000SANDBXAA"  # the integration user the sandbox's tokens log in as
+REP_ID = "0055g00000SLSREPAA"  # a sales rep: who made the seeded records and later edits
+ORG_ID = "00D5g00000SANDBXAA"
 PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Campaign": "701",
             "CampaignMember": "00v", "Task": "00T", "Event": "00U", "Opportunity": "006",
             "User": "005", "CustomField": "00N", "Job": "750", "Query": "01g"}  # fmt: skip
@@ -272,6 +273,18 @@ class Schema:
         """The reference field behind relationship `name` (`Who` → `WhoId`)."""
         found = self.fields[obj].get(f"{name.lower()}id")
         return found if found is not None and found.type in ("reference", "id") else None
+
+    def summary(self, obj: str, version: str) -> dict[str, Any]:
+        """The object as Describe Global (`GET /sobjects`) lists it."""
+        base = f"/services/data/{version}/sobjects/{obj}"
+        return {
+            "name": obj, "label": _label(obj), "labelPlural": f"{_label(obj)}s",
+            "keyPrefix": PREFIXES[obj], "custom": False, "createable": True, "updateable": True,
+            "deletable": True, "queryable": True, "searchable": True, "retrieveable": True,
+            "layoutable": True, "replicateable": True, "triggerable": True,
+            "urls": {"sobject": base, "describe": f"{base}/describe",
+                     "rowTemplate": f"{base}/{{ID}}"},
+        }  # fmt: skip
 
     def describe(self, obj: str, version: str, omit_custom: bool = False) -> dict[str, Any]:
         picklists = PICKLISTS.get(obj, {})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.salesforce.sandbox.data import Org, Record, id18, stamp
@@ -27,11 +27,12 @@ from connectors.salesforce.sandbox.schema import Field
 TOKEN = re.compile(
     r"""\s*(?:
       (?P<string>'(?:[^'\\]|\\.)*')
-    | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
+    | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)
     | (?P<date>\d{4}-\d{2}-\d{2})
     | (?P<number>-?\d+(?:\.\d+)?)
     | (?P<op><=|>=|!=|<>|=|<|>)
     | (?P<punct>[(),])
+    | (?P<relative>[A-Za-z_]+_N_[A-Za-z_]+:\d+)
     | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
     )""",
     re.VERBOSE,
@@ -59,6 +60,15 @@ KEYWORDS = {
     "false",
 }
 TEXT_TYPES = {"string", "email", "phone", "url", "textarea", "picklist", "combobox"}
+# A dateTime literal as SOQL takes it: `Z` or a `±hh:mm` offset, at most milliseconds
+# (`+0000`, as query answers write it, and six-digit fractions are refused).
+STRICT_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:\d{2})"
+)
+MAX_OFFSET = 2000
+# Date literals without a number: (first day, days) relative to today.
+DATE_LITERALS = {"today": (0, 1), "yesterday": (-1, 1), "tomorrow": (1, 1),
+                 "last_90_days": (-90, 91), "next_90_days": (0, 91)}  # fmt: skip
 
 
 class SoqlError(Exception):
@@ -172,6 +182,9 @@ class Parser:
             query.limit = self.integer("LIMIT")
         if self.accept("offset"):
             query.offset = self.integer("OFFSET")
+            if query.offset > MAX_OFFSET:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE",
+                                f"Maximum SOQL offset allowed is {MAX_OFFSET}")  # fmt: skip
         if self.peek() is not None:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{self.take().text}'")
         return query
@@ -304,7 +317,12 @@ class Parser:
         label = f"{prefix}{column.name}"
         if tok.word == "null":
             return None
+        if kind in ("datetime", "date") and (tok.kind == "relative" or tok.word in DATE_LITERALS):
+            return self.relative(tok.text, kind)
         if kind == "datetime":
+            if tok.kind == "datetime" and not STRICT_DATETIME.fullmatch(tok.text):
+                raise SoqlError("MALFORMED_QUERY", f"line 1:{self.pos} no viable alternative at "
+                                f"character: invalid dateTime literal {tok.text}")  # fmt: skip
             if tok.kind != "datetime":
                 raise SoqlError(
                     "INVALID_FIELD",
@@ -346,6 +364,25 @@ class Parser:
             raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {text}")
         return text
 
+    def relative(self, text: str, kind: str) -> DateRange:
+        """A date literal (`TODAY`, `LAST_N_DAYS:30`, …) as the range of days it names."""
+        name, _, number = text.lower().partition(":")
+        if name in DATE_LITERALS:
+            first, days = DATE_LITERALS[name]
+        elif name in ("last_n_days", "next_n_days") and number.isdigit():
+            n = int(number)
+            # LAST_N_DAYS:n is today and the n days before it; NEXT_N_DAYS:n today and after
+            first, days = (-n, n + 1) if name == "last_n_days" else (0, n + 1)
+        else:
+            raise SoqlError("MALFORMED_QUERY", f"unknown date literal: {text}")
+        today = self.org.clock().astimezone(UTC).replace(hour=0, minute=0, second=0,
+                                                         microsecond=0)  # fmt: skip
+        start = today + timedelta(days=first)
+        end = start + timedelta(days=days)
+        if kind == "date":
+            return DateRange(start.date(), end.date())
+        return DateRange(start, end)
+
     def getter(self, column: Column) -> Callable[[Record], Any]:
         if column.relation is None:
             name = column.name
@@ -359,6 +396,14 @@ class Parser:
             return found[0] if column.field is None else found[1].get(name)
 
         return related
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """A date literal's days: `start` included, `end` not."""
+
+    start: Any
+    end: Any
 
 
 def _datetime(text: str) -> datetime:
@@ -384,6 +429,8 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 def _compare(op: str, get: Callable[[Record], Any], value: Any) -> Callable[[Record], bool]:
     test = OPS[op]
+    if isinstance(value, DateRange):
+        return _in_range(op, get, value)
     if value is None:
         if op not in ("=", "!=", "<>"):
             raise SoqlError("MALFORMED_QUERY", f"null can only be compared with = or !=, not {op}")
@@ -394,6 +441,22 @@ def _compare(op: str, get: Callable[[Record], Any], value: Any) -> Callable[[Rec
         if mine is None:
             return op in ("!=", "<>")
         return test(_key(mine), value)
+
+    return check
+
+
+def _in_range(op: str, get: Callable[[Record], Any], days: DateRange) -> Callable[[Record], bool]:
+    """A comparison with a date literal: `=` inside its days, `>` after them, `<` before."""
+    inside: dict[str, Callable[[Any], bool]] = {
+        "=": lambda v: days.start <= v < days.end, "!=": lambda v: not days.start <= v < days.end,
+        "<>": lambda v: not days.start <= v < days.end, "<": lambda v: v < days.start,
+        "<=": lambda v: v < days.end, ">": lambda v: v >= days.end, ">=": lambda v: v >= days.start,
+    }  # fmt: skip
+    test = inside[op]
+
+    def check(record: Record) -> bool:
+        mine = get(record)
+        return mine is not None and test(mine)
 
     return check
 

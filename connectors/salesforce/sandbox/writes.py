@@ -26,7 +26,7 @@ from connectors.salesforce.sandbox.data import (
     id18,
     problem,
 )
-from connectors.salesforce.sandbox.schema import PREFIXES
+from connectors.salesforce.sandbox.schema import PREFIXES, USER_ID
 
 Operation = Literal["insert", "update", "upsert", "delete"]
 ID_SHAPE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
@@ -77,7 +77,12 @@ def check(
     values = dict(values)
     given_id = next((values.pop(k) for k in list(values) if k.lower() == "id"), None)
     if op == "delete":
-        return _existing(org, obj, given_id, "delete", lambda r: r.update(IsDeleted=True))
+
+        def delete(record: Record) -> None:
+            record["IsDeleted"] = True
+            org.touch(record, by=USER_ID)
+
+        return _existing(org, obj, given_id, "delete", delete)
     errors, changes = _fields(org, obj, values, op, text)
     if op == "upsert":
         assert external_id is not None
@@ -110,7 +115,7 @@ def check(
     def change(record: Record) -> None:
         record.update(changes)
         derive(obj, record)
-        org.touch(record)
+        org.touch(record, by=USER_ID)  # the API's writes are the integration user's
 
     outcome = _existing(org, obj, given_id, "update", change)
     outcome.values = changes
@@ -205,7 +210,7 @@ def _insert(org: Org, obj: str, changes: Record, errors: list[Problem]) -> Outco
     outcome = Outcome(new_id, created=True, values=values)
 
     def create() -> None:
-        org.insert(obj, values, record_id=new_id)
+        org.insert(obj, values, record_id=new_id, by=USER_ID)
 
     outcome.apply = create
     return outcome

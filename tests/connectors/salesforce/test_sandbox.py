@@ -26,6 +26,7 @@ from connectors.salesforce.sandbox.app import (
     USERNAME,
     create_app,
 )
+from connectors.sandbox.conformance import recording
 from connectors.sandbox.world import World
 
 WORLD = World.build(seed=11, people=600)
@@ -518,8 +519,9 @@ def test_an_admin_adds_an_external_id_field_and_records_upsert_on_it(org: Org) -
 
 def test_field_creation_needs_admin_rights() -> None:
     org = Org(allow_field_creation=False)
+    metadata = {"type": "Number", "label": "Lead Score"}  # a field needs its label and type
     answer = org.call("POST", "tooling/sobjects/CustomField", json={
-        "FullName": "Lead.Lead_Score__c", "Metadata": {"type": "Number"}})  # fmt: skip
+        "FullName": "Lead.Lead_Score__c", "Metadata": metadata})  # fmt: skip
     assert answer.status_code == 403 and answer.json()[0]["errorCode"] == "INSUFFICIENT_ACCESS"
 
 
@@ -592,3 +594,25 @@ def test_the_org_is_seeded_from_the_world_and_is_deterministic(org: Org) -> None
     events = org.rows("SELECT Id, WhoId, ActivityDateTime FROM Event")
     assert len(events) == org.query(
         "SELECT COUNT() FROM Lead WHERE IsConverted = true").json()["totalSize"]  # fmt: skip
+
+
+def test_requests_that_break_salesforces_shapes_are_refused_and_recorded(org: Org) -> None:
+    with recording() as seen:
+        job = org.call("POST", "jobs/ingest", json={"object": "Lead", "operation": "merge"})
+        huge = org.call("PATCH", "composite/sobjects", json={"records": [
+            {"attributes": {"type": "Lead"}, "id": "00Q5g0000000001EAA"}] * 201})  # fmt: skip
+        fine = org.call("GET", "limits/")
+    assert job.status_code == 400 and job.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert "operation" in job.json()[0]["message"]
+    assert huge.status_code == 400 and huge.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert fine.status_code == 200
+    assert [(c.operation, bool(c.problems)) for c in seen] == [
+        ("bulk_create_job", True), ("collections_update", True), ("limits", False)]  # fmt: skip
+    assert org.app.state.sandbox.api.bulk.jobs == {}  # nothing was made of the refused one
+
+
+def test_unknown_paths_answer_not_found_in_salesforces_shape(org: Org) -> None:
+    answer = org.call("GET", "sobjects/Lead/describe/layouts/extra/segments")
+    assert answer.status_code == 404
+    assert answer.json() == [{"message": "The requested resource does not exist",
+                              "errorCode": "NOT_FOUND"}]  # fmt: skip

@@ -22,8 +22,6 @@ import sqlalchemy as sa
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from connectors.salesforce import SalesforceDestination, SalesforceSettings, SalesforceSource
 from connectors.salesforce.sandbox.app import (
@@ -34,7 +32,9 @@ from connectors.salesforce.sandbox.app import (
     SCORE_FIELDS,
     USERNAME,
     create_app,
+    serving,
 )
+from connectors.sandbox.conformance import recording
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.pipeline.outbox import DestinationSettings, push
@@ -73,9 +73,20 @@ class Sandbox:
         return self.app.state.sandbox.org
 
 
+@pytest.fixture(autouse=True)
+def conforming() -> Iterator[None]:
+    """Every request the connector sends conforms to Salesforce's published shapes (the table in
+    `connectors/salesforce/sandbox/conformance.py`)."""
+    with recording() as seen:
+        yield
+    mine = [c for c in seen if c.vendor == "salesforce"]
+    assert mine, "no request reached the sandbox"
+    assert [c for c in mine if c.problems] == []
+
+
 def running(world: World, **options: Any) -> Iterator[Sandbox]:
     app = create_app(world, **options)
-    with serve(Starlette(routes=[Mount(MOUNT_PREFIX, app=app)])) as root:
+    with serve(serving(app)) as root:
         yield Sandbox(root + MOUNT_PREFIX, app)
 
 
@@ -434,7 +445,7 @@ def test_the_demo_blocks_pull_score_and_push_through_a_hub_file(
     from core.pipeline.outbox import push_configured
 
     app = create_app(SMALL)
-    with serve(Starlette(routes=[Mount(MOUNT_PREFIX, app=app)])) as root:
+    with serve(serving(app)) as root:
         sources, destinations = hub_blocks(root, ["salesforce"])
         assert set(sources) == {"salesforce"} and set(destinations) == {"salesforce_scores"}
         shutil.copyfile(MODEL, tmp_path / "models.yaml")
