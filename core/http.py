@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from core.budgets import LocalRateBudget, PaginationGuard, RateBudget
+from core.budgets import LocalRateBudget, RateBudget, RedisRateBudget, budget_for
 from core.errors import (
     AuthError,
     HTTPError,
@@ -51,11 +51,12 @@ __all__ = [
     "REDACTED",
     "HttpClient",
     "LocalRateBudget",
-    "PaginationGuard",
     "RateBudget",
     "RedactingFilter",
+    "RedisRateBudget",
     "RetryPolicy",
     "Verdict",
+    "budget_for",
     "classify_status",
     "parse_retry_after",
     "redact",

@@ -1,5 +1,12 @@
 """The connector contract: what a connector provides and what the hub gives it.
 
+    contract.py   records in (Page, Item, Stream, Source), writes out (WriteItem, Destination),
+                  and the Connector protocols an entry point satisfies
+    settings.py   the destination block of the hub file (write-back keys, templates)
+    paging.py     declared paging: paginators, PagedStream, the bookmark in one place
+    registry.py   load_connectors / get_connector / open_source / open_destination
+    state.py      private state files beside the hub file (rotated tokens, remembered checks)
+
 Everything a connector needs from the hub is re-exported here.
 """
 
@@ -16,15 +23,20 @@ from connectors.base.contract import (
     QualifiedActions,
     QualifiedItem,
     Source,
+    SourceConnector,
     SourceContext,
     Stream,
     WriteItem,
     WriteOutcome,
-    checkpointed,
-    get_connector,
     http_url,
     json_kind,
+)
+from connectors.base.registry import (
+    get_connector,
     load_connectors,
+    open_destination,
+    open_source,
+    validate_destination,
 )
 from connectors.base.settings import (
     TEMPLATE_FIELDS,
@@ -32,9 +44,8 @@ from connectors.base.settings import (
     DestinationSettings,
     OnQualifiedSettings,
     Output,
-    open_destination,
+    describe,
     render,
-    validate_destination,
 )
 
 __all__ = [
@@ -55,16 +66,18 @@ __all__ = [
     "QualifiedActions",
     "QualifiedItem",
     "Source",
+    "SourceConnector",
     "SourceContext",
     "Stream",
     "WriteItem",
     "WriteOutcome",
-    "checkpointed",
+    "describe",
     "get_connector",
     "http_url",
     "json_kind",
     "load_connectors",
     "open_destination",
+    "open_source",
     "render",
     "validate_destination",
 ]

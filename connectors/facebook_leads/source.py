@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, SourceContext
+from connectors.base.paging import Bookmark, bookmarked
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
@@ -58,36 +59,28 @@ class LeadsStream:
         for form in self.client.forms():
             yield from self._read_form(form, marks)
 
-    def _since(self, mark: int | None) -> int | None:
-        start = self.settings.start_time
-        floor = int(start.timestamp()) if start is not None else None
-        if mark is None:
-            return floor
-        since = mark - self.settings.overlap_seconds
-        return since if floor is None else max(since, floor)
-
     def _read_form(self, form: Mapping[str, Any], marks: dict[str, int]) -> Iterator[Page]:
         """The form's pages; the last one carries the advanced bookmark (`marks` is updated)."""
         form_id, form_name = str(form["id"]), form.get("name")
-        newest = marks.get(form_id)
-        held: list[Item] = []  # one page behind, so that the last page can carry the cursor
-        for batch in self.client.leads(form_id, self._since(newest)):
-            items: list[Item] = []
-            for lead in batch:
-                items.extend(lead_items(self.source, lead, form_name, self.settings))
-                created = created_unix(lead.get("created_time"))
-                if created is not None:
-                    newest = created if newest is None else max(newest, created)
-            if not items:
-                continue  # an empty page with a `next` link: keep going
-            if held:
-                yield Page(held, None)
-            held = items
-        if newest is not None and newest != marks.get(form_id):
-            marks[form_id] = newest
-            yield Page(held, {"forms": dict(marks)})
-        elif held:
-            yield Page(held, None)
+        mark = Bookmark(marks.get(form_id))
+        start = self.settings.start_time
+        since = mark.start(self.settings.overlap_seconds, int(start.timestamp()) if start else None)
+
+        def batches() -> Iterator[list[Item]]:
+            for batch in self.client.leads(form_id, since):
+                items: list[Item] = []
+                for lead in batch:
+                    items.extend(lead_items(self.source, lead, form_name, self.settings))
+                    mark.seen(created_unix(lead.get("created_time")))
+                yield items
+
+        def cursor() -> Cursor | None:
+            if mark.value is None or not mark.moved:
+                return None
+            marks[form_id] = mark.value
+            return {"forms": dict(marks)}
+
+        yield from bookmarked(batches(), cursor)
 
 
 class FacebookLeadsSource:

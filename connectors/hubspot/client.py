@@ -33,9 +33,9 @@ from core.http import (
     RateBudget,
     RetryPolicy,
     Verdict,
+    budget_for,
     parse_retry_after,
 )
-from core.jobs.ratelimit import budget_for
 
 EMAIL_EVENTS_PATH = "/email/public/v1/events"
 FORM_SUBMISSIONS_PATH = "/form-integrations/v1/submissions/forms/{form_id}"

@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base.paging import OffsetPaginator, Request, paginate
 from connectors.mailchimp.settings import METADATA_URL, MailchimpAuth, datacenter
 from core.errors import AuthError, ConfigError, HTTPError, RateLimited, SourceError
-from core.http import HttpClient, PaginationGuard, RetryPolicy, Verdict, classify_status
+from core.http import HttpClient, RetryPolicy, Verdict, classify_status
 
 API_VERSION = "/3.0"
 # TAP retries 429/5xx six times with exponential backoff; no Retry-After to honour.
@@ -197,22 +198,17 @@ class MailchimpClient:
         self, path: str, key: str, params: Mapping[str, Any], page_size: int
     ) -> Iterator[list[dict[str, Any]]]:
         """Each page's `key` list, by `count`/`offset` until `total_items` or an empty page."""
-        guard = PaginationGuard(f"mailchimp {path}")
-        offset = 0
-        while True:
-            body = self.get(path, {**params, "count": page_size, "offset": offset})
-            items = [i for i in body.get(key) or [] if isinstance(i, dict)]
-            if not items:
-                return
-            # A vendor that ignores `offset` would hand back the same page for ever.
-            guard.check([_identity(items[0]), _identity(items[-1]), len(items)])
-            yield items
-            offset += len(items)
-            total = body.get("total_items")
-            if (isinstance(total, int) and offset >= total) or (
-                not isinstance(total, int) and len(items) < page_size
-            ):
-                return
+        paginator = OffsetPaginator(f"mailchimp {path}", page_size, identity=_identity)
+
+        def records(body: Any) -> list[Any]:
+            return [i for i in body.get(key) or [] if isinstance(i, dict)]
+
+        def fetch(request: Request) -> dict[str, Any]:
+            return self.get(request.path, request.params)
+
+        for page in paginate(fetch, Request(path, dict(params)), paginator, records):
+            if page:
+                yield page
 
     def close(self) -> None:
         self.http.close()

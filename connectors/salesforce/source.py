@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, Stream
+from connectors.base.paging import Bookmark, bookmarked
 from connectors.salesforce import mapping
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.settings import SalesforceSettings
@@ -71,6 +72,8 @@ def chunks(values: Sequence[str], size: int = ID_CHUNK) -> Iterator[Sequence[str
 class ObjectStream:
     """One object read incrementally on `SystemModstamp` with an `Id` tie-breaker.
 
+    The query is sorted by the replication key, so every page saves the bookmark.
+
     Parameters:
         name: the stream's name (its cursor's key in the store).
         sobject, fields: what is selected.
@@ -80,6 +83,8 @@ class ObjectStream:
         all_rows: `queryAll` (deleted and archived rows too).
         start: the lower bound of the first read.
     """
+
+    replication_key = ("SystemModstamp", "Id")
 
     def __init__(
         self,
@@ -119,13 +124,21 @@ class ObjectStream:
         return self.client.query_url_length(soql, all_rows=self.all_rows)
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        for rows in self.client.query(self.soql(cursor), all_rows=self.all_rows):
-            marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
-            if not marked:
-                continue
-            last = marked[-1]
-            mark = {"modstamp": soql_datetime(last["SystemModstamp"]), "id": str(last["Id"])}
-            yield Page(self.convert(rows), mark)
+        mark: Bookmark[tuple[str, str]] = Bookmark(None, ascending=True)
+
+        def batches() -> Iterator[list[Item]]:
+            for rows in self.client.query(self.soql(cursor), all_rows=self.all_rows):
+                marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
+                if not marked:
+                    continue
+                last = marked[-1]
+                mark.seen((soql_datetime(last["SystemModstamp"]), str(last["Id"])))
+                yield self.convert(rows)
+
+        def saved() -> Cursor | None:
+            return {"modstamp": mark.value[0], "id": mark.value[1]} if mark.value else None
+
+        yield from bookmarked(batches(), saved, every_page=True)
 
 
 class SalesforceSource:

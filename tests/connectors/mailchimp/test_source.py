@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base import Invalid, Item, Page, SourceContext, get_connector
 from connectors.mailchimp import MailchimpSource, MailchimpSourceSettings
 from connectors.mailchimp.sandbox.app import LIST_ID, SANDBOX_API_KEY, create_app
 from connectors.sandbox.server import serve
