@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -113,7 +113,7 @@ class RedisRateBudget:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis[Any],
         rate: int,
         per_seconds: float,
         *,
