@@ -13,17 +13,19 @@ and bookmarks in `connectors.base.paging`, the destination block in `connectors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from connectors.base.settings import DestinationSettings
-from core.records import ActivityRecord, LeadRecord, OutcomeRecord
+from core.errors import HTTPError
+from core.records import LEAD_FIELDS, ActivityRecord, LeadRecord, OutcomeRecord
 
 Cursor = dict[str, Any]
 
@@ -67,6 +69,9 @@ class Page:
     cursor: Cursor | None
 
 
+# -- what every connector does the same way ------------------------------------------------------
+
+
 def http_url(value: str | None) -> str | None:
     """A settings validator: `value` must be an http(s) URL with a host; a trailing `/` goes."""
     if value is None:
@@ -75,6 +80,41 @@ def http_url(value: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def lead_field_targets(value: dict[str, str]) -> dict[str, str]:
+    """A settings validator: every vendor field of a `fields:` map names a lead field."""
+    for key, target in value.items():
+        if target not in LEAD_FIELDS:
+            known = ", ".join(LEAD_FIELDS)
+            raise ValueError(f"{key}: {target!r} is not a lead field (known: {known})")
+    return value
+
+
+def not_blank(value: SecretStr) -> SecretStr:
+    """A settings validator: a secret (token, client secret) must not be empty or blank."""
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+E = TypeVar("E", bound=HTTPError)
+
+
+def named(error: E, where: str) -> E:
+    """The same error (type, status, body, retry_after) with the connector block named first."""
+    renamed = copy.copy(error)
+    renamed.args = (f"{where}: {error}",)
+    return renamed
+
+
+T = TypeVar("T")
+
+
+def batched(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`values` in runs of at most `size`, in order (a vendor's limit on one call)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @runtime_checkable
@@ -195,6 +235,34 @@ class QualifiedActions(Protocol):
     def on_qualified(self, batch: Sequence[QualifiedItem]) -> list[WriteOutcome]:
         """Act once for each item; outcomes as for `write` (retry: tried again next push)."""
         ...
+
+
+class _ForLead(Protocol):
+    @property
+    def lead_id(self) -> int: ...
+
+
+L = TypeVar("L", bound=_ForLead)
+
+
+def same_outcome(
+    items: Iterable[_ForLead], status: Literal["ok", "retry", "rejected"], reason: str
+) -> dict[int, WriteOutcome]:
+    """One outcome for every item of a batch (the whole call was refused, or must wait)."""
+    return {i.lead_id: WriteOutcome(i.lead_id, status, reason=reason) for i in items}
+
+
+def addressable(
+    batch: Sequence[L],
+    has_key: Callable[[L], object],
+    reason: str,
+    outcomes: dict[int, WriteOutcome],
+) -> list[L]:
+    """The items the vendor can address (`has_key`: an email, a record id); each other item is
+    rejected into `outcomes` with `reason`."""
+    ready = [item for item in batch if has_key(item)]
+    outcomes.update(same_outcome((i for i in batch if not has_key(i)), "rejected", reason))
+    return ready
 
 
 class Connector(Protocol):

@@ -16,6 +16,7 @@ dlt's `BasePaginator`: after each page `update_state(body, records)` reads the v
 
     paginate(fetch, request, paginator, records)   each page's records
     Bookmark                                       a replication key's high-water mark
+    Marks                                          a bookmark per partition (form, audience)
     bookmarked(batches, cursor)                    pages, each carrying the cursor to resume at
 """
 
@@ -412,6 +413,46 @@ class Bookmark(Generic[V]):
             return floor
         since = cast(V, self.saved - overlap)
         return since if floor is None else max(since, floor)
+
+
+class Marks(Generic[V]):
+    """Bookmarks per partition (a form, an audience), saved as one cursor `{key: {id: mark}}`.
+
+    A partition's pages carry the cursor only at its end (`bookmarked` without `every_page`), with
+    the marks of the partitions read before it, so a crash re-reads only the partition it was in.
+
+    Parameters:
+        key: the cursor's key (`forms`, `lists`).
+        cursor: the saved cursor.
+        load, dump: a mark as the cursor stores it → a comparable value, and back.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        cursor: Cursor | None,
+        *,
+        load: Callable[[Any], V | None],
+        dump: Callable[[V], Any] = lambda value: value,
+    ) -> None:
+        self.key, self.load, self.dump = key, load, dump
+        self.saved: dict[str, Any] = {str(k): v for k, v in ((cursor or {}).get(key) or {}).items()}
+
+    def bookmark(self, partition: str) -> Bookmark[V]:
+        """The partition's bookmark, as saved."""
+        saved = self.saved.get(partition)
+        return Bookmark(self.load(saved) if saved is not None else None)
+
+    def cursor(self, partition: str, mark: Bookmark[V]) -> Callable[[], Cursor | None]:
+        """The cursor function of a partition's read: every mark, this one as `mark` stands."""
+
+        def cursor() -> Cursor | None:
+            if mark.value is None or self.dump(mark.value) == self.saved.get(partition):
+                return None
+            self.saved[partition] = self.dump(mark.value)
+            return {self.key: dict(self.saved)}
+
+        return cursor
 
 
 def bookmarked(

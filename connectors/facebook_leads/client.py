@@ -14,7 +14,6 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from connectors.base.contract import named
 from connectors.base.paging import NextLinkPaginator, Request, listed, paginate
 from connectors.facebook_leads.settings import FacebookLeadsSettings
 from core.errors import AuthError, HTTPError, RateLimited, RequestRejected, SourceError
@@ -168,13 +168,6 @@ def pacer(slow_down_at: float) -> Callable[[httpx.Response], float | None]:
     return pace
 
 
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the source named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
-
-
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -230,7 +223,7 @@ class GraphClient:
         try:
             body = self.http.json("GET", str(target.copy_with(query=None)), params=query)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
         if not isinstance(body, dict):
             raise SourceError(f"{self.where}: GET {url} answered {type(body).__name__}, not JSON")
         return body

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, SourceContext
-from connectors.base.paging import Bookmark, bookmarked
+from connectors.base.paging import Marks, bookmarked
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
@@ -54,15 +54,14 @@ class LeadsStream:
         self.source, self.settings, self.client = source, settings, client
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        saved = (cursor or {}).get("forms") or {}
-        marks = {str(form_id): int(mark) for form_id, mark in saved.items()}
+        marks = Marks("forms", cursor, load=int)
         for form in self.client.forms():
             yield from self._read_form(form, marks)
 
-    def _read_form(self, form: Mapping[str, Any], marks: dict[str, int]) -> Iterator[Page]:
-        """The form's pages; the last one carries the advanced bookmark (`marks` is updated)."""
+    def _read_form(self, form: Mapping[str, Any], marks: Marks[int]) -> Iterator[Page]:
+        """The form's pages; the last one carries the advanced bookmark."""
         form_id, form_name = str(form["id"]), form.get("name")
-        mark = Bookmark(marks.get(form_id))
+        mark = marks.bookmark(form_id)
         start = self.settings.start_time
         since = mark.start(self.settings.overlap_seconds, int(start.timestamp()) if start else None)
 
@@ -74,13 +73,7 @@ class LeadsStream:
                     mark.seen(created_unix(lead.get("created_time")))
                 yield items
 
-        def cursor() -> Cursor | None:
-            if mark.value is None or not mark.moved:
-                return None
-            marks[form_id] = mark.value
-            return {"forms": dict(marks)}
-
-        yield from bookmarked(batches(), cursor)
+        yield from bookmarked(batches(), marks.cursor(form_id, mark))
 
 
 class FacebookLeadsSource:

@@ -21,6 +21,7 @@ from connectors.base.contract import Cursor, Item, Page
 from connectors.base.paging import (
     Bookmark,
     CursorPaginator,
+    Marks,
     Request,
     bookmarked,
     json_path,
@@ -134,15 +135,13 @@ class FormSubmissionsStream:
         self.source, self.settings, self.client = source, settings, client
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        marks: dict[str, int] = {
-            str(k): int(v) for k, v in ((cursor or {}).get("forms") or {}).items()
-        }
+        marks = Marks("forms", cursor, load=int)
         for form_id in self.settings.form_ids:
             yield from self._read_form(form_id, marks)
 
-    def _read_form(self, form_id: str, marks: dict[str, int]) -> Iterator[Page]:
+    def _read_form(self, form_id: str, marks: Marks[int]) -> Iterator[Page]:
         """The form's pages, newest first, down to its bookmark less the overlap."""
-        mark: Bookmark[int] = Bookmark(marks.get(form_id))
+        mark = marks.bookmark(form_id)
         floor = mark.start(self.settings.overlap_seconds * 1000)
         paginator = CursorPaginator(f"{self.source}.form_submissions.{form_id}", next_after)
 
@@ -168,10 +167,4 @@ class FormSubmissionsStream:
                 if older:
                     return
 
-        def cursor() -> Cursor | None:
-            if not mark.moved or mark.value is None:
-                return None
-            marks[form_id] = mark.value
-            return {"forms": dict(marks)}
-
-        yield from bookmarked(batches(), cursor)
+        yield from bookmarked(batches(), marks.cursor(form_id, mark))

@@ -16,7 +16,6 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import threading
 import time
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base.contract import named
 from connectors.base.paging import OffsetPaginator, Request, paginate
 from connectors.mailchimp.settings import METADATA_URL, MailchimpAuth, datacenter
 from core.errors import AuthError, ConfigError, HTTPError, RateLimited, SourceError
@@ -83,13 +83,6 @@ def classifier(credential: str) -> Callable[[httpx.Response], Verdict | None]:
         return Verdict(verdict.error, verdict.retry_after, note)
 
     return classify
-
-
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the connector named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
 
 
 class MailchimpClient:
@@ -161,7 +154,7 @@ class MailchimpClient:
         try:
             body = self.http.json("GET", self.settings.metadata_url, headers=headers)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
         error = body.get("error") if isinstance(body, dict) else "not a JSON object"
         endpoint = body.get("api_endpoint") if isinstance(body, dict) else None
         if error or not isinstance(endpoint, str) or not endpoint:
@@ -186,7 +179,7 @@ class MailchimpClient:
         try:
             return self.http.json(method, self.root + path, **kwargs)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         body = self.call("GET", path, params=dict(params or {}))

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base.contract import WriteItem, WriteOutcome
+from connectors.base.contract import WriteItem, WriteOutcome, addressable, same_outcome
 from connectors.base.settings import DestinationSettings
 from connectors.mailchimp.client import MailchimpClient, describe_problem
 from connectors.mailchimp.settings import MailchimpDestinationSettings
@@ -135,13 +135,8 @@ class MailchimpDestination:
     def write(self, batch: Sequence[WriteItem]) -> list[WriteOutcome]:
         """One batch call for the merge fields, then one segment call per tier tag that moves."""
         outcomes: dict[int, WriteOutcome] = {}
-        sendable = []
-        for item in batch:
-            if item.email:
-                sendable.append(item)
-            else:
-                reason = "the lead has no email address, and Mailchimp keys members by email"
-                outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
+        no_email = "the lead has no email address, and Mailchimp keys members by email"
+        sendable = addressable(batch, lambda i: i.email, no_email, outcomes)
         members = self._batch_update(sendable, outcomes) if sendable else {}
         if self.tag_field is not None:
             self._move_tags(sendable, members, outcomes)
@@ -168,9 +163,7 @@ class MailchimpDestination:
             answer = self.client.call("POST", self.list_path, json=body) or {}
         except RequestRejected as exc:  # the request itself was refused: park the whole batch
             reason = f"HTTP {exc.status}: {describe_problem(exc.body)}"
-            outcomes.update(
-                {i.lead_id: WriteOutcome(i.lead_id, "rejected", reason=reason) for i in items}
-            )
+            outcomes.update(same_outcome(items, "rejected", reason))
             return {}
         accepted = {
             str(m.get("email_address", "")).lower(): m

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, Stream
-from connectors.base.paging import Bookmark, bookmarked
+from connectors.base.paging import Bookmark, Marks, bookmarked
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,
@@ -93,18 +93,17 @@ class MembersStream(_Stream):
     replication_key = "last_changed"
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        marks: dict[str, str] = dict((cursor or {}).get("lists") or {})
+        marks = Marks("lists", cursor, load=utc, dump=iso)
         for list_id in self.settings.list_ids:
             yield from self._read_list(list_id, marks)
 
-    def _read_list(self, list_id: str, marks: dict[str, str]) -> Iterator[Page]:
-        old = marks.get(list_id)
+    def _read_list(self, list_id: str, marks: Marks[datetime]) -> Iterator[Page]:
         params: dict[str, Any] = {
             "fields": MEMBER_FIELDS,
             "sort_field": "last_changed",
             "sort_dir": "DESC",
         }
-        mark = Bookmark(utc(old))
+        mark = marks.bookmark(list_id)
         since = self.since(mark)
         if since is not None:
             params["since_last_changed"] = iso(since)
@@ -117,13 +116,7 @@ class MembersStream(_Stream):
                     mark.seen(utc(member.get("last_changed")))
                 yield items
 
-        def cursor() -> Cursor | None:
-            if mark.value is None or iso(mark.value) == old:
-                return None
-            marks[list_id] = iso(mark.value)
-            return {"lists": dict(marks)}
-
-        yield from bookmarked(batches(), cursor)
+        yield from bookmarked(batches(), marks.cursor(list_id, mark))
 
 
 class EngagementStream(_Stream):

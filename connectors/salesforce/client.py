@@ -17,7 +17,6 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -30,6 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from connectors.base.contract import named
 from connectors.base.paging import NextLinkPaginator, Request, paginate
 from connectors.salesforce.auth import SalesforceAuth, Session, default_token_file
 from connectors.salesforce.settings import SalesforceSettings
@@ -99,13 +99,6 @@ def classifier() -> Classify:
         return Verdict(verdict.error, verdict.retry_after, note)
 
     return classify
-
-
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the connector named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
 
 
 @dataclass(frozen=True)
@@ -207,7 +200,7 @@ class SalesforceClient:
                 session = self.auth.renew(session)
                 return self._send(session, method, path, kwargs, parse_json)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
 
     def _send(
         self, session: Session, method: str, path: str, kwargs: dict[str, Any], parse_json: bool

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base.contract import Cursor, Item, Page, Stream
+from connectors.base.contract import Cursor, Item, Page, Stream, batched
 from connectors.base.paging import Bookmark, bookmarked
 from connectors.salesforce import mapping
 from connectors.salesforce.client import SalesforceClient
@@ -62,11 +62,6 @@ def soql_datetime(value: Any) -> str:
 def soql_string(value: str) -> str:
     """A quoted SOQL string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def chunks(values: Sequence[str], size: int = ID_CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 class ObjectStream:
@@ -258,7 +253,7 @@ class SalesforceSource:
         """Rows of `sobject` whose `key` is one of `values`, in chunks of `ID_CHUNK`."""
         wanted = sorted({v for v in values if v})
         rows: list[dict[str, Any]] = []
-        for chunk in chunks(wanted):
+        for chunk in batched(wanted, ID_CHUNK):
             listed = ", ".join(soql_string(v) for v in chunk)
             soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {key} IN ({listed})"
             for page in self.client.query(soql):

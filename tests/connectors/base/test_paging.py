@@ -15,6 +15,7 @@ from connectors.base.paging import (
     Bookmark,
     CappedSearchPaginator,
     CursorPaginator,
+    Marks,
     NextLinkPaginator,
     OffsetPaginator,
     PaginationGuard,
@@ -325,6 +326,36 @@ def test_an_ascending_read_saves_the_bookmark_on_every_page_it_moved() -> None:
 
     pages = list(bookmarked(batches(), lambda: {"mark": mark.value}, every_page=True))
     assert [p.cursor for p in pages] == [{"mark": 10}, {"mark": 12}, None, {"mark": 15}]
+
+
+def test_marks_save_each_partition_at_its_end_with_those_read_before() -> None:
+    marks = Marks("forms", {"forms": {"a": 100, "b": 50}}, load=int)
+    pages: list[Page] = []
+    for form, times in (("a", [120, 90]), ("b", [40]), ("c", [7])):
+        mark = marks.bookmark(form)
+
+        def batches(mark: Bookmark[int] = mark, times: list[int] = times) -> Any:
+            for t in times:
+                mark.seen(t)
+                yield [act(t)]
+
+        pages += bookmarked(batches(), marks.cursor(form, mark))
+    assert [p.cursor for p in pages] == [
+        None,
+        {"forms": {"a": 120, "b": 50}},
+        None,  # b did not move: its page saves nothing
+        {"forms": {"a": 120, "b": 50, "c": 7}},
+    ]
+
+
+def test_marks_compare_as_stored() -> None:
+    # A mark that moved by less than the stored precision saves nothing (as Mailchimp's seconds).
+    marks = Marks("lists", {"lists": {"x": "10"}}, load=float, dump=lambda v: str(int(v)))
+    mark = marks.bookmark("x")
+    mark.seen(10.4)
+    assert mark.moved and marks.cursor("x", mark)() is None
+    mark.seen(11.0)
+    assert marks.cursor("x", mark)() == {"lists": {"x": "11"}}
 
 
 # -- the guard ------------------------------------------------------------------------------------
