@@ -16,6 +16,7 @@ dlt's `BasePaginator`: after each page `update_state(body, records)` reads the v
 
     paginate(fetch, request, paginator, records)   each page's records
     Bookmark                                       a replication key's high-water mark
+    itemized(pages, items, mark, key)              each page's items; the bookmark sees each key
     Marks                                          a bookmark per partition (form, audience)
     bookmarked(batches, cursor)                    pages, each carrying the cursor to resume at
 """
@@ -413,6 +414,35 @@ class Bookmark(Generic[V]):
             return floor
         since = cast(V, self.saved - overlap)
         return since if floor is None else max(since, floor)
+
+
+def itemized(
+    pages: Iterable[Sequence[Any]],
+    items: Callable[[Any], Iterable[Item]],
+    mark: Bookmark[V],
+    key: Callable[[Any], V | None],
+    *,
+    floor: V | None = None,
+    newest_first: bool = False,
+) -> Iterator[list[Item]]:
+    """Each page's items; every record's replication key (`key`) moves `mark`.
+
+    Records older than `floor` (the bookmark less the overlap, for a vendor that cannot filter)
+    are dropped; `newest_first`, the first of them ends the read. A record without a key is kept,
+    so that the mapping can quarantine it.
+    """
+    for page in pages:
+        found: list[Item] = []
+        for record in page:
+            value = key(record)
+            if floor is not None and value is not None and value < floor:
+                if newest_first:
+                    yield found
+                    return
+                continue
+            mark.seen(value)
+            found.extend(items(record))
+        yield found
 
 
 class Marks(Generic[V]):

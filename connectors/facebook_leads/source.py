@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, SourceContext
-from connectors.base.paging import Marks, bookmarked
+from connectors.base.paging import Marks, bookmarked, itemized
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
@@ -65,15 +65,12 @@ class LeadsStream:
         start = self.settings.start_time
         since = mark.start(self.settings.overlap_seconds, int(start.timestamp()) if start else None)
 
-        def batches() -> Iterator[list[Item]]:
-            for batch in self.client.leads(form_id, since):
-                items: list[Item] = []
-                for lead in batch:
-                    items.extend(lead_items(self.source, lead, form_name, self.settings))
-                    mark.seen(created_unix(lead.get("created_time")))
-                yield items
+        def items(lead: Any) -> list[Item]:
+            return lead_items(self.source, lead, form_name, self.settings)
 
-        yield from bookmarked(batches(), marks.cursor(form_id, mark))
+        pages = self.client.leads(form_id, since)
+        batches = itemized(pages, items, mark, lambda lead: created_unix(lead.get("created_time")))
+        yield from bookmarked(batches, marks.cursor(form_id, mark))
 
 
 class FacebookLeadsSource:

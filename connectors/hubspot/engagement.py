@@ -24,6 +24,7 @@ from connectors.base.paging import (
     Marks,
     Request,
     bookmarked,
+    itemized,
     json_path,
     listed,
     paginate,
@@ -40,6 +41,13 @@ from connectors.hubspot.settings import HubSpotSettings
 
 DAY_MS = 86_400_000
 _events = listed("events")
+
+
+def _time(field: str) -> Callable[[Any], int | None]:
+    """A record's `field` as epoch ms (None when it is not an object, or has no readable time)."""
+    return lambda record: epoch_ms(record.get(field)) if isinstance(record, dict) else None
+
+
 ARCHIVED_PROPERTIES = ("email", "firstname", "lastname", "lastmodifieddate")
 
 
@@ -66,19 +74,13 @@ class ArchivedStream:
             after = request.params.get("after")
             return self.client.list_contacts(ARCHIVED_PROPERTIES, after, archived=True)
 
-        def batches() -> Iterator[list[Item]]:
-            for contacts in paginate(fetch, Request(""), paginator, results):
-                items: list[Item] = []
-                for contact in contacts:
-                    ms = epoch_ms(contact.get("archivedAt")) if isinstance(contact, dict) else None
-                    if floor is not None and ms is not None and ms < floor:
-                        continue
-                    mark.seen(ms or 0)
-                    items.extend(contact_items(self.source, contact, self.settings, deleted=True))
-                yield items
+        def items(contact: Any) -> list[Item]:
+            return contact_items(self.source, contact, self.settings, deleted=True)
 
+        pages = paginate(fetch, Request(""), paginator, results)
+        batches = itemized(pages, items, mark, _time("archivedAt"), floor=floor)
         yield from bookmarked(
-            batches(), lambda: {"archived_since": mark.value} if mark.moved else None
+            batches, lambda: {"archived_since": mark.value} if mark.moved else None
         )
 
 
@@ -148,23 +150,10 @@ class FormSubmissionsStream:
         def fetch(request: Request) -> Any:
             return self.client.form_submissions(form_id, request.params.get("after"))
 
-        def batches() -> Iterator[list[Item]]:
-            for submissions in paginate(fetch, Request(""), paginator, results):
-                items: list[Item] = []
-                older = False
-                for submission in submissions:
-                    ms = (
-                        epoch_ms(submission.get("submittedAt"))
-                        if isinstance(submission, dict)
-                        else None
-                    )
-                    if floor is not None and ms is not None and ms < floor:
-                        older = True  # newest first: the rest is older still
-                        break
-                    mark.seen(ms)
-                    items.extend(form_submission_items(self.source, form_id, submission))
-                yield items
-                if older:
-                    return
+        def items(submission: Any) -> list[Item]:
+            return form_submission_items(self.source, form_id, submission)
 
-        yield from bookmarked(batches(), marks.cursor(form_id, mark))
+        pages = paginate(fetch, Request(""), paginator, results)
+        # newest first: the first submission older than the floor ends the read
+        batches = itemized(pages, items, mark, _time("submittedAt"), floor=floor, newest_first=True)
+        yield from bookmarked(batches, marks.cursor(form_id, mark))

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, Stream
-from connectors.base.paging import Bookmark, Marks, bookmarked
+from connectors.base.paging import Bookmark, Marks, bookmarked, itemized
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,
@@ -108,15 +108,12 @@ class MembersStream(_Stream):
         if since is not None:
             params["since_last_changed"] = iso(since)
 
-        def batches() -> Iterator[list[Item]]:
-            for page in self.pages(f"/lists/{list_id}/members", "members", params):
-                items: list[Item] = []
-                for member in page:
-                    items.extend(member_items(self.source, list_id, member, self.settings))
-                    mark.seen(utc(member.get("last_changed")))
-                yield items
+        def items(member: Any) -> list[Item]:
+            return member_items(self.source, list_id, member, self.settings)
 
-        yield from bookmarked(batches(), marks.cursor(list_id, mark))
+        pages = self.pages(f"/lists/{list_id}/members", "members", params)
+        batches = itemized(pages, items, mark, lambda member: utc(member.get("last_changed")))
+        yield from bookmarked(batches, marks.cursor(list_id, mark))
 
 
 class EngagementStream(_Stream):

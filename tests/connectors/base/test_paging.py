@@ -22,6 +22,7 @@ from connectors.base.paging import (
     Request,
     Window,
     bookmarked,
+    itemized,
     json_path,
     listed,
     paginate,
@@ -326,6 +327,32 @@ def test_an_ascending_read_saves_the_bookmark_on_every_page_it_moved() -> None:
 
     pages = list(bookmarked(batches(), lambda: {"mark": mark.value}, every_page=True))
     assert [p.cursor for p in pages] == [{"mark": 10}, {"mark": 12}, None, {"mark": 15}]
+
+
+def test_itemized_moves_the_bookmark_and_drops_what_is_older_than_the_floor() -> None:
+    pages = [[{"t": 50}, {"t": None}, {"t": 20}], [{"t": 70}]]
+    mark = Bookmark(40)
+    any_order = list(
+        itemized(pages, lambda r: [act(r["t"] or 0)], mark, lambda r: r["t"], floor=30)
+    )
+    # 20 is below the floor and dropped; the record without a time is kept for quarantine
+    assert any_order == [[act(50), act(0)], [act(70)]]
+    assert mark.value == 70
+
+    newest_first = [[{"t": 90}, {"t": 60}], [{"t": 25}, {"t": 80}], [{"t": 10}]]
+    mark = Bookmark(40)
+    read = list(
+        itemized(
+            newest_first,
+            lambda r: [act(r["t"])],
+            mark,
+            lambda r: r["t"],
+            floor=30,
+            newest_first=True,
+        )
+    )
+    assert read == [[act(90), act(60)], []]  # 25 ends the read: 80 and the third page are not read
+    assert mark.value == 90
 
 
 def test_marks_save_each_partition_at_its_end_with_those_read_before() -> None:
