@@ -49,6 +49,7 @@ class LeadsStream:
     """Leads (and their `ad_form_submitted` activities) of every form to read."""
 
     name = STREAM
+    replication_key = "created_time"
 
     def __init__(self, source: str, settings: FacebookLeadsSettings, client: GraphClient) -> None:
         self.source, self.settings, self.client = source, settings, client
@@ -69,7 +70,9 @@ class LeadsStream:
             return lead_items(self.source, lead, form_name, self.settings)
 
         pages = self.client.leads(form_id, since)
-        batches = itemized(pages, items, mark, lambda lead: created_unix(lead.get("created_time")))
+        batches = itemized(
+            pages, items, mark, lambda lead: created_unix(lead.get(self.replication_key))
+        )
         yield from bookmarked(batches, marks.cursor(form_id, mark))
 
 

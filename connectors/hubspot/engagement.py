@@ -78,7 +78,7 @@ class ArchivedStream:
             return contact_items(self.source, contact, self.settings, deleted=True)
 
         pages = paginate(fetch, Request(""), paginator, results)
-        batches = itemized(pages, items, mark, _time("archivedAt"), floor=floor)
+        batches = itemized(pages, items, mark, _time(self.replication_key), floor=floor)
         yield from bookmarked(
             batches, lambda: {"archived_since": mark.value} if mark.moved else None
         )
@@ -155,5 +155,7 @@ class FormSubmissionsStream:
 
         pages = paginate(fetch, Request(""), paginator, results)
         # newest first: the first submission older than the floor ends the read
-        batches = itemized(pages, items, mark, _time("submittedAt"), floor=floor, newest_first=True)
+        batches = itemized(
+            pages, items, mark, _time(self.replication_key), floor=floor, newest_first=True
+        )
         yield from bookmarked(batches, marks.cursor(form_id, mark))

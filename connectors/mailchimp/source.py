@@ -112,7 +112,7 @@ class MembersStream(_Stream):
             return member_items(self.source, list_id, member, self.settings)
 
         pages = self.pages(f"/lists/{list_id}/members", "members", params)
-        batches = itemized(pages, items, mark, lambda member: utc(member.get("last_changed")))
+        batches = itemized(pages, items, mark, lambda member: utc(member.get(self.replication_key)))
         yield from bookmarked(batches, marks.cursor(list_id, mark))
 
 
@@ -120,6 +120,7 @@ class EngagementStream(_Stream):
     """Opens, clicks, bounces and unsubscribes of the campaigns sent within the lookback window."""
 
     name = "email_activity"
+    replication_key = "timestamp"  # of each activity, and of each unsubscribe
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         saved: dict[str, dict[str, str]] = dict((cursor or {}).get("campaigns") or {})
@@ -165,16 +166,16 @@ class EngagementStream(_Stream):
                 for row in page:
                     items.extend(activity_items(self.source, campaign, row))
                     for event in row.get("activity") or []:
-                        newest["activity"].seen(utc(event.get("timestamp")))
+                        newest["activity"].seen(utc(event.get(self.replication_key)))
                 yield items
 
         def unsubscribes() -> Iterator[list[Item]]:
             since = self.since(newest["unsubscribed"])
             for page in self.pages(f"/reports/{cid}/unsubscribed", "unsubscribes", {}):
                 # The report ignores date filters: keep only what is newer than the bookmark.
-                rows = [r for r in page if _after(r.get("timestamp"), since)]
+                rows = [r for r in page if _after(r.get(self.replication_key), since)]
                 for row in rows:
-                    newest["unsubscribed"].seen(utc(row.get("timestamp")))
+                    newest["unsubscribed"].seen(utc(row.get(self.replication_key)))
                 yield [unsubscribe_item(self.source, campaign, r) for r in rows]
 
         def cursor() -> Cursor | None:

@@ -36,29 +36,6 @@ TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-KEYWORDS = {
-    "select",
-    "from",
-    "where",
-    "and",
-    "or",
-    "not",
-    "order",
-    "by",
-    "limit",
-    "offset",
-    "asc",
-    "desc",
-    "nulls",
-    "first",
-    "last",
-    "in",
-    "like",
-    "null",
-    "true",
-    "false",
-}
-TEXT_TYPES = {"string", "email", "phone", "url", "textarea", "picklist", "combobox"}
 
 
 class SoqlError(Exception):
