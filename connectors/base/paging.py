@@ -24,6 +24,7 @@ dlt's `BasePaginator`: after each page `update_state(body, records)` reads the v
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
@@ -100,14 +101,16 @@ def listed(*keys: str) -> Callable[[Body], list[Any]]:
 
 @dataclass
 class Request:
-    """One call of a paged read: a path (or a vendor's next-page URL), query parameters, a body."""
+    """One call of a paged read: a path (or a vendor's next-page URL) and its query parameters.
+
+    A request with a body (a search) is built by the stream's `fetch` from the paginator's state.
+    """
 
     path: str
     params: dict[str, Any] = field(default_factory=dict)
-    json: dict[str, Any] | None = None
 
 
-class Paginator:
+class Paginator(ABC):
     """How a stream asks for its next page; subclasses read the token and write the request.
 
     Parameters:
@@ -121,14 +124,15 @@ class Paginator:
 
     def init_request(self, request: Request) -> None:
         """Set up the first request (page size, first offset); nothing by default."""
+        return None
 
+    @abstractmethod
     def update_state(self, body: Body, records: Sequence[Any]) -> None:
         """Read the next page's token from the page just read; set `has_next_page`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update_request(self, request: Request) -> None:
         """Put the token into the request for the next page."""
-        raise NotImplementedError
 
     def recover(self, error: RequestRejected) -> bool:
         """Whether a refused request can be replaced by another (the request updated); no."""
