@@ -8,7 +8,10 @@
           optionally QualifiedActions.on_qualified(QualifiedItem batch)
 
 Shared behaviour lives once: retries, rate budgets and error classification in `core.http`, paging
-and bookmarks in `connectors.base.paging`, the destination block in `connectors.base.settings`.
+and bookmarks in `connectors.base.paging`, the destination block in `connectors.base.settings`,
+and here what every vendor does alike: settings validators (`http_url`, `lead_field_targets`,
+`not_blank`), errors named after their block (`named`), calls of at most N (`batched`), and
+batch outcomes (`addressable`, `same_outcome`).
 """
 
 from __future__ import annotations
