@@ -3,6 +3,7 @@
     HttpClient.request(method, url)
     ├── pace hold-off      the vendor's usage headers asked us to slow down (optional `pace` hook)
     ├── RateBudget         acquire(vendor account) blocks until one more request fits
+    │                      (`core.budgets`: in-process or shared in Redis; `budget_for` picks)
     ├── httpx send         transport errors and timeouts → TransientError
     ├── classification     the connector's `classify` hook first, then the default table:
     │                      401/403 AuthError · 429 RateLimited · 408/5xx TransientError ·

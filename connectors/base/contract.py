@@ -124,8 +124,8 @@ def batched(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 class Stream(Protocol):
     """One kind of record of a source (`contacts`, `email_events`, …), read from a bookmark on.
 
-    Most streams are a `connectors.base.paging.PagedStream`: a request, a paginator and a
-    replication key, declared.
+    A stream names its paginator and its `replication_key`; `connectors.base.paging` pages
+    through the vendor and moves the bookmark.
     """
 
     name: str
