@@ -40,15 +40,13 @@ from connectors.hubspot.mapping import (
 from connectors.hubspot.settings import HubSpotSettings
 
 DAY_MS = 86_400_000
+ARCHIVED_PROPERTIES = ("email", "firstname", "lastname", "lastmodifieddate")
 _events = listed("events")
 
 
 def _time(field: str) -> Callable[[Any], int | None]:
     """A record's `field` as epoch ms (None when it is not an object, or has no readable time)."""
     return lambda record: epoch_ms(record.get(field)) if isinstance(record, dict) else None
-
-
-ARCHIVED_PROPERTIES = ("email", "firstname", "lastname", "lastmodifieddate")
 
 
 def _more(answer: Any) -> Any:
