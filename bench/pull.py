@@ -29,7 +29,7 @@ _records_per_person: dict[str, float] = {}
 
 def pull_vendor(vendor: str, people: int) -> dict[str, Any]:
     """Pull every source of `vendor`'s demo blocks from a sandbox of `people` people."""
-    from connectors.base.contract import SourceContext, get_connector
+    from connectors.base import SourceContext, open_source
 
     world = World.build(seed=SEED, people=people)
     with sandbox_hub(world, [vendor]) as hub, hub_config(hub.base, [vendor]) as (config, tmp):
@@ -39,8 +39,8 @@ def pull_vendor(vendor: str, people: int) -> dict[str, Any]:
         records, requests, seconds, in_sandbox, errors = 0, 0, 0.0, 0.0, []
         try:
             for name, block in config.sources.items():
-                connector = get_connector(block.connector)()
-                source = connector.source(block.settings, SourceContext(name, config.base_dir))
+                context = SourceContext(name, config.base_dir)
+                source = open_source(block.connector, block.settings, context)
                 hub.counter.reset()
                 started = time.perf_counter()
                 result = pull_source(store, name, source)

@@ -25,8 +25,7 @@ from bench.sandboxes import (
     routes_summary,
     sandbox_hub,
 )
-from connectors.base.contract import SourceContext, get_connector
-from connectors.base.settings import open_destination
+from connectors.base import SourceContext, open_destination, open_source
 from connectors.sandbox.hub import VENDORS
 from connectors.sandbox.world import World
 from core.config import HubConfig
@@ -93,8 +92,8 @@ def _measure(
     vendor: str, hub: SandboxHub, config: HubConfig, store: Store, base_dir: Path, leads: int
 ) -> list[dict[str, Any]]:
     for name, source_config in config.sources.items():
-        source = get_connector(source_config.connector)().source(
-            source_config.settings, SourceContext(name, base_dir)
+        source = open_source(
+            source_config.connector, source_config.settings, SourceContext(name, base_dir)
         )
         pulled = pull_source(store, name, source)
         if pulled.error:

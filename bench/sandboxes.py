@@ -114,7 +114,7 @@ def missing(vendor: str) -> str | None:
     """Why `vendor` cannot be benchmarked, or None when it can."""
     if _create_app(vendor) is None:
         return "sandbox not installed"
-    from connectors.base.contract import load_connectors
+    from connectors.base import load_connectors
 
     if vendor not in load_connectors():
         return "connector not installed"

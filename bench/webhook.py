@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bench.sandboxes import SandboxHub, hub_config, missing, sandbox_hub
-from connectors.base.contract import SourceContext, get_connector
-from connectors.base.settings import open_destination
+from connectors.base import SourceContext, open_source
+from connectors.base.registry import open_destination
+from connectors.facebook_leads import FacebookLeadsConnector
 from connectors.sandbox.world import World
 from core.errors import ConfigError
 from core.pipeline import outbox
@@ -105,7 +106,7 @@ def measure(vendor: str, deliveries: int) -> dict[str, Any]:
             _seed(store, config, vendor, cfg, destination)
             handle = store_score_push(store, config.models, [(cfg, destination)])
             fb = config.source(SOURCE)
-            receiver = get_connector("facebook_leads")().webhook(
+            receiver = FacebookLeadsConnector().webhook(
                 fb.settings, SourceContext(SOURCE, config.base_dir), handle
             )
             with serve(receiver.app()) as receiver_base:
@@ -134,9 +135,7 @@ def _seed(
     for name, block in config.sources.items():
         if block.connector != vendor:
             continue
-        source = get_connector(block.connector)().source(
-            block.settings, SourceContext(name, config.base_dir)
-        )
+        source = open_source(block.connector, block.settings, SourceContext(name, config.base_dir))
         pull_source(store, name, source)
     scorer.score(store, config.models, full=True)
     outbox.push(store, cfg, destination)

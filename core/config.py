@@ -12,17 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from connectors.base import registry
+from connectors.base.settings import DestinationSettings, describe
 from core.errors import ConfigError
 from core.http import register_secret
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
-
-if TYPE_CHECKING:
-    from connectors.base.settings import DestinationSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 TOP_LEVEL = {"sources", "destinations", "scoring", "identity"}
@@ -96,22 +95,6 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def describe(exc: ValidationError, prefix: str) -> list[str]:
-    """One line per pydantic error, each naming its path in the hub file."""
-    lines = []
-    for err in exc.errors():
-        where = prefix
-        for part in err["loc"]:
-            where = f"{where}[{part}]" if isinstance(part, int) else _join(where, part)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "field required"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown setting"
-        lines.append(f"{where}: {msg}")
-    return lines
-
-
 def register_secrets(model: BaseModel) -> None:
     """Tell the log redactor about every secret value in a settings model."""
     for name in type(model).model_fields:
@@ -144,12 +127,10 @@ def load_hub(path: Path, env: Mapping[str, str] | None = None) -> HubConfig:
 
 
 def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
-    from connectors.base.contract import load_connectors
-
     if not isinstance(raw, dict):
         errors.append("sources: must be a mapping of source name to settings")
         return {}
-    connectors = load_connectors()
+    connectors = registry.load_connectors()
     found = {}
     for name, block in raw.items():
         where = f"sources.{name}"
@@ -179,19 +160,16 @@ def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, Sour
 
 
 def _load_destinations(raw: Any, errors: list[str]) -> dict[str, DestinationConfig]:
-    from connectors.base.contract import load_connectors
-    from connectors.base.settings import validate_destination
-
     if not isinstance(raw, dict):
         errors.append("destinations: must be a mapping of destination name to settings")
         return {}
-    connectors = load_connectors()
+    connectors = registry.load_connectors()
     found = {}
     for name, block in raw.items():
         if not isinstance(block, dict) or "connector" not in block:
             errors.append(f"destinations.{name}.connector: field required")
             continue
-        settings, problems = validate_destination(name, block, connectors)
+        settings, problems = registry.validate_destination(name, block, connectors)
         errors.extend(problems)
         if settings is not None:
             register_secrets(settings.options)

@@ -3,6 +3,7 @@
     HttpClient.request(method, url)
     ├── pace hold-off      the vendor's usage headers asked us to slow down (optional `pace` hook)
     ├── RateBudget         acquire(vendor account) blocks until one more request fits
+    │                      (`core.budgets`: in-process or shared in Redis; `budget_for` picks)
     ├── httpx send         transport errors and timeouts → TransientError
     ├── classification     the connector's `classify` hook first, then the default table:
     │                      401/403 AuthError · 429 RateLimited · 408/5xx TransientError ·
@@ -30,7 +31,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from core.budgets import LocalRateBudget, PaginationGuard, RateBudget
+from core.budgets import LocalRateBudget, RateBudget, RedisRateBudget, budget_for
 from core.errors import (
     AuthError,
     HTTPError,
@@ -51,11 +52,12 @@ __all__ = [
     "REDACTED",
     "HttpClient",
     "LocalRateBudget",
-    "PaginationGuard",
     "RateBudget",
     "RedactingFilter",
+    "RedisRateBudget",
     "RetryPolicy",
     "Verdict",
+    "budget_for",
     "classify_status",
     "parse_retry_after",
     "redact",

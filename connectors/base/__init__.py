@@ -1,5 +1,12 @@
 """The connector contract: what a connector provides and what the hub gives it.
 
+    contract.py   records in (Page, Item, Stream, Source), writes out (WriteItem, Destination),
+                  and the Connector protocols an entry point satisfies
+    settings.py   the destination block of the hub file (write-back keys, templates)
+    paging.py     declared paging: paginators, one paging loop, the bookmark in one place
+    registry.py   load_connectors / get_connector / open_source / open_destination
+    state.py      private state files beside the hub file (rotated tokens, remembered checks)
+
 Everything a connector needs from the hub is re-exported here.
 """
 
@@ -16,15 +23,43 @@ from connectors.base.contract import (
     QualifiedActions,
     QualifiedItem,
     Source,
+    SourceConnector,
     SourceContext,
     Stream,
     WriteItem,
     WriteOutcome,
-    checkpointed,
-    get_connector,
+    addressable,
+    batched,
     http_url,
     json_kind,
+    lead_field_targets,
+    named,
+    not_blank,
+    same_outcome,
+)
+from connectors.base.paging import (
+    Bookmark,
+    CappedSearchPaginator,
+    CursorPaginator,
+    Marks,
+    NextLinkPaginator,
+    OffsetPaginator,
+    PaginationGuard,
+    Paginator,
+    Request,
+    Window,
+    bookmarked,
+    itemized,
+    json_path,
+    listed,
+    paginate,
+)
+from connectors.base.registry import (
+    get_connector,
     load_connectors,
+    open_destination,
+    open_source,
+    validate_destination,
 )
 from connectors.base.settings import (
     TEMPLATE_FIELDS,
@@ -32,39 +67,61 @@ from connectors.base.settings import (
     DestinationSettings,
     OnQualifiedSettings,
     Output,
-    open_destination,
+    describe,
     render,
-    validate_destination,
 )
 
 __all__ = [
     "TEMPLATE_FIELDS",
     "WRITEBACK_KEYS",
+    "Bookmark",
+    "CappedSearchPaginator",
     "Connector",
     "ConnectorSettings",
     "Cursor",
+    "CursorPaginator",
     "Destination",
     "DestinationConnector",
     "DestinationContext",
     "DestinationSettings",
     "Invalid",
     "Item",
+    "Marks",
+    "NextLinkPaginator",
+    "OffsetPaginator",
     "OnQualifiedSettings",
     "Output",
     "Page",
+    "PaginationGuard",
+    "Paginator",
     "QualifiedActions",
     "QualifiedItem",
+    "Request",
     "Source",
+    "SourceConnector",
     "SourceContext",
     "Stream",
+    "Window",
     "WriteItem",
     "WriteOutcome",
-    "checkpointed",
+    "addressable",
+    "batched",
+    "bookmarked",
+    "describe",
     "get_connector",
     "http_url",
+    "itemized",
     "json_kind",
+    "json_path",
+    "lead_field_targets",
+    "listed",
     "load_connectors",
+    "named",
+    "not_blank",
     "open_destination",
+    "open_source",
+    "paginate",
     "render",
+    "same_outcome",
     "validate_destination",
 ]

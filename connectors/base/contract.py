@@ -1,28 +1,34 @@
 """The connector contract: sources yield pages of records, destinations write batches.
 
-A connector is mostly data (paths, params, cursor field, a parse function per stream); shared
-behaviour — retries, rate budgets, pagination guards, error classification — lives in `core.http`
-and here. Connectors register under the entry-point group `leadhub.connectors`.
+    Connector            an entry point in `leadhub.connectors` (`connectors.base.registry`)
+    ├── SourceConnector       .source(settings, SourceContext) → Source
+    │     Source.streams() → Stream.read(cursor) → Page(items, cursor)
+    └── DestinationConnector  .destination(settings, DestinationContext) → Destination
+          Destination.prepare(); Destination.write(WriteItem batch) → WriteOutcome per item;
+          optionally QualifiedActions.on_qualified(QualifiedItem batch)
+
+Shared behaviour lives once: retries, rate budgets and error classification in `core.http`, paging
+and bookmarks in `connectors.base.paging`, the destination block in `connectors.base.settings`,
+and here what every vendor does alike: settings validators (`http_url`, `lead_field_targets`,
+`not_blank`), errors named after their block (`named`), calls of at most N (`batched`), and
+batch outcomes (`addressable`, `same_outcome`).
 """
 
 from __future__ import annotations
 
-import logging
+import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
-from core.errors import ConfigError
-from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-
-if TYPE_CHECKING:
-    from connectors.base.settings import DestinationSettings
+from connectors.base.settings import DestinationSettings
+from core.errors import HTTPError
+from core.records import LEAD_FIELDS, ActivityRecord, LeadRecord, OutcomeRecord
 
 Cursor = dict[str, Any]
 
@@ -66,6 +72,9 @@ class Page:
     cursor: Cursor | None
 
 
+# -- what every connector does the same way ------------------------------------------------------
+
+
 def http_url(value: str | None) -> str | None:
     """A settings validator: `value` must be an http(s) URL with a host; a trailing `/` goes."""
     if value is None:
@@ -76,25 +85,49 @@ def http_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
-def checkpointed(
-    batches: Iterable[list[Item]], final: Callable[[], Cursor | None]
-) -> Iterator[Page]:
-    """Pages of `batches`, held one behind so that the last carries `final()`: a bookmark known only
-    once everything was read (None: the bookmark stays). Empty batches are skipped."""
-    held: list[Item] | None = None
-    for items in batches:
-        if not items:
-            continue
-        if held is not None:
-            yield Page(held, None)
-        held = items
-    cursor = final()
-    if held is not None or cursor is not None:
-        yield Page(held or [], cursor)
+def lead_field_targets(value: dict[str, str]) -> dict[str, str]:
+    """A settings validator: every vendor field of a `fields:` map names a lead field."""
+    for key, target in value.items():
+        if target not in LEAD_FIELDS:
+            known = ", ".join(LEAD_FIELDS)
+            raise ValueError(f"{key}: {target!r} is not a lead field (known: {known})")
+    return value
+
+
+def not_blank(value: SecretStr) -> SecretStr:
+    """A settings validator: a secret (token, client secret) must not be empty or blank."""
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+E = TypeVar("E", bound=HTTPError)
+
+
+def named(error: E, where: str) -> E:
+    """The same error (type, status, body, retry_after) with the connector block named first."""
+    renamed = copy.copy(error)
+    renamed.args = (f"{where}: {error}",)
+    return renamed
+
+
+T = TypeVar("T")
+
+
+def batched(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`values` in runs of at most `size`, in order (a vendor's limit on one call)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @runtime_checkable
 class Stream(Protocol):
+    """One kind of record of a source (`contacts`, `email_events`, …), read from a bookmark on.
+
+    A stream names its paginator and its `replication_key`; `connectors.base.paging` pages
+    through the vendor and moves the bookmark.
+    """
+
     name: str
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
@@ -120,6 +153,8 @@ class SourceContext:
 
 @runtime_checkable
 class Source(Protocol):
+    """One configured source: its name in the hub file and its streams."""
+
     name: str
 
     def streams(self) -> Sequence[Stream]: ...
@@ -209,54 +244,56 @@ class QualifiedActions(Protocol):
         ...
 
 
+class _ForLead(Protocol):
+    @property
+    def lead_id(self) -> int: ...
+
+
+L = TypeVar("L", bound=_ForLead)
+
+
+def same_outcome(
+    items: Iterable[_ForLead], status: Literal["ok", "retry", "rejected"], reason: str
+) -> dict[int, WriteOutcome]:
+    """One outcome for every item of a batch (the whole call was refused, or must wait)."""
+    return {i.lead_id: WriteOutcome(i.lead_id, status, reason=reason) for i in items}
+
+
+def addressable(
+    batch: Sequence[L],
+    has_key: Callable[[L], object],
+    reason: str,
+    outcomes: dict[int, WriteOutcome],
+) -> list[L]:
+    """The items the vendor can address (`has_key`: an email, a record id); each other item is
+    rejected into `outcomes` with `reason`."""
+    ready = [item for item in batch if has_key(item)]
+    outcomes.update(same_outcome((i for i in batch if not has_key(i)), "rejected", reason))
+    return ready
+
+
 class Connector(Protocol):
-    """What an entry point in `leadhub.connectors` must resolve to."""
+    """What an entry point in `leadhub.connectors` resolves to: a class the hub instantiates.
+
+    Its hub-file block is validated by `settings_model`; it reads (`SourceConnector`), writes back
+    (`DestinationConnector`), or both.
+    """
 
     name: ClassVar[str]
     settings_model: ClassVar[type[ConnectorSettings]]
+
+
+@runtime_checkable
+class SourceConnector(Connector, Protocol):
+    """A connector that reads: its `source` builds the Source of one validated block."""
 
     def source(self, settings: Any, context: SourceContext) -> Source: ...
 
 
-class DestinationConnector(Protocol):
+@runtime_checkable
+class DestinationConnector(Connector, Protocol):
     """A connector that writes back. Its block's own keys (everything but the write-back keys
-    of `DestinationSettings`) are validated by `destination_settings_model`, or by
-    `settings_model` when it has none."""
-
-    name: ClassVar[str]
-    settings_model: ClassVar[type[ConnectorSettings]]
+    of `DestinationSettings`) are validated by a `destination_settings_model` class attribute
+    when it has one, else by `settings_model`."""
 
     def destination(self, settings: Any, context: DestinationContext) -> Destination: ...
-
-
-_BROKEN: dict[str, str] = {}
-
-
-def load_connectors() -> dict[str, Any]:
-    """Every connector registered under the `leadhub.connectors` entry-point group.
-
-    A plugin that fails to import is left out (and named when someone asks for it), so one broken
-    third-party connector does not take the whole hub down.
-    """
-    found: dict[str, Any] = {}
-    for ep in entry_points(group="leadhub.connectors"):
-        try:
-            found[ep.name] = ep.load()
-        except Exception as exc:  # a plugin's import error is its own, not the hub's
-            _BROKEN[ep.name] = f"{type(exc).__name__}: {exc}"
-            logging.getLogger("leadhub.connectors").warning(
-                "connector %r could not be loaded: %s", ep.name, exc
-            )
-    return found
-
-
-def get_connector(name: str) -> Any:
-    connectors = load_connectors()
-    if name not in connectors:
-        if name in _BROKEN:
-            raise ConfigError(
-                f"connector {name!r} is installed but failed to load: {_BROKEN[name]}"
-            )
-        known = ", ".join(sorted(connectors)) or "none installed"
-        raise ConfigError(f"unknown connector {name!r} (known: {known})")
-    return connectors[name]

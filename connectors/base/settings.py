@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.records import LEAD_FIELDS
-
-if TYPE_CHECKING:
-    from connectors.base.contract import Destination
 
 Output = Literal[
     "total",
@@ -59,6 +55,29 @@ class _Template(string.Formatter):
             return str(super().format_field(value, format_spec))
         except (TypeError, ValueError):
             return str(value)
+
+
+def describe(exc: ValidationError, prefix: str) -> list[str]:
+    """One line per pydantic error, each naming its path in the hub file.
+
+    Example: `describe(exc, "sources.fb")` → `["sources.fb.page_id: field required"]`.
+    """
+    lines = []
+    for err in exc.errors():
+        where = prefix
+        for part in err["loc"]:
+            where = f"{where}[{part}]" if isinstance(part, int) else _join(where, part)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "field required"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{where}: {msg}")
+    return lines
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
@@ -169,44 +188,3 @@ class DestinationSettings(BaseModel):
 
 
 WRITEBACK_KEYS = frozenset(DestinationSettings.model_fields) - {"name", "options"}
-
-
-def validate_destination(
-    name: str, block: Mapping[str, Any], connectors: Mapping[str, Any]
-) -> tuple[DestinationSettings | None, list[str]]:
-    """Validate one destination block; returns the settings, or None and one line per problem."""
-    from core.config import describe
-
-    where = f"destinations.{name}"
-    kind = block.get("connector")
-    if not isinstance(kind, str) or kind not in connectors:
-        known = ", ".join(sorted(connectors)) or "none installed"
-        return None, [f"{where}.connector: unknown connector {kind!r} (known: {known})"]
-    cls = connectors[kind]
-    if not hasattr(cls, "destination"):
-        return None, [f"{where}.connector: the {kind} connector cannot write back"]
-    options_model = getattr(cls, "destination_settings_model", None) or cls.settings_model
-    own = {k: v for k, v in block.items() if k not in WRITEBACK_KEYS or k == "connector"}
-    errors: list[str] = []
-    try:
-        options = options_model.model_validate(own)
-    except ValidationError as exc:
-        errors.extend(describe(exc, where))
-    try:
-        common = {k: v for k, v in block.items() if k in WRITEBACK_KEYS}
-        settings = DestinationSettings.model_validate({**common, "name": name})
-    except ValidationError as exc:
-        errors.extend(describe(exc, where))
-    if errors:
-        return None, errors
-    return settings.model_copy(update={"options": options}), []
-
-
-def open_destination(settings: DestinationSettings, base_dir: Path = Path(".")) -> Destination:
-    """Build the destination object of a validated block through the connector registry."""
-    from connectors.base.contract import DestinationContext, get_connector
-
-    connector = get_connector(settings.connector)()
-    context = DestinationContext(settings.name, settings, base_dir)
-    destination: Destination = connector.destination(settings.options, context)
-    return destination

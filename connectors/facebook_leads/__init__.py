@@ -1,10 +1,11 @@
 """The Facebook Lead Ads connector: form leads by polling the Graph API and in real time by webhook.
 
     client.py         Graph calls: auth and appsecret_proof, error codes, usage headers, paging
+    settings.py       the source block
     mapping.py        a Graph lead → LeadRecord + `ad_form_submitted` activity
     source.py         the `leads` stream (per form, filtered on time_created) and the connector
     webhook.py        the `/webhooks/facebook` receiver (handshake, signatures, de-duplication)
-    sandbox.py        a Graph sandbox seeded from the synthetic world (+ sandbox_world.py)
+    sandbox/          a Graph sandbox (app.py) seeded from the synthetic world (world.py)
 
 Settings: `connectors/facebook_leads/README.md`.
 """

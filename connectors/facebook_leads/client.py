@@ -14,21 +14,21 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base.contract import named
+from connectors.base.paging import NextLinkPaginator, Request, listed, paginate
 from connectors.facebook_leads.settings import FacebookLeadsSettings
 from core.errors import AuthError, HTTPError, RateLimited, RequestRejected, SourceError
 from core.errors import TransientError as Transient
-from core.http import HttpClient, PaginationGuard, RetryPolicy, Verdict
+from core.http import HttpClient, RetryPolicy, Verdict
 
 LEAD_FIELDS = (
     "id,created_time,ad_id,ad_name,adset_id,adset_name,campaign_id,campaign_name,form_id,"
@@ -168,13 +168,6 @@ def pacer(slow_down_at: float) -> Callable[[httpx.Response], float | None]:
     return pace
 
 
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the source named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
-
-
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -220,7 +213,6 @@ class GraphClient:
             pace=pacer(settings.slow_down_at),
             sleep=sleep,
         )
-        self._origin = urlsplit(settings.graph_url)[:2]
         self._forms: dict[str, dict[str, Any]] = {}
 
     def get(self, url: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -231,32 +223,22 @@ class GraphClient:
         try:
             body = self.http.json("GET", str(target.copy_with(query=None)), params=query)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
         if not isinstance(body, dict):
             raise SourceError(f"{self.where}: GET {url} answered {type(body).__name__}, not JSON")
         return body
 
     def pages(self, path: str, params: Mapping[str, Any], stream: str) -> Iterator[list[Any]]:
         """Each page's `data`, following `paging.next` until it is absent (not until empty)."""
-        guard = PaginationGuard(stream)
-        url: str | None = path
-        query: Mapping[str, Any] | None = params
-        while url is not None:
-            body = self.get(url, query)
-            data = body.get("data")
-            yield data if isinstance(data, list) else []
-            url, query = self._next(body.get("paging")), None
-            if url is not None:
-                guard.check(url)
+        # The token goes with every request, so a next link must only lead back to the Graph host.
+        paginator = NextLinkPaginator(
+            stream, "paging.next", origin=self.settings.graph_url, where=self.where
+        )
 
-    def _next(self, paging: Any) -> str | None:
-        url = paging.get("next") if isinstance(paging, dict) else None
-        if not url:
-            return None
-        # The token goes with every request, so it must only go back to the Graph host.
-        if urlsplit(url)[:2] != self._origin:
-            raise SourceError(f"{self.where}: paging.next points away from {self._origin[1]}")
-        return str(url)
+        def fetch(request: Request) -> dict[str, Any]:
+            return self.get(request.path, request.params)
+
+        return paginate(fetch, Request(path, dict(params)), paginator, listed("data"))
 
     def forms(self) -> list[dict[str, Any]]:
         """The forms to read: the configured ids, else the Page's forms in the wanted statuses."""

@@ -22,8 +22,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base.contract import ConnectorSettings, http_url
-from core.records import LEAD_FIELDS
+from connectors.base.contract import ConnectorSettings, http_url, lead_field_targets, not_blank
 
 FormStatus = Literal["ACTIVE", "ARCHIVED", "DELETED", "DRAFT"]
 ACTIVE_OR_ARCHIVED: tuple[FormStatus, ...] = ("ACTIVE", "ARCHIVED")
@@ -92,21 +91,8 @@ class FacebookLeadsSettings(ConnectorSettings):
     def _http_url(cls, value: str) -> str:
         return http_url(value) or value
 
-    @field_validator("access_token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("fields")
-    @classmethod
-    def _lead_fields(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, target in value.items():
-            if target not in LEAD_FIELDS:
-                known = ", ".join(LEAD_FIELDS)
-                raise ValueError(f"{key}: {target!r} is not a lead field (known: {known})")
-        return value
+    _token = field_validator("access_token")(not_blank)
+    _lead_fields = field_validator("fields")(lead_field_targets)
 
     @property
     def graph_url(self) -> str:

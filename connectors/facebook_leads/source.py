@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, SourceContext
+from connectors.base.paging import Marks, bookmarked, itemized
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
@@ -48,46 +49,31 @@ class LeadsStream:
     """Leads (and their `ad_form_submitted` activities) of every form to read."""
 
     name = STREAM
+    replication_key = "created_time"
 
     def __init__(self, source: str, settings: FacebookLeadsSettings, client: GraphClient) -> None:
         self.source, self.settings, self.client = source, settings, client
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        saved = (cursor or {}).get("forms") or {}
-        marks = {str(form_id): int(mark) for form_id, mark in saved.items()}
+        marks = Marks("forms", cursor, load=int)
         for form in self.client.forms():
             yield from self._read_form(form, marks)
 
-    def _since(self, mark: int | None) -> int | None:
-        start = self.settings.start_time
-        floor = int(start.timestamp()) if start is not None else None
-        if mark is None:
-            return floor
-        since = mark - self.settings.overlap_seconds
-        return since if floor is None else max(since, floor)
-
-    def _read_form(self, form: Mapping[str, Any], marks: dict[str, int]) -> Iterator[Page]:
-        """The form's pages; the last one carries the advanced bookmark (`marks` is updated)."""
+    def _read_form(self, form: Mapping[str, Any], marks: Marks[int]) -> Iterator[Page]:
+        """The form's pages; the last one carries the advanced bookmark."""
         form_id, form_name = str(form["id"]), form.get("name")
-        newest = marks.get(form_id)
-        held: list[Item] = []  # one page behind, so that the last page can carry the cursor
-        for batch in self.client.leads(form_id, self._since(newest)):
-            items: list[Item] = []
-            for lead in batch:
-                items.extend(lead_items(self.source, lead, form_name, self.settings))
-                created = created_unix(lead.get("created_time"))
-                if created is not None:
-                    newest = created if newest is None else max(newest, created)
-            if not items:
-                continue  # an empty page with a `next` link: keep going
-            if held:
-                yield Page(held, None)
-            held = items
-        if newest is not None and newest != marks.get(form_id):
-            marks[form_id] = newest
-            yield Page(held, {"forms": dict(marks)})
-        elif held:
-            yield Page(held, None)
+        mark = marks.bookmark(form_id)
+        start = self.settings.start_time
+        since = mark.start(self.settings.overlap_seconds, int(start.timestamp()) if start else None)
+
+        def items(lead: Any) -> list[Item]:
+            return lead_items(self.source, lead, form_name, self.settings)
+
+        pages = self.client.leads(form_id, since)
+        batches = itemized(
+            pages, items, mark, lambda lead: created_unix(lead.get(self.replication_key))
+        )
+        yield from bookmarked(batches, marks.cursor(form_id, mark))
 
 
 class FacebookLeadsSource:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from connectors.base.state import RefreshTokenFile
 from connectors.hubspot.settings import OAuthSettings
 from core.errors import AuthError, HTTPError, RequestRejected
 from core.http import HttpClient, RetryPolicy, register_secret
-from core.statefile import RefreshTokenFile
 
 
 class Credentials(Protocol):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.statefile import read_json, write_private_json
+from connectors.base.state import read_json, write_private_json
 
 Options = dict[str, list[dict[str, Any]]]
 

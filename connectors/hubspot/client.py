@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from connectors.base.contract import batched
 from connectors.hubspot.auth import TOKEN_RETRY, Credentials, OAuthTokens, StaticToken
 from connectors.hubspot.settings import HubSpotSettings
 from core.errors import AuthError, RateLimited, RequestRejected, TransientError
@@ -33,9 +34,9 @@ from core.http import (
     RateBudget,
     RetryPolicy,
     Verdict,
+    budget_for,
     parse_retry_after,
 )
-from core.jobs.ratelimit import budget_for
 
 EMAIL_EVENTS_PATH = "/email/public/v1/events"
 FORM_SUBMISSIONS_PATH = "/form-integrations/v1/submissions/forms/{form_id}"
@@ -288,10 +289,10 @@ class HubSpotClient:
     ) -> list[dict[str, Any]]:
         """`batch/read` in calls of at most 100 ids (or emails with `id_property="email"`)."""
         found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), 100):
+        for chunk in batched(ids, 100):
             body: dict[str, Any] = {
                 "properties": list(properties),
-                "inputs": [{"id": i} for i in ids[start : start + 100]],
+                "inputs": [{"id": i} for i in chunk],
             }
             if id_property:
                 body["idProperty"] = id_property

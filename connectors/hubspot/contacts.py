@@ -18,51 +18,52 @@ chunks through `batch/read` (POST bodies, 100 ids per call) and merged into the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from connectors.base.contract import Cursor, Item, Page
+from connectors.base.paging import (
+    Bookmark,
+    CappedSearchPaginator,
+    CursorPaginator,
+    Request,
+    Window,
+    bookmarked,
+    json_path,
+    listed,
+    paginate,
+)
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.mapping import chunk_properties, contact_items, contact_properties, epoch_ms
 from connectors.hubspot.settings import HubSpotSettings
-from core.errors import RequestRejected, SourceError
-from core.http import PaginationGuard
 
 SEARCH_BODY_RESERVE = 600  # characters of a search body besides the property list
+results = listed("results")
+"""A page's results; one that is not an object is kept, to be quarantined by the mapping."""
+next_after = json_path("paging", "next", "after")
 
 
-@dataclass(frozen=True)
-class Query:
-    """One search window: `lastmodifieddate <op> ts`, optionally `hs_object_id GT id_gt`."""
-
-    op: str  # GTE | GT | EQ
-    ts: int
-    id_gt: int | None = None
-
-
-@dataclass
-class _Run:
-    watermark: int
-    emitted: dict[str, int | None] = field(default_factory=dict)  # id → modified ms read this run
-    last_cursor: Cursor | None = None
+def modified(contact: Any) -> tuple[str, int | None]:
+    """A contact's id and its last modification (epoch ms; None when it has none)."""
+    props = contact.get("properties")
+    ms = epoch_ms((props.get("lastmodifieddate") if isinstance(props, dict) else None)
+                  or contact.get("updatedAt"))  # fmt: skip
+    return str(contact.get("id") or ""), ms
 
 
-def _results(answer: Any) -> list[Any]:
-    """The page's results; one that is not an object is kept, to be quarantined by the mapping."""
-    results = (answer or {}).get("results") if isinstance(answer, dict) else None
-    return results if isinstance(results, list) else []
-
-
-def _next_after(answer: Any) -> str | None:
-    after = (((answer or {}).get("paging") or {}).get("next") or {}).get("after")
-    return str(after) if after not in (None, "") else None
+def position(contact: Any) -> tuple[int, int] | None:
+    """Where a search result stands in the sort: (modified ms, numeric id)."""
+    if not isinstance(contact, dict):
+        return None
+    cid, ms = modified(contact)
+    return (ms, int(cid)) if ms is not None and cid.isdigit() else None
 
 
 class ContactsStream:
     """Contacts → leads (plus outcomes and merged ids); see the module docstring."""
 
     name = "contacts"
+    replication_key = "lastmodifieddate"
 
     def __init__(
         self, source: str, settings: HubSpotSettings, client: HubSpotClient,
@@ -86,80 +87,52 @@ class ContactsStream:
 
     def _list(self, cursor: Cursor) -> Iterator[Page]:
         since = int(cursor.get("since") or self._clock() * 1000 - self.overlap_ms)
-        after: str | None = cursor.get("after")
-        guard = PaginationGuard(f"{self.source}.contacts")
-        while True:
-            answer = self.client.list_contacts(self.list_chunks[0], after)
-            contacts = self._complete(_results(answer), self.list_chunks[1:])
-            after = _next_after(answer)
-            guard.check(after)
-            items = self._items(contacts)
-            if after is None:
+        paginator = CursorPaginator(
+            f"{self.source}.contacts", next_after, start=cursor.get("after")
+        )
+
+        def fetch(request: Request) -> Any:
+            return self.client.list_contacts(self.list_chunks[0], request.params.get("after"))
+
+        for contacts in paginate(fetch, Request(""), paginator, results):
+            items = self._items(self._complete(contacts, self.list_chunks[1:]))
+            if not paginator.has_next_page:
                 yield Page(items, {"phase": "search", "since": since})
                 return
-            yield Page(items, {"phase": "list", "after": after, "since": since})
+            yield Page(items, {"phase": "list", "after": paginator.value, "since": since})
 
     # -- increments ----------------------------------------------------------------------------
 
     def _search(self, since: int) -> Iterator[Page]:
-        run = _Run(watermark=since)
-        query: Query | None = Query("GTE", max(0, since - self.overlap_ms))
-        while query is not None:
-            following = yield from self._window(query, run)
-            if following == query:
-                raise SourceError(f"{self.source}.contacts: the search made no progress at {query}")
-            query = following
+        mark = Bookmark(since)
+        paginator = CappedSearchPaginator(
+            f"{self.source}.contacts", since=max(0, since - self.overlap_ms),
+            cap=self.settings.search_cap, token=next_after, position=position,
+        )  # fmt: skip
 
-    def _window(self, query: Query, run: _Run) -> Generator[Page, None, Query | None]:
-        """Page through one query; return the query to go on with (None: done)."""
-        after = 0
-        last: tuple[int, int] | None = None  # (modified ms, id) of the last result
-        while True:
-            try:
-                answer = self.client.search_contacts(self._body(query, after))
-            except RequestRejected:
-                if after == 0 or last is None:
-                    raise
-                return self._restart(query, last)  # the cap came before the configured one
-            contacts = self._complete(_results(answer), self.search_chunks[1:])
-            items: list[Item] = []
-            for contact in contacts:
-                if not isinstance(contact, dict):
+        def fetch(request: Request) -> Any:
+            return self.client.search_contacts(self._body(paginator.window, paginator.after))
+
+        def complete(answer: Any) -> list[Any]:
+            return self._complete(results(answer), self.search_chunks[1:])
+
+        def batches() -> Iterator[list[Item]]:
+            for contacts in paginate(fetch, Request(""), paginator, complete):
+                items: list[Item] = []
+                for contact in contacts:
+                    if isinstance(contact, dict):
+                        cid, ms = modified(contact)
+                        if not paginator.fresh(cid, ms):
+                            continue  # read already in this run (overlap or restart)
+                        mark.seen(ms)
                     items.extend(contact_items(self.source, contact, self.settings))
-                    continue  # quarantined by contact_items, with the reason
-                cid = str(contact.get("id") or "")
-                props = contact.get("properties")
-                ms = epoch_ms((props.get("lastmodifieddate") if isinstance(props, dict) else None)
-                              or contact.get("updatedAt"))  # fmt: skip
-                if ms is not None and cid.isdigit():
-                    last = (ms, int(cid))
-                if cid in run.emitted and run.emitted[cid] == ms:
-                    continue  # read already in this run (overlap or restart)
-                run.emitted[cid] = ms
-                run.watermark = max(run.watermark, ms or 0)
-                items.extend(contact_items(self.source, contact, self.settings))
-            cursor = {"phase": "search", "since": run.watermark}
-            yield Page(items, cursor if cursor != run.last_cursor else None)
-            run.last_cursor = cursor
-            following = _next_after(answer)
-            if following is None:
-                return Query("GT", query.ts) if query.op == "EQ" else None
-            if int(following) >= self.settings.search_cap:
-                if last is None:
-                    raise SourceError(f"{self.source}.contacts: search results carry no dates")
-                return self._restart(query, last)
-            after = int(following)
+                yield items
 
-    def _restart(self, query: Query, last: tuple[int, int]) -> Query:
-        """The query that goes on past the cap from the last (timestamp, id) read."""
-        ms, cid = last
-        if query.op == "EQ":
-            return Query("EQ", query.ts, cid)
-        if ms > query.ts or query.op == "GT":
-            return Query("GTE", ms)
-        return Query("EQ", query.ts)  # a whole window in one millisecond: drain it by id
+        yield from bookmarked(
+            batches(), lambda: {"phase": "search", "since": mark.value}, every_page=True
+        )
 
-    def _body(self, query: Query, after: int) -> dict[str, Any]:
+    def _body(self, query: Window, after: int) -> dict[str, Any]:
         filters = [
             {"propertyName": "lastmodifieddate", "operator": query.op, "value": str(query.ts)}
         ]

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome, same_outcome
 from connectors.base.settings import DestinationSettings
 from connectors.hubspot.checked import PropertyCheck, fingerprint
 from connectors.hubspot.client import HubSpotClient
@@ -271,7 +271,7 @@ class HubSpotDestination:
             if self._forget_if_stale([_parsed(exc.body)]):
                 # the whole batch fails alike: no use sending it record by record
                 reason = f"{vendor_reason(exc.body)} (properties are checked again next push)"
-                return {i.lead_id: WriteOutcome(i.lead_id, "retry", reason=reason) for i in items}
+                return same_outcome(items, "retry", reason)
             if len(items) == 1:
                 return {
                     items[0].lead_id: WriteOutcome(
@@ -345,7 +345,7 @@ def _input(ref: Any, lead_id: int, properties: dict[str, str]) -> dict[str, Any]
 
 
 def _rejected(items: Sequence[Item], reason: str) -> dict[int, WriteOutcome]:
-    return {i.lead_id: WriteOutcome(i.lead_id, "rejected", reason=reason) for i in items}
+    return same_outcome(items, "rejected", reason)
 
 
 def _props(values: Any, *, skip_empty: bool = False) -> dict[str, str]:

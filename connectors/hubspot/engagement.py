@@ -17,9 +17,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from connectors.base.contract import Cursor, Item, Page, checkpointed
-from connectors.hubspot.client import HubSpotClient
-from connectors.hubspot.contacts import _next_after, _results
+from connectors.base.contract import Cursor, Item, Page
+from connectors.base.paging import (
+    Bookmark,
+    CursorPaginator,
+    Marks,
+    Request,
+    bookmarked,
+    itemized,
+    json_path,
+    listed,
+    paginate,
+)
+from connectors.hubspot.client import EMAIL_EVENTS_PATH, HubSpotClient
+from connectors.hubspot.contacts import next_after, results
 from connectors.hubspot.mapping import (
     contact_items,
     email_event_items,
@@ -27,47 +38,48 @@ from connectors.hubspot.mapping import (
     form_submission_items,
 )
 from connectors.hubspot.settings import HubSpotSettings
-from core.http import PaginationGuard
 
 DAY_MS = 86_400_000
 ARCHIVED_PROPERTIES = ("email", "firstname", "lastname", "lastmodifieddate")
+_events = listed("events")
+
+
+def _time(field: str) -> Callable[[Any], int | None]:
+    """A record's `field` as epoch ms (None when it is not an object, or has no readable time)."""
+    return lambda record: epoch_ms(record.get(field)) if isinstance(record, dict) else None
+
+
+def _more(answer: Any) -> Any:
+    """The email-events offset of the next page, when `hasMore` says there is one."""
+    return (json_path("offset")(answer) or None) if json_path("hasMore")(answer) else None
 
 
 class ArchivedStream:
     """Archived contacts → deleted lead records of this source."""
 
     name = "archived"
+    replication_key = "archivedAt"
 
     def __init__(self, source: str, settings: HubSpotSettings, client: HubSpotClient) -> None:
         self.source, self.settings, self.client = source, settings, client
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        mark = (cursor or {}).get("archived_since")
-        newest: list[int | None] = [mark]
+        mark: Bookmark[int] = Bookmark((cursor or {}).get("archived_since"))
+        floor = mark.start(self.settings.overlap_seconds * 1000)
+        paginator = CursorPaginator(f"{self.source}.archived", next_after)
 
-        def final() -> Cursor | None:
-            return {"archived_since": newest[0]} if newest[0] != mark else None
+        def fetch(request: Request) -> Any:
+            after = request.params.get("after")
+            return self.client.list_contacts(ARCHIVED_PROPERTIES, after, archived=True)
 
-        yield from checkpointed(self._batches(mark, newest), final)
+        def items(contact: Any) -> list[Item]:
+            return contact_items(self.source, contact, self.settings, deleted=True)
 
-    def _batches(self, mark: int | None, newest: list[int | None]) -> Iterator[list[Item]]:
-        floor = mark - self.settings.overlap_seconds * 1000 if mark is not None else None
-        guard = PaginationGuard(f"{self.source}.archived")
-        after: str | None = None
-        while True:
-            answer = self.client.list_contacts(ARCHIVED_PROPERTIES, after, archived=True)
-            items: list[Item] = []
-            for contact in _results(answer):
-                ms = epoch_ms(contact.get("archivedAt")) if isinstance(contact, dict) else None
-                if floor is not None and ms is not None and ms < floor:
-                    continue
-                newest[0] = max(newest[0] or 0, ms or 0)
-                items.extend(contact_items(self.source, contact, self.settings, deleted=True))
-            yield items
-            after = _next_after(answer)
-            guard.check(after)
-            if after is None:
-                return
+        pages = paginate(fetch, Request(""), paginator, results)
+        batches = itemized(pages, items, mark, _time(self.replication_key), floor=floor)
+        yield from bookmarked(
+            batches, lambda: {"archived_since": mark.value} if mark.moved else None
+        )
 
 
 class EmailEventsStream:
@@ -93,71 +105,55 @@ class EmailEventsStream:
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         start, end, offset = self._window(cursor or {})
-        guard = PaginationGuard(f"{self.source}.email_events")
-        while True:
-            params: dict[str, Any] = {
-                "startTimestamp": start,
-                "endTimestamp": end,
-                "limit": self.settings.email_events_page_size,
-                "excludeFilteredEvents": "true",
-            }
-            if offset:
-                params["offset"] = offset
-            answer = self.client.email_events(params) or {}
-            items = [i for event in answer.get("events") or [] if isinstance(event, dict)
+        paginator = CursorPaginator(
+            f"{self.source}.email_events", _more, param="offset", start=offset
+        )
+        params: dict[str, Any] = {
+            "startTimestamp": start,
+            "endTimestamp": end,
+            "limit": self.settings.email_events_page_size,
+            "excludeFilteredEvents": "true",
+        }
+        request = Request(EMAIL_EVENTS_PATH, params)
+        pages = paginate(lambda r: self.client.email_events(r.params), request, paginator, _events)
+        for events in pages:
+            items = [i for event in events if isinstance(event, dict)
                      for i in email_event_items(self.source, event, self.settings)]  # fmt: skip
-            more = answer.get("offset") if answer.get("hasMore") else None
-            if not more:
+            if not paginator.has_next_page:
                 yield Page(items, {"since": end})
                 return
-            guard.check(more)
-            offset = str(more)
-            yield Page(items, {"start": start, "end": end, "offset": offset})
+            yield Page(items, {"start": start, "end": end, "offset": paginator.value})
 
 
 class FormSubmissionsStream:
     """Submissions of the configured forms → form_submitted activities."""
 
     name = "form_submissions"
+    replication_key = "submittedAt"
 
     def __init__(self, source: str, settings: HubSpotSettings, client: HubSpotClient) -> None:
         self.source, self.settings, self.client = source, settings, client
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        marks: dict[str, int] = {
-            str(k): int(v) for k, v in ((cursor or {}).get("forms") or {}).items()
-        }
+        marks = Marks("forms", cursor, load=int)
         for form_id in self.settings.form_ids:
-            before = marks.get(form_id)
+            yield from self._read_form(form_id, marks)
 
-            def final(form_id: str = form_id, before: int | None = before) -> Cursor | None:
-                return {"forms": dict(marks)} if marks.get(form_id) != before else None
+    def _read_form(self, form_id: str, marks: Marks[int]) -> Iterator[Page]:
+        """The form's pages, newest first, down to its bookmark less the overlap."""
+        mark = marks.bookmark(form_id)
+        floor = mark.start(self.settings.overlap_seconds * 1000)
+        paginator = CursorPaginator(f"{self.source}.form_submissions.{form_id}", next_after)
 
-            yield from checkpointed(self._batches(form_id, marks), final)
+        def fetch(request: Request) -> Any:
+            return self.client.form_submissions(form_id, request.params.get("after"))
 
-    def _batches(self, form_id: str, marks: dict[str, int]) -> Iterator[list[Item]]:
-        mark = marks.get(form_id)
-        floor = mark - self.settings.overlap_seconds * 1000 if mark is not None else None
-        guard = PaginationGuard(f"{self.source}.form_submissions.{form_id}")
-        after: str | None = None
-        while True:
-            answer = self.client.form_submissions(form_id, after)
-            items: list[Item] = []
-            older = False
-            for submission in _results(answer):
-                ms = (
-                    epoch_ms(submission.get("submittedAt"))
-                    if isinstance(submission, dict)
-                    else None
-                )
-                if floor is not None and ms is not None and ms < floor:
-                    older = True  # newest first: the rest is older still
-                    break
-                if ms is not None:
-                    marks[form_id] = max(marks.get(form_id, 0), ms)
-                items.extend(form_submission_items(self.source, form_id, submission))
-            yield items
-            after = _next_after(answer)
-            guard.check(after)
-            if older or after is None:
-                return
+        def items(submission: Any) -> list[Item]:
+            return form_submission_items(self.source, form_id, submission)
+
+        pages = paginate(fetch, Request(""), paginator, results)
+        # newest first: the first submission older than the floor ends the read
+        batches = itemized(
+            pages, items, mark, _time(self.replication_key), floor=floor, newest_first=True
+        )
+        yield from bookmarked(batches, marks.cursor(form_id, mark))

@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.base.contract import ConnectorSettings, http_url
-from core.records import LEAD_FIELDS, OUTCOME_STATUSES
+from connectors.base.contract import ConnectorSettings, http_url, lead_field_targets, not_blank
+from core.records import OUTCOME_STATUSES
 
 # Burst limit per 10 s by account tier ([doc] usage guidelines, shared/api/hubspot.md §5).
 TIER_BURST = {
@@ -99,12 +99,7 @@ class OAuthSettings(BaseModel):
     token_file: Path | None = None
     refresh_margin_seconds: float = Field(default=300, ge=0)
 
-    @field_validator("refresh_token", "client_secret")
-    @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
+    _not_empty = field_validator("refresh_token", "client_secret")(not_blank)
 
 
 class HubSpotSettings(ConnectorSettings):
@@ -183,15 +178,7 @@ class HubSpotSettings(ConnectorSettings):
             raise ValueError(f"unknown time zone {value!r} (e.g. America/New_York)") from None
         return value
 
-    @field_validator("fields")
-    @classmethod
-    def _lead_fields(cls, value: dict[str, str]) -> dict[str, str]:
-        for prop, target in value.items():
-            if target not in LEAD_FIELDS:
-                raise ValueError(
-                    f"{prop}: {target!r} is not a lead field ({', '.join(LEAD_FIELDS)})"
-                )
-        return value
+    _lead_fields = field_validator("fields")(lead_field_targets)
 
     @field_validator("outcome_stages", "outcome_lead_statuses")
     @classmethod

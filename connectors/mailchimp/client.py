@@ -16,7 +16,6 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import threading
 import time
@@ -26,9 +25,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base.contract import named
+from connectors.base.paging import OffsetPaginator, Request, paginate
 from connectors.mailchimp.settings import METADATA_URL, MailchimpAuth, datacenter
 from core.errors import AuthError, ConfigError, HTTPError, RateLimited, SourceError
-from core.http import HttpClient, PaginationGuard, RetryPolicy, Verdict, classify_status
+from core.http import HttpClient, RetryPolicy, Verdict, classify_status
 
 API_VERSION = "/3.0"
 # TAP retries 429/5xx six times with exponential backoff; no Retry-After to honour.
@@ -82,13 +83,6 @@ def classifier(credential: str) -> Callable[[httpx.Response], Verdict | None]:
         return Verdict(verdict.error, verdict.retry_after, note)
 
     return classify
-
-
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the connector named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
 
 
 class MailchimpClient:
@@ -160,7 +154,7 @@ class MailchimpClient:
         try:
             body = self.http.json("GET", self.settings.metadata_url, headers=headers)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
         error = body.get("error") if isinstance(body, dict) else "not a JSON object"
         endpoint = body.get("api_endpoint") if isinstance(body, dict) else None
         if error or not isinstance(endpoint, str) or not endpoint:
@@ -185,7 +179,7 @@ class MailchimpClient:
         try:
             return self.http.json(method, self.root + path, **kwargs)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         body = self.call("GET", path, params=dict(params or {}))
@@ -197,22 +191,17 @@ class MailchimpClient:
         self, path: str, key: str, params: Mapping[str, Any], page_size: int
     ) -> Iterator[list[dict[str, Any]]]:
         """Each page's `key` list, by `count`/`offset` until `total_items` or an empty page."""
-        guard = PaginationGuard(f"mailchimp {path}")
-        offset = 0
-        while True:
-            body = self.get(path, {**params, "count": page_size, "offset": offset})
-            items = [i for i in body.get(key) or [] if isinstance(i, dict)]
-            if not items:
-                return
-            # A vendor that ignores `offset` would hand back the same page for ever.
-            guard.check([_identity(items[0]), _identity(items[-1]), len(items)])
-            yield items
-            offset += len(items)
-            total = body.get("total_items")
-            if (isinstance(total, int) and offset >= total) or (
-                not isinstance(total, int) and len(items) < page_size
-            ):
-                return
+        paginator = OffsetPaginator(f"mailchimp {path}", page_size, identity=_identity)
+
+        def records(body: Any) -> list[Any]:
+            return [i for i in body.get(key) or [] if isinstance(i, dict)]
+
+        def fetch(request: Request) -> dict[str, Any]:
+            return self.get(request.path, request.params)
+
+        for page in paginate(fetch, Request(path, dict(params)), paginator, records):
+            if page:
+                yield page
 
     def close(self) -> None:
         self.http.close()

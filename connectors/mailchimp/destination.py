@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base.contract import WriteItem, WriteOutcome
+from connectors.base.contract import WriteItem, WriteOutcome, same_outcome
 from connectors.base.settings import DestinationSettings
 from connectors.mailchimp.client import MailchimpClient, describe_problem
 from connectors.mailchimp.settings import MailchimpDestinationSettings
@@ -193,6 +193,11 @@ class MailchimpDestination:
         members: a record id that is the subscriber hash of the address being sent."""
         if not item.email:
             return "the lead has no email address, and Mailchimp keys members by email"
+        if item.record_id is None and subscriber_hash(item.email) in item.deleted_ids:
+            return (
+                f"{item.email} was archived or deleted in audience {self.settings.list_id}; "
+                "leadhub never adds a member back (add them again in Mailchimp to resume)"
+            )
         if self.config.mode == "update" and item.record_id != subscriber_hash(item.email):
             return (
                 f"{item.email} is not a member of audience {self.settings.list_id} known to "
@@ -223,9 +228,7 @@ class MailchimpDestination:
             answer = self.client.call("POST", self.list_path, json=body) or {}
         except RequestRejected as exc:  # the request itself was refused: park the whole batch
             reason = f"HTTP {exc.status}: {describe_problem(exc.body)}"
-            outcomes.update(
-                {i.lead_id: WriteOutcome(i.lead_id, "rejected", reason=reason) for i in items}
-            )
+            outcomes.update(same_outcome(items, "rejected", reason))
             return {}
         accepted = {
             str(m.get("email_address", "")).lower(): m

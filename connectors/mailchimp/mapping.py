@@ -97,6 +97,9 @@ def _member_items(
         LeadRecord, ref, member, source=source, external_id=member_id,
         email=member.get("email_address"), channel=settings.channel, custom=custom,
         updated_at=member.get("last_changed"), **fields,
+        # An archived member is no longer in the audience: its identity is kept as deleted, so
+        # the destination never writes to it (Mailchimp would add it back).
+        deleted=member.get("status") == "archived",
     )  # fmt: skip
     items: list[Item] = [lead]
     kind = STATUS_ACTIVITY.get(str(member.get("status")))

@@ -26,8 +26,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base.contract import ConnectorSettings, http_url
-from core.records import LEAD_FIELDS
+from connectors.base.contract import ConnectorSettings, http_url, lead_field_targets
 
 METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"
 _DC = re.compile(r"[a-z]{2,}\d+")
@@ -120,11 +119,7 @@ class MailchimpSourceSettings(MailchimpAuth):
     @field_validator("merge_fields")
     @classmethod
     def _lead_fields(cls, value: dict[str, str]) -> dict[str, str]:
-        for tag, target in value.items():
-            if target not in LEAD_FIELDS:
-                known = ", ".join(LEAD_FIELDS)
-                raise ValueError(f"{tag}: {target!r} is not a lead field (known: {known})")
-        return {tag.upper(): target for tag, target in value.items()}
+        return {tag.upper(): target for tag, target in lead_field_targets(value).items()}
 
     @property
     def merge_map(self) -> dict[str, str]:

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from connectors.base.contract import Cursor, Item, Page, Stream, checkpointed
+from connectors.base.contract import Cursor, Item, Page, Stream
+from connectors.base.paging import Bookmark, Marks, bookmarked, itemized
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,
@@ -59,11 +60,6 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def _newer(current: datetime | None, value: Any) -> datetime | None:
-    when = utc(value)
-    return when if when is not None and (current is None or when > current) else current
-
-
 def _after(value: Any, since: datetime | None) -> bool:
     """Newer than `since`; an unreadable time passes, so that it is quarantined, not lost."""
     when = utc(value)
@@ -80,15 +76,11 @@ class _Stream:
     ) -> None:
         self.source, self.settings, self.client, self.now = source, settings, client, now
 
-    def since(self, mark: str | None) -> datetime | None:
+    def since(self, mark: Bookmark[datetime]) -> datetime | None:
         """The bookmark minus the overlap, never before `start_date`; None reads everything."""
         start = self.settings.start_date
         floor = start.replace(tzinfo=start.tzinfo or UTC).astimezone(UTC) if start else None
-        bookmark = utc(mark)
-        if bookmark is None:
-            return floor
-        since = bookmark - timedelta(seconds=self.settings.overlap_seconds)
-        return since if floor is None else max(since, floor)
+        return mark.start(timedelta(seconds=self.settings.overlap_seconds), floor)
 
     def pages(self, path: str, key: str, params: Mapping[str, Any]) -> Iterator[list[Any]]:
         return self.client.pages(path, key, params, self.settings.page_size)
@@ -98,46 +90,37 @@ class MembersStream(_Stream):
     """Members of every configured audience (and their unsubscribed/bounced status)."""
 
     name = "members"
+    replication_key = "last_changed"
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        marks: dict[str, str] = dict((cursor or {}).get("lists") or {})
+        marks = Marks("lists", cursor, load=utc, dump=iso)
         for list_id in self.settings.list_ids:
             yield from self._read_list(list_id, marks)
 
-    def _read_list(self, list_id: str, marks: dict[str, str]) -> Iterator[Page]:
-        old = marks.get(list_id)
+    def _read_list(self, list_id: str, marks: Marks[datetime]) -> Iterator[Page]:
         params: dict[str, Any] = {
             "fields": MEMBER_FIELDS,
             "sort_field": "last_changed",
             "sort_dir": "DESC",
         }
-        since = self.since(old)
+        mark = marks.bookmark(list_id)
+        since = self.since(mark)
         if since is not None:
             params["since_last_changed"] = iso(since)
-        newest = utc(old)
 
-        def batches() -> Iterator[list[Item]]:
-            nonlocal newest
-            for page in self.pages(f"/lists/{list_id}/members", "members", params):
-                items: list[Item] = []
-                for member in page:
-                    items.extend(member_items(self.source, list_id, member, self.settings))
-                    newest = _newer(newest, member.get("last_changed"))
-                yield items
+        def items(member: Any) -> list[Item]:
+            return member_items(self.source, list_id, member, self.settings)
 
-        def final() -> Cursor | None:
-            if newest is None or iso(newest) == old:
-                return None
-            marks[list_id] = iso(newest)
-            return {"lists": dict(marks)}
-
-        yield from checkpointed(batches(), final)
+        pages = self.pages(f"/lists/{list_id}/members", "members", params)
+        batches = itemized(pages, items, mark, lambda member: utc(member.get(self.replication_key)))
+        yield from bookmarked(batches, marks.cursor(list_id, mark))
 
 
 class EngagementStream(_Stream):
     """Opens, clicks, bounces and unsubscribes of the campaigns sent within the lookback window."""
 
     name = "email_activity"
+    replication_key = "timestamp"  # of each activity, and of each unsubscribe
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         saved: dict[str, dict[str, str]] = dict((cursor or {}).get("campaigns") or {})
@@ -173,30 +156,30 @@ class EngagementStream(_Stream):
     ) -> Iterator[Page]:
         cid = str(campaign.get("id"))
         old = marks.get(cid, {})
-        newest = {k: utc(old.get(k)) for k in ("activity", "unsubscribed")}
+        newest = {k: Bookmark(utc(old.get(k))) for k in ("activity", "unsubscribed")}
 
         def activity() -> Iterator[list[Item]]:
-            since = self.since(old.get("activity"))
+            since = self.since(newest["activity"])
             params = {"fields": ACTIVITY_FIELDS, **({"since": iso(since)} if since else {})}
             for page in self.pages(f"/reports/{cid}/email-activity", "emails", params):
                 items: list[Item] = []
                 for row in page:
                     items.extend(activity_items(self.source, campaign, row))
                     for event in row.get("activity") or []:
-                        newest["activity"] = _newer(newest["activity"], event.get("timestamp"))
+                        newest["activity"].seen(utc(event.get(self.replication_key)))
                 yield items
 
         def unsubscribes() -> Iterator[list[Item]]:
-            since = self.since(old.get("unsubscribed"))
+            since = self.since(newest["unsubscribed"])
             for page in self.pages(f"/reports/{cid}/unsubscribed", "unsubscribes", {}):
                 # The report ignores date filters: keep only what is newer than the bookmark.
-                rows = [r for r in page if _after(r.get("timestamp"), since)]
+                rows = [r for r in page if _after(r.get(self.replication_key), since)]
                 for row in rows:
-                    newest["unsubscribed"] = _newer(newest["unsubscribed"], row.get("timestamp"))
+                    newest["unsubscribed"].seen(utc(row.get(self.replication_key)))
                 yield [unsubscribe_item(self.source, campaign, r) for r in rows]
 
-        def final() -> Cursor | None:
-            mark = {k: iso(v) for k, v in newest.items() if v is not None}
+        def cursor() -> Cursor | None:
+            mark = {k: iso(b.value) for k, b in newest.items() if b.value is not None}
             if mark == old:
                 return None
             marks[cid] = mark
@@ -205,7 +188,7 @@ class EngagementStream(_Stream):
         batches = (
             [activity(), unsubscribes()] if self.settings.campaign_unsubscribes else [activity()]
         )
-        yield from checkpointed((b for it in batches for b in it), final)
+        yield from bookmarked((b for it in batches for b in it), cursor)
 
 
 class MailchimpSource:

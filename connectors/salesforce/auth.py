@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from connectors.base.state import RefreshTokenFile
 from connectors.salesforce.settings import SalesforceSettings
 from core.errors import AuthError, ConfigError, HTTPError, RequestRejected, SourceError
 from core.http import HttpClient, register_secret
-from core.statefile import RefreshTokenFile
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_SECONDS = 180  # Salesforce accepts an `exp` at most 3 minutes ahead

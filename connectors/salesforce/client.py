@@ -17,7 +17,6 @@ Everything goes through `core.http.HttpClient`; this module only says what diffe
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -30,10 +29,12 @@ from urllib.parse import urlencode
 
 import httpx
 
+from connectors.base.contract import named
+from connectors.base.paging import NextLinkPaginator, Request, paginate
 from connectors.salesforce.auth import SalesforceAuth, Session, default_token_file
 from connectors.salesforce.settings import SalesforceSettings
 from core.errors import AuthError, HTTPError, RateLimited, SourceError
-from core.http import Classify, HttpClient, PaginationGuard, RetryPolicy, Verdict, classify_status
+from core.http import Classify, HttpClient, RetryPolicy, Verdict, classify_status
 
 RETRY = RetryPolicy(max_attempts=5, backoff_base=1.0, backoff_cap=30.0, max_total_wait=300.0)
 DAILY_LIMIT_WAIT = 3600.0  # seconds: the allowance is a rolling 24 h, so come back later
@@ -98,13 +99,6 @@ def classifier() -> Classify:
         return Verdict(verdict.error, verdict.retry_after, note)
 
     return classify
-
-
-def _named(error: HTTPError, where: str) -> HTTPError:
-    """The same error (type, status, body, retry_after) with the connector named first."""
-    named = copy.copy(error)
-    named.args = (f"{where}: {error}",)
-    return named
 
 
 @dataclass(frozen=True)
@@ -206,7 +200,7 @@ class SalesforceClient:
                 session = self.auth.renew(session)
                 return self._send(session, method, path, kwargs, parse_json)
         except HTTPError as exc:
-            raise _named(exc, self.where) from exc
+            raise named(exc, self.where) from exc
 
     def _send(
         self, session: Session, method: str, path: str, kwargs: dict[str, Any], parse_json: bool
@@ -248,21 +242,22 @@ class SalesforceClient:
 
     def query(self, soql: str, *, all_rows: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Each page's records of a SOQL query (`queryAll`: deleted and archived rows too)."""
-        self.check_limit()
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.batch_size}"}
         resource = "queryAll" if all_rows else "query"
-        guard = PaginationGuard(f"salesforce {resource}")
-        body = self.call("GET", f"/{resource}", params={"q": soql}, headers=headers)
-        while True:
+        paginator = NextLinkPaginator(f"salesforce {resource}", "nextRecordsUrl", done="done")
+
+        def fetch(request: Request) -> Any:
+            self.check_limit()
+            query = {"params": request.params} if request.params else {}
+            body = self.call("GET", request.path, headers=headers, **query)
             if not isinstance(body, dict):
                 raise SourceError(f"{self.where}: a query answered {type(body).__name__}, not JSON")
-            yield [r for r in body.get("records") or [] if isinstance(r, dict)]
-            following = body.get("nextRecordsUrl")
-            if body.get("done", True) or not isinstance(following, str) or not following:
-                return
-            guard.check(following)
-            self.check_limit()
-            body = self.call("GET", following, headers=headers)
+            return body
+
+        def records(body: Any) -> list[dict[str, Any]]:
+            return [r for r in body.get("records") or [] if isinstance(r, dict)]
+
+        yield from paginate(fetch, Request(f"/{resource}", {"q": soql}), paginator, records)
 
     def close(self) -> None:
         self.http.close()

@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome
+from connectors.base.contract import QualifiedItem, WriteItem, WriteOutcome, addressable, batched
 from connectors.base.settings import DestinationSettings
 from connectors.salesforce.bulk import BulkIngest, RowResult
 from connectors.salesforce.client import SalesforceClient, describe_errors
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.salesforce.source import chunks, soql_string
+from connectors.salesforce.source import ID_CHUNK, soql_string
 from core.errors import ConfigError, RequestRejected
 
 log = logging.getLogger("leadhub.salesforce")
@@ -278,7 +278,7 @@ class SalesforceDestination:
             wanted -= rows.keys()
             if not wanted:
                 break
-            for chunk in chunks(sorted(wanted)):
+            for chunk in batched(sorted(wanted), ID_CHUNK):
                 listed = ", ".join(soql_string(i) for i in chunk)
                 soql = f"SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id IN ({listed})"
                 for page in self.client.query(soql, all_rows=True):
@@ -310,8 +310,7 @@ class SalesforceDestination:
     ) -> dict[int, WriteOutcome]:
         method = "PATCH" if operation == "update" else "POST"
         outcomes: dict[int, WriteOutcome] = {}
-        for start in range(0, len(rows), COLLECTION_SIZE):
-            chunk = rows[start : start + COLLECTION_SIZE]
+        for chunk in batched(rows, COLLECTION_SIZE):
             records = [self._sobject("Lead", values) for _, values in chunk]
             items = [item for item, _ in chunk]
             outcomes.update(self._send_collection(method, records, items))
@@ -386,15 +385,9 @@ class SalesforceDestination:
     def on_qualified(self, batch: Sequence[QualifiedItem]) -> list[WriteOutcome]:
         """Create one Task per qualified lead, on its Lead, in collections of up to 200."""
         outcomes: dict[int, WriteOutcome] = {}
-        ready = []
-        for item in batch:
-            if item.record_id:
-                ready.append(item)
-            else:
-                reason = "no Salesforce Lead to attach the task to"
-                outcomes[item.lead_id] = WriteOutcome(item.lead_id, "rejected", reason=reason)
-        for start in range(0, len(ready), COLLECTION_SIZE):
-            chunk = ready[start : start + COLLECTION_SIZE]
+        no_lead = "no Salesforce Lead to attach the task to"
+        ready = addressable(batch, lambda i: i.record_id, no_lead, outcomes)
+        for chunk in batched(ready, COLLECTION_SIZE):
             records = [self._task(i) for i in chunk]
             outcomes.update(self._send_collection("POST", records, chunk))
         # A task's id is not the Lead's: report the Lead as the record acted on.

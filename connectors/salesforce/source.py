@@ -35,7 +35,8 @@ from typing import Any
 
 import httpx
 
-from connectors.base.contract import Cursor, Item, Page, Stream
+from connectors.base.contract import Cursor, Item, Page, Stream, batched
+from connectors.base.paging import Bookmark, bookmarked
 from connectors.salesforce import mapping
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.settings import SalesforceSettings
@@ -65,13 +66,10 @@ def soql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def chunks(values: Sequence[str], size: int = ID_CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 class ObjectStream:
     """One object read incrementally on `SystemModstamp` with an `Id` tie-breaker.
+
+    The query is sorted by the replication key, so every page saves the bookmark.
 
     Parameters:
         name: the stream's name (its cursor's key in the store).
@@ -83,6 +81,8 @@ class ObjectStream:
         start: the lower bound of the first read.
         skip_user: the user whose changes are not read (leadhub's own writes), asked at each read.
     """
+
+    replication_key = ("SystemModstamp", "Id")
 
     def __init__(
         self,
@@ -127,14 +127,22 @@ class ObjectStream:
         return self.client.query_url_length(soql, all_rows=self.all_rows)
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
+        mark: Bookmark[tuple[str, str]] = Bookmark(None, ascending=True)
         skip = self.skip_user() if self.skip_user else None
-        for rows in self.client.query(self.soql(cursor, skip), all_rows=self.all_rows):
-            marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
-            if not marked:
-                continue
-            last = marked[-1]
-            mark = {"modstamp": soql_datetime(last["SystemModstamp"]), "id": str(last["Id"])}
-            yield Page(self.convert(rows), mark)
+
+        def batches() -> Iterator[list[Item]]:
+            for rows in self.client.query(self.soql(cursor, skip), all_rows=self.all_rows):
+                marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
+                if not marked:
+                    continue
+                last = marked[-1]
+                mark.seen((soql_datetime(last["SystemModstamp"]), str(last["Id"])))
+                yield self.convert(rows)
+
+        def saved() -> Cursor | None:
+            return {"modstamp": mark.value[0], "id": mark.value[1]} if mark.value else None
+
+        yield from bookmarked(batches(), saved, every_page=True)
 
 
 class SalesforceSource:
@@ -261,7 +269,7 @@ class SalesforceSource:
         """Rows of `sobject` whose `key` is one of `values`, in chunks of `ID_CHUNK`."""
         wanted = sorted({v for v in values if v})
         rows: list[dict[str, Any]] = []
-        for chunk in chunks(wanted):
+        for chunk in batched(wanted, ID_CHUNK):
             listed = ", ".join(soql_string(v) for v in chunk)
             soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {key} IN ({listed})"
             for page in self.client.query(soql):

@@ -255,7 +255,7 @@ def actor(fn: Callable[P, None]) -> dramatiq.Actor[P, None]:
 @actor
 def pull(source: str, full: bool = False) -> None:
     """Pull one source, unless a pull of it is already running; then enqueue a score."""
-    from connectors.base.contract import SourceContext, get_connector
+    from connectors.base import SourceContext, open_source
     from core.pipeline import pull as pipeline
 
     store, hub = context()
@@ -267,9 +267,10 @@ def pull(source: str, full: bool = False) -> None:
             return
         sink = _ErrorSink()
         # pipeline.pull, with the source watched so that we learn the error's type.
-        connector = get_connector(config.connector)()
         watched = _WatchedSource(
-            sink.call(connector.source, config.settings, SourceContext(source, hub.base_dir)),
+            sink.call(
+                open_source, config.connector, config.settings, SourceContext(source, hub.base_dir)
+            ),
             sink,
         )
         result = pipeline.pull_source(

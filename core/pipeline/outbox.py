@@ -33,14 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from connectors.base.contract import Destination, QualifiedItem, WriteItem
-from connectors.base.settings import (
-    OUTPUTS,
-    DestinationSettings,
-    OnQualifiedSettings,
-    Output,
-    open_destination,
-    validate_destination,
-)
+from connectors.base.registry import open_destination, validate_destination
+from connectors.base.settings import OUTPUTS, DestinationSettings, OnQualifiedSettings, Output
 from core.errors import ConfigError, HTTPError, LeadhubError
 from core.store.ingest import ACTIVITY, IDENTITY, LEAD, PageCounts
 from core.store.store import Store

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connectors.base.contract import Source, SourceContext, get_connector
+from connectors.base.contract import Source, SourceContext
+from connectors.base.registry import open_source
 from core.errors import LeadhubError
 from core.store.ingest import PageCounts
 from core.store.store import Store
@@ -44,8 +45,9 @@ def pull(
 ) -> PullResult:
     """Pull the source named `source_name` in the hub file."""
     config = hub.source(source_name)
-    connector = get_connector(config.connector)()
-    source = connector.source(config.settings, SourceContext(source_name, hub.base_dir))
+    source = open_source(
+        config.connector, config.settings, SourceContext(source_name, hub.base_dir)
+    )
     return pull_source(
         store, source_name, source, priority=hub.field_priority, full=full, progress=progress
     )

@@ -239,7 +239,7 @@ def mount_webhooks(
 
 
 def _receiver(config: SourceConfig, hub: HubConfig, handler: HandleLeads) -> Any:
-    from connectors.base.contract import SourceContext, get_connector
+    from connectors.base import SourceContext, get_connector
 
     try:
         connector = get_connector(config.connector)()

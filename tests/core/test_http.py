@@ -19,7 +19,6 @@ import respx
 
 from core.errors import (
     AuthError,
-    PaginationError,
     RateLimited,
     RequestRejected,
     TransientError,
@@ -27,7 +26,6 @@ from core.errors import (
 from core.http import (
     HttpClient,
     LocalRateBudget,
-    PaginationGuard,
     RedactingFilter,
     RetryPolicy,
     Verdict,
@@ -399,19 +397,6 @@ def test_client_acquires_the_budget_before_every_attempt(api, sleeps) -> None:
     api.get("/leads").mock(side_effect=[httpx.Response(500), httpx.Response(200)])
     client(sleeps, budget=budget, budget_key="hubspot:123").get("/leads")
     assert budget.keys == ["hubspot:123", "hubspot:123"]
-
-
-# -- pagination -----------------------------------------------------------------------------------
-
-
-def test_pagination_guard_stops_a_repeated_cursor() -> None:
-    guard = PaginationGuard("hubspot.contacts")
-    for cursor in ["100", "200", {"after": "300", "since": 1}, None, None]:
-        guard.check(cursor)
-    with pytest.raises(PaginationError, match=r"hubspot\.contacts.*200"):
-        guard.check("200")
-    with pytest.raises(PaginationError):
-        guard.check({"since": 1, "after": "300"})  # same cursor, other key order
 
 
 # -- hooks ----------------------------------------------------------------------------------------

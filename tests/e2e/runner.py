@@ -39,7 +39,7 @@ def run(step: str) -> int:
 
 
 def fork_server() -> int:
-    from connectors.base.contract import load_connectors
+    from connectors.base import load_connectors
     from core.pipeline import outbox  # noqa: F401  (imported once, before any fork)
     from core.pipeline import pull as pipeline  # noqa: F401  (imported once, before any fork)
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
 
-from connectors.base.contract import load_connectors
+from connectors.base import load_connectors
 from connectors.base.settings import WRITEBACK_KEYS
 from tests.e2e.harness import MODEL_FILE
 

@@ -9,9 +9,8 @@ import os
 
 import dramatiq
 
-from core.http import HttpClient
+from core.http import HttpClient, budget_for
 from core.jobs import actors as jobs
-from core.jobs.ratelimit import budget_for
 
 RATE, PER_SECONDS = 10, 1.0
 

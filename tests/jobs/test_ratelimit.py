@@ -13,8 +13,8 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from core.budgets import RedisRateBudget
 from core.errors import RateLimited
-from core.jobs.ratelimit import RedisRateBudget
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import redis
 
-import connectors.base.contract as base
+import connectors.base.registry as base
 from connectors.base.contract import ConnectorSettings, Cursor, Page, SourceContext
 from core.errors import AuthError, RateLimited, TransientError
 from core.records import LeadRecord

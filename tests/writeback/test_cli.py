@@ -10,7 +10,7 @@ import pytest
 import respx
 from typer.testing import CliRunner
 
-import connectors.base.contract
+import connectors.base.registry
 from connectors.webhook import WebhookConnector
 from core.store.store import Store
 from tests.writeback.conftest import seed_leads, set_scores
@@ -40,7 +40,7 @@ def leadhub(
     from core.cli import push as cli_push  # noqa: F401  (registers the commands)
 
     monkeypatch.setattr(
-        connectors.base.contract, "load_connectors", lambda: {"webhook": WebhookConnector}
+        connectors.base.registry, "load_connectors", lambda: {"webhook": WebhookConnector}
     )
     monkeypatch.setenv("HOOK_SECRET", "hook-signing-secret")
     hub = tmp_path / "leadhub.yaml"

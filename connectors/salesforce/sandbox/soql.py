@@ -37,29 +37,6 @@ TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-KEYWORDS = {
-    "select",
-    "from",
-    "where",
-    "and",
-    "or",
-    "not",
-    "order",
-    "by",
-    "limit",
-    "offset",
-    "asc",
-    "desc",
-    "nulls",
-    "first",
-    "last",
-    "in",
-    "like",
-    "null",
-    "true",
-    "false",
-}
-TEXT_TYPES = {"string", "email", "phone", "url", "textarea", "picklist", "combobox"}
 # A dateTime literal as SOQL takes it: `Z` or a `±hh:mm` offset, at most milliseconds
 # (`+0000`, as query answers write it, and six-digit fractions are refused).
 STRICT_DATETIME = re.compile(

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base import Invalid, Item, Page, SourceContext, get_connector
 from connectors.csv import CsvConnector, CsvSettings
 from connectors.csv.source import CsvStream
 from core.errors import ConfigError

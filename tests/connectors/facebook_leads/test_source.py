@@ -11,7 +11,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
-from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base import Invalid, Item, Page, SourceContext, get_connector
 from connectors.facebook_leads import FacebookLeadsConnector, FacebookLeadsSource
 from connectors.facebook_leads.mapping import lead_items
 from core.config import load_hub

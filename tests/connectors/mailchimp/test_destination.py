@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import respx
 
-from connectors.base.contract import WriteItem, get_connector
-from connectors.base.settings import DestinationSettings, validate_destination
+from connectors.base import DestinationSettings, WriteItem, get_connector, validate_destination
 from connectors.mailchimp import MailchimpDestination, MailchimpDestinationSettings
 from connectors.mailchimp.destination import subscriber_hash
 from connectors.mailchimp.sandbox.conformance import OPERATIONS

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base import Invalid, Item, Page, SourceContext, get_connector
 from connectors.mailchimp import MailchimpSource, MailchimpSourceSettings
 from connectors.mailchimp.sandbox.app import LIST_ID, SANDBOX_API_KEY, create_app
 from connectors.sandbox.server import serve
@@ -93,6 +93,20 @@ def test_unsubscribed_and_cleaned_members_add_activities() -> None:
     ]
     assert found[0].properties == {"list_id": LIST, "via": "status", "reason": "Too many emails"}
     assert found[1].occurred_at == datetime(2026, 5, 3, 8, tzinfo=UTC)
+
+
+@respx.mock
+def test_an_archived_member_is_a_deleted_identity_and_a_subscribed_one_is_not() -> None:
+    # Mailchimp lists archived members with status "archived": they left the audience, so the
+    # hub must not write to them (a batch write would add them back).
+    archived = member(status="archived")
+    live = member(id="b" * 32, email_address="bob@example.com", status="subscribed")
+    respx.get(MEMBERS).respond(200, json=members_page([archived, live]))
+    leads = [i for i in items(read("members")) if isinstance(i, LeadRecord)]
+    assert [(lead.email, lead.deleted) for lead in leads] == [
+        ("ada@example.com", True),
+        ("bob@example.com", False),
+    ]
 
 
 @respx.mock

@@ -14,8 +14,14 @@ import httpx
 import pytest
 import respx
 
-from connectors.base.contract import DestinationContext, QualifiedItem, WriteItem, get_connector
-from connectors.base.settings import DestinationSettings, validate_destination
+from connectors.base import (
+    DestinationContext,
+    DestinationSettings,
+    QualifiedItem,
+    WriteItem,
+    get_connector,
+    validate_destination,
+)
 from connectors.salesforce import SalesforceDestination, SalesforceSettings
 from core.errors import ConfigError, RateLimited
 from tests.connectors.salesforce.payloads import (

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.base.contract import Invalid, Item, Page, SourceContext, get_connector
+from connectors.base import Invalid, Item, Page, SourceContext, get_connector
 from connectors.salesforce import SalesforceSettings, SalesforceSource
 from core.errors import ConfigError, RateLimited, SourceError
 from core.pipeline.pull import pull_source
