@@ -112,8 +112,8 @@ class _ModelChecker:
         if hint:
             self._add(
                 key,
-                f"unknown field {name!r}{hint}: {what} never matches a lead that lacks it; "
-                f"write `custom.{name}` if it is a custom field",
+                f"unknown field {name!r}{hint}: no lead has it, so {what} never matches "
+                f"(write `custom.{name}` if it is a custom field)",
             )
         else:
             self._add(
