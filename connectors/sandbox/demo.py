@@ -80,3 +80,35 @@ def hub_blocks(base: str, installed: list[str]) -> Blocks:
         sources.update(src)
         destinations.update(dst)
     return sources, destinations
+
+
+def landed(vendor: str, app: Any, email: str) -> str:
+    """What `vendor`'s sandbox (`app`) now holds for `email` in the fields leadhub writes, as
+    `field=value, …`; "" when the sandbox has no such record or leadhub writes nothing there."""
+    sandbox = app.state.sandbox
+    email = email.lower()
+    if vendor == "hubspot":
+        contact = sandbox.portal.by_email(email)
+        props = contact.properties if contact else {}
+        return ", ".join(f"{k}={v}" for k, v in sorted(props.items()) if k.startswith("leadhub"))
+    if vendor == "salesforce":
+        for record in sandbox.org.records.get("Lead", {}).values():
+            if (record.get("Email") or "").lower() == email:
+                if record.get("IsConverted"):
+                    return "converted lead: Salesforce refuses updates, so it is parked"
+                return ", ".join(
+                    f"{k}={v}"
+                    for k, v in record.items()
+                    if k.startswith("Lead_") and k.endswith("__c") and v not in (None, "")
+                )
+        return ""
+    if vendor == "mailchimp":
+        member = next(
+            (m for m in sandbox.audience.members.values() if m.email.lower() == email), None
+        )
+        if member is None:
+            return ""
+        score = member.merge_fields.get("LSCORE")
+        tags = ",".join(sorted(member.tags))
+        return f"LSCORE={score}" + (f", tags={tags}" if tags else "")
+    return ""

@@ -11,8 +11,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from core.cli.main import app, console, err_console, handles_errors, print_json, state
-from core.cli.scores import _model as hub_model
+from core.cli.common import console, err_console, handles_errors, hub_model, print_json, state
 from core.errors import ConfigError
 from core.pipeline import analytics
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
@@ -55,7 +54,6 @@ def _range(b: Bracket) -> str:
 # -- report --------------------------------------------------------------------------------------
 
 
-@app.command()
 @handles_errors
 def report(
     model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
@@ -115,7 +113,6 @@ def _model_file(path: Path) -> list[ScoringModel]:
         raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None
 
 
-@app.command()
 @handles_errors
 def backtest(
     model_file: Path = typer.Option(..., "--model", help="Model file to test on history."),
@@ -190,7 +187,6 @@ def print_backtests(results: list[Backtest]) -> None:
 # -- train ---------------------------------------------------------------------------------------
 
 
-@app.command()
 @handles_errors
 def train(
     algorithm: str = typer.Option(

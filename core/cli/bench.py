@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.main import app, console, handles_errors
+from core.cli.common import console, handles_errors
 
 
 def _show(section: str, value: Any) -> None:
@@ -22,7 +22,6 @@ def _show(section: str, value: Any) -> None:
     console.print(table)
 
 
-@app.command()
 @handles_errors
 def bench(
     size: str = typer.Option("small", "--size", help="small (minutes) or large (1M leads)."),

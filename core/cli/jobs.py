@@ -14,16 +14,24 @@ from typing import Any
 
 import sqlalchemy as sa
 import typer
+from dramatiq.cli import main as dramatiq_main
+from dramatiq.cli import make_argument_parser
 from rich.table import Table
 
 from core import logs
-from core.cli.main import app, console, err_console, handles_errors, print_json, state
+from core.cli.common import console, err_console, handles_errors, print_json, state
 from core.config import HubConfig
 from core.errors import ConfigError
+from core.jobs import deadletters
+from core.pipeline.outbox import outbox_counts
 from core.store.store import SYNC_RUN, Store
 
+# core.jobs.actors, core.jobs.scheduler and core.metrics are imported inside the commands that
+# use them: the actors module builds the broker from the environment when imported (so it must
+# see the settings `_export_settings` passes on), and prometheus_client chooses between single-
+# and multi-process mode when first imported (so `leadhub worker` must set its directory first).
+
 dlq_app = typer.Typer(help="Jobs that failed for good: list them, put them back.")
-app.add_typer(dlq_app, name="dlq")
 
 LOG_FORMAT = typer.Option("text", "--log-format", help="text, or json: one JSON object per line.")
 METRICS_PORT = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics on this port.")
@@ -51,7 +59,6 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-@app.command()
 @handles_errors
 def worker(
     processes: int = typer.Option(2, "--processes", "-p", help="Worker processes."),
@@ -63,9 +70,6 @@ def worker(
     log_format: str = LOG_FORMAT,
 ) -> None:
     """Run dramatiq worker processes on Redis (LEADHUB_BROKER_URL)."""
-    from dramatiq.cli import main as dramatiq_main
-    from dramatiq.cli import make_argument_parser
-
     if not state.settings.broker_url:
         raise ConfigError(
             "leadhub worker needs LEADHUB_BROKER_URL=redis://…; on one machine without Redis, "
@@ -87,7 +91,6 @@ def worker(
     raise typer.Exit(code or 0)
 
 
-@app.command()
 @handles_errors
 def scheduler(log_format: str = LOG_FORMAT) -> None:
     """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
@@ -104,7 +107,6 @@ def scheduler(log_format: str = LOG_FORMAT) -> None:
     hub_scheduler.run(stop)
 
 
-@app.command()
 @handles_errors
 def run(
     threads: int = typer.Option(4, "--threads", "-t", help="Worker threads."),
@@ -146,7 +148,6 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> No
     if ctx.invoked_subcommand:
         return
     from core.jobs import actors as jobs
-    from core.jobs import deadletters
 
     letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
     if as_json:
@@ -171,7 +172,6 @@ def dlq_requeue(
     """Put dead letters back on the queue (embedded mode: run them now, in this process)."""
     _export_settings()
     from core.jobs import actors as jobs
-    from core.jobs import deadletters
 
     requeued = deadletters.requeue(jobs.broker, jobs.job_settings.queue, state.store(), ids)
     for d in requeued:
@@ -210,7 +210,6 @@ def _utc(value: datetime) -> datetime:
 def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None]:
     """Dead letters per (actor, target), and who holds the scheduler lock."""
     from core.jobs import actors as jobs
-    from core.jobs import deadletters
 
     try:
         letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
@@ -233,7 +232,6 @@ def status_rows(
     `dead` counts dead letters per (actor, target); by default they are read from the broker.
     """
     from core.jobs.scheduler import next_run
-    from core.pipeline.outbox import outbox_counts
 
     now = now or datetime.now(UTC)
     runs = {(r.kind, r.target): r for r in store.last_runs()}
@@ -269,6 +267,12 @@ def status_rows(
             }
         )
     return rows
+
+
+@handles_errors
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
+    show_status(as_json)
 
 
 def show_status(as_json: bool = False) -> None:

@@ -9,14 +9,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.main import app, console, handles_errors, print_json, state
+from core.cli.common import console, handles_errors, print_json, state
 from core.pipeline import outbox
 from core.pipeline.outbox import PushResult
 
 PREVIEW_ROWS = 20
 
 
-@app.command()
 @handles_errors
 def push(
     destinations: list[str] = typer.Argument(None, help="Destination names (default: all)."),
@@ -106,7 +105,6 @@ def _print_preview(result: PushResult) -> None:
         console.print(f"… and {len(result.preview) - PREVIEW_ROWS} more (--json lists them all)")
 
 
-@app.command("outbox")
 @handles_errors
 def outbox_command(
     parked: bool = typer.Option(False, "--parked", help="Only records parked after failures."),

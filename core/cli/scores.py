@@ -8,23 +8,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.main import app, console, handles_errors, print_json, state
+from core.cli.common import console, handles_errors, hub_model, print_json, state
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
 from scoring.model import ScoringModel
-
-
-def _model(name: str | None) -> ScoringModel:
-    models = state.hub().models
-    if not models:
-        raise ConfigError(f"{state.hub().path}: no scoring models configured (`scoring:`)")
-    if name is None:
-        return models[0]
-    for model in models:
-        if model.name == name:
-            return model
-    raise ConfigError(f"no model named {name!r} (configured: {', '.join(m.name for m in models)})")
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -44,7 +32,6 @@ def _tier_style(model: ScoringModel, tier: str | None) -> str:
     return ""
 
 
-@app.command()
 @handles_errors
 def score(
     full: bool = typer.Option(False, "--full", help="Rescore every lead, not only changed ones."),
@@ -96,7 +83,6 @@ def _result_dict(r: Any) -> dict[str, Any]:
     }
 
 
-@app.command()
 @handles_errors
 def leads(
     top: int | None = typer.Option(None, "--top", help="Only the best N."),
@@ -107,7 +93,7 @@ def leads(
     """Leads ranked by score, with tier, grade and the short reason."""
     hub = state.hub()
     moment = _as_of(as_of)
-    model = _model(model_name) if (hub.models or model_name or moment) else None
+    model = hub_model(model_name) if (hub.models or model_name or moment) else None
     if model is None:
         rows = store_queries.ranked_leads(state.store(), "", top)
     elif moment is not None:
@@ -172,7 +158,6 @@ def _lead(email: str) -> dict[str, Any]:
     return row
 
 
-@app.command()
 @handles_errors
 def explain(
     email: str,
@@ -181,7 +166,7 @@ def explain(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The ledger behind a lead's score: every rule that fired, decay and clamps."""
-    lead, model = _lead(email), _model(model_name)
+    lead, model = _lead(email), hub_model(model_name)
     moment = _as_of(as_of) or datetime.now(UTC)
     with state.store().engine.connect() as conn:
         fields, acts = scorer.load_inputs(conn, [lead["id"]], until=moment)
@@ -206,7 +191,6 @@ def explain(
     )
 
 
-@app.command()
 @handles_errors
 def history(
     email: str,

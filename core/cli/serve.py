@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import dramatiq
 import typer
+import uvicorn
+from dramatiq.brokers.stub import StubBroker
 
-from core.cli.main import app, console, handles_errors, state
-
-if TYPE_CHECKING:
-    import dramatiq
+from core.cli.common import console, handles_errors, state
+from core.web.app import create_app
 
 
-@app.command()
 @handles_errors
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
@@ -31,10 +29,6 @@ def serve(
     The API and dashboard need LEADHUB_API_TOKEN (Bearer) or LEADHUB_API_USER and
     LEADHUB_API_PASSWORD (basic auth); without either, pass --no-auth explicitly.
     """
-    import uvicorn
-
-    from core.web.app import create_app
-
     web = create_app(state.store(), state.hub(), state.settings, no_auth=no_auth)
     worker = _start_workers(threads) if web.state.webhooks else None
     where = f"http://{host}:{port}"
@@ -52,8 +46,7 @@ def serve(
 
 def _start_workers(threads: int) -> dramatiq.Worker | None:
     """Embedded mode has no separate worker: run threads here for the jobs webhooks enqueue."""
-    from dramatiq.brokers.stub import StubBroker
-
+    # Imported here: the actors module builds the broker from the environment when imported.
     from core.jobs import actors as jobs
 
     if not isinstance(jobs.broker, StubBroker) or threads < 1:
