@@ -11,7 +11,15 @@ import typer
 import yaml
 from rich.table import Table
 
-from core.cli.common import console, err_console, handles_errors, hub_model, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    err_console,
+    handles_errors,
+    hub_model,
+    print_json,
+    state,
+)
 from core.errors import ConfigError
 from core.pipeline import analytics
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
@@ -57,7 +65,7 @@ def _range(b: Bracket) -> str:
 @handles_errors
 def report(
     model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Scores against outcomes: tiers, brackets, channels, sources, qualified leads per month."""
     model = hub_model(model_name)
@@ -126,7 +134,7 @@ def backtest(
     monthly_volume: float | None = typer.Option(
         None, "--monthly-volume", min=0, help="Suggest a threshold giving sales this many a month."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score every decided lead as of just before its outcome; AUC, lift, suggested thresholds."""
     models = _model_file(model_file) + (_model_file(against) if against else [])
@@ -201,7 +209,7 @@ def train(
     rules_file: Path | None = typer.Option(
         None, "--as-rules", help="Also write the model as a points model file here."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train the predictive model on decided outcomes; report its 5-fold AUC and calibration."""
     if algorithm not in ALGORITHMS:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,23 @@ from core.settings import Settings
 from core.store.store import Store
 from scoring.model import ScoringModel
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected, rich would lay tables out for 80 columns and cut cells (`ivo.berg2…`):
+# a file or another program wants whole values, so lines are as long as their content there
+# (unless COLUMNS says otherwise).
+WIDE = 100_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console at the terminal's width, or unlimited when output is not a terminal."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(stderr=stderr, width=WIDE, soft_wrap=True)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
+JSON_HELP = "Print the result as JSON (for scripts) instead of a table."
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -37,7 +54,14 @@ class State:
 
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.settings.database_url)
+            try:
+                self._store = Store(self.settings.database_url)
+            except ImportError as exc:  # a scheme whose driver is not installed (mysql://)
+                url = redacted_url(self.settings.database_url)
+                raise ConfigError(
+                    f"LEADHUB_DATABASE_URL / --database-url: no driver for {url!r} "
+                    f"({exc}); leadhub runs on sqlite:///… or postgresql://…"
+                ) from None
         return self._store
 
     def hub(self) -> HubConfig:
@@ -50,7 +74,8 @@ state = State()
 
 
 def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn leadhub errors into a red message and the documented exit code."""
+    """Turn leadhub errors, and a store or broker that cannot be reached, into a one-line red
+    message and the documented exit code (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -59,8 +84,59 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except LeadhubError as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            failure = service_failure(exc)
+            if failure is None:
+                raise
+            message, code = failure
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def service_failure(exc: Exception) -> tuple[str, int] | None:
+    """A message naming the setting, and the exit code, for a store or broker failure.
+
+    An invalid store URL is bad configuration (2); a store or broker that does not answer, or
+    refuses, is a failure (1). Anything else is None: a bug keeps its traceback.
+    """
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy"):
+        from sqlalchemy import exc as sa_exc
+
+        url = redacted_url(state.settings.database_url)
+        if isinstance(exc, sa_exc.ArgumentError):  # an unparsable URL or an unknown scheme
+            return (
+                f"LEADHUB_DATABASE_URL / --database-url: {url!r} is not a database URL "
+                f"({first_line(exc)}); use sqlite:///leadhub.db or postgresql://user@host/db",
+                2,
+            )
+        if isinstance(exc, sa_exc.DBAPIError):
+            reason = first_line(exc.orig) if exc.orig is not None else first_line(exc)
+            return (
+                f"cannot use the database at {url} ({reason}); "
+                f"check LEADHUB_DATABASE_URL / --database-url",
+                1,
+            )
+    unreachable = {"ConnectionError", "TimeoutError", "ConnectionClosed"}
+    if module.startswith(("redis", "dramatiq")) and any(
+        cls.__name__ in unreachable for cls in type(exc).__mro__
+    ):
+        url = redacted_url(state.settings.broker_url or "")
+        return f"cannot reach the broker at {url} ({first_line(exc)}); check LEADHUB_BROKER_URL", 1
+    return None
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password replaced by ***, for messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (drivers add hints and SQL on later lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def setup_logging(level: str) -> None:

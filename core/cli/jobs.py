@@ -19,7 +19,15 @@ from dramatiq.cli import make_argument_parser
 from rich.table import Table
 
 from core import logs
-from core.cli.common import console, err_console, handles_errors, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    err_console,
+    handles_errors,
+    print_json,
+    service_failure,
+    state,
+)
 from core.config import HubConfig
 from core.errors import ConfigError
 from core.jobs import deadletters
@@ -143,7 +151,7 @@ def run(
 
 @dlq_app.callback(invoke_without_command=True)
 @handles_errors
-def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List the jobs that failed for good (retries exhausted, or a permanent error)."""
     if ctx.invoked_subcommand:
         return
@@ -207,17 +215,21 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None]:
-    """Dead letters per (actor, target), and who holds the scheduler lock."""
+def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
+    """Dead letters per (actor, target), who holds the scheduler lock, and why neither could be
+    read (a configured broker that does not answer: status still shows the store's side)."""
     from core.jobs import actors as jobs
 
     try:
         letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
         holder = jobs.lock_for("scheduler").holder()
-    except Exception as exc:  # the broker is down: status must still show the store's side
-        err_console.print(f"[yellow]broker unreachable:[/yellow] {exc}")
-        return Counter(), None
-    return Counter((d.actor, d.target) for d in letters), holder
+    except Exception as exc:
+        # Without a broker, both live in the store: its failure is the store's, reported as such.
+        failure = service_failure(exc) if state.settings.broker_url else None
+        if failure is None or "broker" not in failure[0]:
+            raise
+        return Counter(), None, failure[0]
+    return Counter((d.actor, d.target) for d in letters), holder, None
 
 
 def status_rows(
@@ -270,14 +282,14 @@ def status_rows(
 
 
 @handles_errors
-def status(as_json: bool = typer.Option(False, "--json")) -> None:
+def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
     show_status(as_json)
 
 
 def show_status(as_json: bool = False) -> None:
     """Print the status table (`leadhub status` calls this)."""
-    dead, holder = _dead_letters()
+    dead, holder, broker_problem = _dead_letters()
     rows = status_rows(state.store(), state.hub(), dead=dead)
     if as_json:
         print_json({"scheduler": holder, "targets": rows})
@@ -301,7 +313,13 @@ def show_status(as_json: bool = False) -> None:
     for r in rows:
         if r["result"] == "failed" and r["error"]:
             err_console.print(f"[red]{r['name']}:[/red] {r['error']}", highlight=False)
-    console.print(f"scheduler: {holder or 'not running'}")
+    if broker_problem:
+        err_console.print(
+            f"[yellow]{broker_problem}: dead letters and the scheduler are not shown[/yellow]",
+            highlight=False,
+        )
+    else:
+        console.print(f"scheduler: {holder or 'not running'}")
 
 
 def _when(value: datetime | None) -> str:

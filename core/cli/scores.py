@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import console, handles_errors, hub_model, print_json, state
+from core.cli.common import JSON_HELP, console, handles_errors, hub_model, print_json, state
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
@@ -35,7 +35,7 @@ def _tier_style(model: ScoringModel, tier: str | None) -> str:
 @handles_errors
 def score(
     full: bool = typer.Option(False, "--full", help="Rescore every lead, not only changed ones."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score leads whose data changed (everyone when a model file changed)."""
     hub, store = state.hub(), state.store()
@@ -88,7 +88,7 @@ def leads(
     top: int | None = typer.Option(None, "--top", help="Only the best N."),
     model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
     as_of: str | None = typer.Option(None, "--as-of", help="Compute as of this ISO date/time."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Leads ranked by score, with tier, grade and the short reason."""
     hub = state.hub()
@@ -163,7 +163,7 @@ def explain(
     email: str,
     model_name: str | None = typer.Option(None, "--model"),
     as_of: str | None = typer.Option(None, "--as-of", help="Compute as of this ISO date/time."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """The ledger behind a lead's score: every rule that fired, decay and clamps."""
     lead, model = _lead(email), hub_model(model_name)
@@ -195,7 +195,7 @@ def explain(
 def history(
     email: str,
     model_name: str | None = typer.Option(None, "--model"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Every change of a lead's score, with qualified/released events."""
     lead = _lead(email)

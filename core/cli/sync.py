@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import console, err_console, handles_errors, print_json, state
+from core.cli.common import JSON_HELP, console, err_console, handles_errors, print_json, state
 from core.pipeline import pull as pipeline
 from core.pipeline.pull import PullResult
 from core.store.ingest import PageCounts
@@ -77,7 +77,7 @@ def _print_pulls(results: list[PullResult]) -> None:
 @handles_errors
 def quarantine(
     source: str | None = typer.Option(None, "--source", help="Only this source."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Records that failed validation, with where they came from and why."""
     rows = state.store().quarantine(source)
