@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -148,7 +149,24 @@ def setup_logging(level: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    """`data` as indented JSON; times in ISO 8601 UTC (`2026-06-01T12:00:00Z`)."""
+    typer.echo(json.dumps(data, indent=2, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value, "auto")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def iso(value: datetime | None, timespec: str = "seconds") -> str:
+    """A time as ISO 8601 in UTC with a `T` and a `Z` ("-" for none); naive times are UTC."""
+    if value is None:
+        return "-"
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def hub_model(name: str | None) -> ScoringModel:

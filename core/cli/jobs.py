@@ -24,6 +24,7 @@ from core.cli.common import (
     console,
     err_console,
     handles_errors,
+    iso,
     print_json,
     service_failure,
     state,
@@ -167,7 +168,7 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=J
     table = Table("id", "job", "failed", "retries", "error")
     for d in letters:
         job = f"{d.actor} {' '.join(map(str, d.args))}".strip()
-        table.add_row(d.id[:8], job, f"{d.failed_at:%Y-%m-%d %H:%M:%S}", str(d.retries), d.error)
+        table.add_row(d.id[:8], job, iso(d.failed_at), str(d.retries), d.error)
     console.print(table)
     console.print("put one back with `leadhub dlq requeue ID` (an id prefix will do)")
 
@@ -323,7 +324,7 @@ def show_status(as_json: bool = False) -> None:
 
 
 def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+    return iso(value)
 
 
 def _age(seconds: int | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import console, handles_errors, print_json, state
+from core.cli.common import console, handles_errors, iso, print_json, state
 from core.pipeline import outbox
 from core.pipeline.outbox import PushResult
 
@@ -127,7 +127,7 @@ def outbox_command(
         return
     table = Table("destination", "lead", "email", "state", "attempts", "next attempt", "last error")
     for r in rows:
-        when = f"{r['next_attempt_at']:%Y-%m-%d %H:%M:%S}" if r["next_attempt_at"] else "-"
+        when = iso(r["next_attempt_at"])
         table.add_row(r["destination"], str(r["lead_id"]), r["email"] or "", r["state"],
                       str(r["attempts"]), when, r["last_error"] or "")  # fmt: skip
     console.print(table)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from core.cli.common import JSON_HELP, console, handles_errors, hub_model, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    handles_errors,
+    hub_model,
+    iso,
+    print_json,
+    state,
+)
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
+from scoring.engine import LedgerEntry, QualifiedState, ScoreResult
 from scoring.model import ScoringModel
 
 
@@ -69,7 +79,7 @@ def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> lis
     return rows[:top] if top else rows
 
 
-def _result_dict(r: Any) -> dict[str, Any]:
+def _result_dict(r: ScoreResult) -> dict[str, Any]:
     return {
         "model": r.model,
         "fit": r.fit,
@@ -78,9 +88,33 @@ def _result_dict(r: Any) -> dict[str, Any]:
         "tier": r.tier,
         "grade": r.grade,
         "qualified": r.qualified,
-        "qualified_at": r.qualified_at,
+        "qualified_at": _qualified_at(r),
         "reason": r.reason,
     }
+
+
+def _qualified_at(r: ScoreResult) -> datetime | None:
+    """When the lead qualified, as the score history knows it.
+
+    A score computed here for display crosses the threshold "now" only in this computation:
+    the engine stamps that moment, which is not when the lead qualified, so it is left out.
+    """
+    return r.qualified_at if r.qualified and r.event != "qualified" else None
+
+
+def _qualified_state(lead_id: int, model: str, moment: datetime) -> QualifiedState | None:
+    """The lead's qualified state as of `moment`, from its score history (None: no history)."""
+    found = None
+    for h in store_queries.lead_history(state.store(), lead_id, model):
+        at = h["computed_at"]
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        if at > moment:
+            break
+        if h["event"] == "qualified":
+            found = QualifiedState(True, at)
+        elif h["event"] == "released":
+            found = QualifiedState(False, None)
+    return found
 
 
 @handles_errors
@@ -170,7 +204,9 @@ def explain(
     moment = _as_of(as_of) or datetime.now(UTC)
     with state.store().engine.connect() as conn:
         fields, acts = scorer.load_inputs(conn, [lead["id"]], until=moment)
-    results = list(scorer.evaluate(fields, acts, [model], moment))
+    before = _qualified_state(lead["id"], model.name, moment)
+    previous = {(lead["id"], model.name): before} if before else None
+    results = list(scorer.evaluate(fields, acts, [model], moment, previous))
     if not results:
         raise ConfigError(f"{email} is outside the segment of model {model.name!r}")
     r = results[0][2]
@@ -181,14 +217,33 @@ def explain(
     table = Table(
         "section", "kind", "rule", "count", "points", title=f"{lead['email']} — {model.name}"
     )
-    for e in ledger:
-        table.add_row(e["section"], e["kind"], e["name"], str(e["count"]), f"{e['points']:+g}")
+    for entry, e in zip(r.ledger, ledger, strict=True):
+        name = e["name"] + _decay_note(model, entry)
+        table.add_row(e["section"], e["kind"], name, str(e["count"]), f"{e['points']:+g}")
     table.add_row("", "", "[bold]total[/bold]", "", f"[bold]{r.total:g}[/bold]")
     console.print(table)
-    console.print(
-        f"fit {r.fit:g} · engagement {r.engagement:g} · tier {r.tier} · grade {r.grade}"
-        f" · {'qualified' if r.qualified else 'not qualified'} — {r.reason}"
+    parts = [f"fit {r.fit:g}", f"engagement {r.engagement:g}"]
+    parts += [f"tier {r.tier}"] if r.tier else []
+    parts += [f"grade {r.grade}"] if r.grade else []  # no grade configured: nothing to show
+    qualified_at = _qualified_at(r)
+    if r.qualified:
+        parts.append(f"qualified since {iso(qualified_at)}" if qualified_at else "qualified")
+    else:
+        parts.append("not qualified")
+    console.print(" · ".join(parts) + (f" — {r.reason}" if r.reason else ""), highlight=False)
+
+
+def _decay_note(model: ScoringModel, entry: LedgerEntry) -> str:
+    """For an inactivity step that took less than its `minus`: that decay stopped at zero."""
+    match = re.fullmatch(r"Inactive (\S+)\+ days", entry.name)
+    if entry.kind != "decay" or match is None:
+        return ""
+    step = next(
+        (s for s in model.engagement.decay.inactivity if f"{s.days:g}" == match.group(1)), None
     )
+    if step is None or -entry.points >= step.minus:
+        return ""
+    return f" (the -{step.minus:g} step, cut at zero: decay stops at zero engagement)"
 
 
 @handles_errors
@@ -206,7 +261,7 @@ def history(
     table = Table("when", "model", "total", "fit", "eng.", "tier", "grade", "event")
     for h in rows:
         table.add_row(
-            f"{h['computed_at']:%Y-%m-%d %H:%M}",
+            iso(h["computed_at"]),
             h["model"],
             _num(h["total"]),
             _num(h["fit"]),
