@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -180,3 +181,59 @@ def hub_model(name: str | None) -> ScoringModel:
         if model.name == name:
             return model
     raise ConfigError(f"no model named {name!r} (configured: {', '.join(m.name for m in models)})")
+
+
+class Tracker:
+    """Feeds one rich progress task: `update(done, total)` with absolute counts."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+
+    def update(self, done: int, total: int | None = None) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+    def advance(self, count: int) -> None:
+        self._progress.advance(self._task, count)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Tracker]:
+    """A progress line for long work: count, rate, elapsed, and time left once a total is known.
+
+    Only on a terminal, and gone when done (the result table follows): a file or pipe gets the
+    result alone.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second over the last moments (rich's own is for bytes)."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        yield Tracker(bar, bar.add_task(description, total=total))

@@ -16,6 +16,7 @@ from core.cli.common import (
     hub_model,
     iso,
     print_json,
+    progress_bar,
     state,
 )
 from core.errors import ConfigError
@@ -51,10 +52,8 @@ def score(
     hub, store = state.hub(), state.store()
     if not hub.models:
         raise ConfigError(f"{hub.path}: no scoring models configured (`scoring:`)")
-    with console.status("scoring…") as status:
-        run = scorer.score(
-            store, hub.models, full=full, progress=lambda d, t: status.update(f"scoring {d}/{t}")
-        )
+    with progress_bar("scoring") as tracker:
+        run = scorer.score(store, hub.models, full=full, progress=tracker.update)
     if as_json:
         print_json(run.__dict__)
         return

@@ -7,7 +7,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import JSON_HELP, console, err_console, handles_errors, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    Tracker,
+    console,
+    err_console,
+    handles_errors,
+    print_json,
+    progress_bar,
+    state,
+)
 from core.pipeline import pull as pipeline
 from core.pipeline.pull import PullResult
 from core.store.ingest import PageCounts
@@ -17,7 +26,7 @@ from core.store.ingest import PageCounts
 def sync(
     sources: list[str] = typer.Argument(None, help="Source names (default: all enabled)."),
     full: bool = typer.Option(False, "--full", help="Forget cursors and read everything again."),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pull the named sources (or all) into the store."""
     hub, store = state.hub(), state.store()
@@ -27,10 +36,11 @@ def sync(
     results = []
     failed = False
     for name in names:
-        with console.status(f"pulling {name}…", spinner="dots") as status:
+        # A source does not say how many records it holds: count and rate, no time left.
+        with progress_bar(f"pulling {name}") as tracker:
 
-            def progress(stream: str, counts: PageCounts, _s: Any = status, _n: str = name) -> None:
-                _s.update(f"pulling {_n}: {stream} (+{counts.read} records)")
+            def progress(stream: str, counts: PageCounts, _t: Tracker = tracker) -> None:
+                _t.advance(counts.read)
 
             result = pipeline.pull(
                 store, hub, name, full=full, progress=None if as_json else progress
