@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,13 +203,40 @@ def _no_connector(where: str, block: Any) -> str:
     return f"{where}.connector: field required"
 
 
-def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
-    from connectors.base.contract import load_connectors
+class _Connectors(Mapping[str, Any]):
+    """The installed connectors by name, each imported when a block first names it: a hub with
+    one CSV source does not import every vendor's client (commands start faster)."""
 
+    def __init__(self) -> None:
+        from importlib.metadata import entry_points
+
+        self._points = {ep.name: ep for ep in entry_points(group="leadhub.connectors")}
+        self._loaded: dict[str, Any] = {}
+        self.broken: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            if name not in self._points or name in self.broken:
+                raise KeyError(name)
+            try:
+                self._loaded[name] = self._points[name].load()
+            except Exception as exc:  # a plugin's import error is its own, not the hub's
+                self.broken[name] = f"{type(exc).__name__}: {exc}"
+                raise KeyError(name) from None
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(set(self._points) - set(self.broken)))
+
+    def __len__(self) -> int:
+        return len(set(self._points) - set(self.broken))
+
+
+def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
     if not isinstance(raw, dict):
         errors.append("sources: must be a mapping of source name to settings")
         return {}
-    connectors = load_connectors()
+    connectors = _Connectors()
     found = {}
     for name, block in raw.items():
         where = f"sources.{name}"
@@ -218,10 +245,13 @@ def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, Sour
             continue
         kind = block["connector"]
         if kind not in connectors:
-            errors.append(
-                f"{where}.connector: unknown connector {kind!r} "
-                f"(known: {', '.join(sorted(connectors))})"
-            )
+            if kind in connectors.broken:
+                problem = f"connector {kind!r} is installed but failed to load: "
+                problem += connectors.broken[kind]
+            else:
+                problem = f"unknown connector {kind!r}{did_you_mean(str(kind), connectors)} "
+                problem += f"(known: {', '.join(sorted(connectors))})"
+            errors.append(f"{where}.connector: {problem}")
             continue
         body = {k: v for k, v in block.items() if k not in SOURCE_COMMON}
         model = connectors[kind].settings_model
@@ -238,13 +268,12 @@ def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, Sour
 
 
 def _load_destinations(raw: Any, errors: list[str]) -> dict[str, DestinationConfig]:
-    from connectors.base.contract import load_connectors
     from connectors.base.settings import OUTPUTS, WRITEBACK_KEYS, validate_destination
 
     if not isinstance(raw, dict):
         errors.append("destinations: must be a mapping of destination name to settings")
         return {}
-    connectors = load_connectors()
+    connectors = _Connectors()
     found = {}
     for name, block in raw.items():
         if not isinstance(block, dict) or "connector" not in block:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-import yaml
 from rich.table import Table
 
 from core.cli.common import (
@@ -21,11 +20,11 @@ from core.cli.common import (
     state,
 )
 from core.errors import ConfigError
-from core.pipeline import analytics
-from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
-from scoring.predictive import ALGORITHMS, Algorithm, Artefact, InsufficientData
-from scoring.predictive_rules import as_rules
-from scoring.report import Backtest, Bracket, Report, Selection
+
+if TYPE_CHECKING:
+    from scoring.model import ScoringModel
+    from scoring.predictive import Artefact
+    from scoring.report import Backtest, Bracket, Report, Selection
 
 RATES = ("rate", "share", "base_rate")
 
@@ -68,6 +67,8 @@ def report(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Scores against outcomes: tiers, brackets, channels, sources, qualified leads per month."""
+    from core.pipeline import analytics
+
     model = hub_model(model_name)
     result = analytics.report(state.store(), model)
     if as_json:
@@ -113,6 +114,8 @@ def _print_report(name: str, r: Report) -> None:
 
 
 def _model_file(path: Path) -> list[ScoringModel]:
+    from scoring.model import ModelError, load_model_file
+
     try:
         return load_model_file(path)
     except ModelError as exc:
@@ -137,6 +140,8 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score every decided lead as of just before its outcome; AUC, lift, suggested thresholds."""
+    from core.pipeline import analytics
+
     models = _model_file(model_file) + (_model_file(against) if against else [])
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -198,7 +203,7 @@ def print_backtests(results: list[Backtest]) -> None:
 @handles_errors
 def train(
     algorithm: str = typer.Option(
-        "logreg", "--algorithm", help=f"One of: {', '.join(ALGORITHMS)}."
+        "logreg", "--algorithm", help="logreg (logistic regression) or gboost (gradient boosting)."
     ),
     min_outcomes: int = typer.Option(
         500, "--min-outcomes", min=1, help="Refuse with fewer decided outcomes."
@@ -212,6 +217,9 @@ def train(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train the predictive model on decided outcomes; report its 5-fold AUC and calibration."""
+    from core.pipeline import analytics
+    from scoring.predictive import ALGORITHMS, Algorithm, InsufficientData
+
     if algorithm not in ALGORITHMS:
         raise typer.BadParameter(f"--algorithm: use one of {', '.join(ALGORITHMS)}")
     if rules_file is not None and algorithm != "logreg":
@@ -242,6 +250,12 @@ def train(
 
 def _write_rules(store: Any, artefact: Artefact, path: Path) -> dict[str, Any]:
     """Write the points model file and backtest it on the same decided leads."""
+    import yaml
+
+    from core.pipeline import analytics
+    from scoring.model import parse_models
+    from scoring.predictive_rules import as_rules
+
     data = as_rules(artefact)
     models = parse_models(data, source=str(path))
     header = (

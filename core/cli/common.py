@@ -10,20 +10,23 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from core.config import HubConfig, load_hub
 from core.errors import ConfigError, LeadhubError
-from core.logs import make_handler
-from core.settings import Settings
-from core.store.store import Store
-from scoring.model import ScoringModel
+
+# Every command module imports this one, and `leadhub --help` imports every command module: what
+# is heavy (pydantic settings, SQLAlchemy, the connectors) is imported where it is first used.
+if TYPE_CHECKING:
+    from core.config import HubConfig
+    from core.settings import Settings
+    from core.store.store import Store
+    from scoring.model import ScoringModel
 
 # Piped or redirected, rich would lay tables out for 80 columns and cut cells (`ivo.berg2…`):
 # a file or another program wants whole values, so lines are as long as their content there
@@ -50,12 +53,26 @@ R = TypeVar("R")
 class State:
     """The settings of this invocation, and the store and hub file, opened on first use."""
 
-    settings: Settings = field(default_factory=Settings)
+    _settings: Settings | None = None
     _store: Store | None = None
     _hub: HubConfig | None = None
 
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from core.settings import Settings
+
+            self._settings = Settings()
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+
     def store(self) -> Store:
         if self._store is None:
+            from core.store.store import Store
+
             try:
                 self._store = Store(self.settings.database_url)
             except ImportError as exc:  # a scheme whose driver is not installed (mysql://)
@@ -68,6 +85,8 @@ class State:
 
     def hub(self) -> HubConfig:
         if self._hub is None:
+            from core.config import load_hub
+
             self._hub = load_hub(Path(self.settings.config))
         return self._hub
 
@@ -143,6 +162,8 @@ def first_line(exc: BaseException) -> str:
 
 def setup_logging(level: str) -> None:
     """Log leadhub's own records to stderr at `level` (once per process)."""
+    from core.logs import make_handler
+
     logger = logging.getLogger("leadhub")
     logger.setLevel(level.upper())
     if not logger.handlers:

@@ -10,15 +10,11 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 import typer
-from dramatiq.cli import main as dramatiq_main
-from dramatiq.cli import make_argument_parser
 from rich.table import Table
 
-from core import logs
 from core.cli.common import (
     JSON_HELP,
     console,
@@ -29,11 +25,11 @@ from core.cli.common import (
     service_failure,
     state,
 )
-from core.config import HubConfig
 from core.errors import ConfigError
-from core.jobs import deadletters
-from core.pipeline.outbox import outbox_counts
-from core.store.store import SYNC_RUN, Store
+
+if TYPE_CHECKING:
+    from core.config import HubConfig
+    from core.store.store import Store
 
 # core.jobs.actors, core.jobs.scheduler and core.metrics are imported inside the commands that
 # use them: the actors module builds the broker from the environment when imported (so it must
@@ -49,6 +45,8 @@ METRICS_PORT = typer.Option(None, "--metrics-port", help="Serve Prometheus /metr
 def _export_settings(log_format: str | None = None) -> None:
     """Actors (here or in worker processes) read settings from the environment: pass the CLI's
     overrides on; with `log_format`, also set up logging for a long-running command."""
+    from core import logs
+
     settings = state.settings
     os.environ["LEADHUB_CONFIG"] = str(Path(settings.config).resolve())
     os.environ["LEADHUB_DATABASE_URL"] = settings.database_url
@@ -79,6 +77,9 @@ def worker(
     log_format: str = LOG_FORMAT,
 ) -> None:
     """Run dramatiq worker processes on Redis (LEADHUB_BROKER_URL)."""
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
     if not state.settings.broker_url:
         raise ConfigError(
             "leadhub worker needs LEADHUB_BROKER_URL=redis://…; on one machine without Redis, "
@@ -154,6 +155,8 @@ def run(
 @handles_errors
 def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List the jobs that failed for good (retries exhausted, or a permanent error)."""
+    from core.jobs import deadletters
+
     if ctx.invoked_subcommand:
         return
     from core.jobs import actors as jobs
@@ -179,6 +182,8 @@ def dlq_requeue(
     ids: list[str] = typer.Argument(..., help="Dead-letter ids (or unique prefixes)."),
 ) -> None:
     """Put dead letters back on the queue (embedded mode: run them now, in this process)."""
+    from core.jobs import deadletters
+
     _export_settings()
     from core.jobs import actors as jobs
 
@@ -202,6 +207,10 @@ def dlq_requeue(
 
 def _last_ok(store: Store) -> dict[tuple[str, str], datetime]:
     """When each (kind, target) last finished a successful run."""
+    import sqlalchemy as sa
+
+    from core.store.store import SYNC_RUN
+
     query = (
         sa.select(SYNC_RUN.c.kind, SYNC_RUN.c.target, sa.func.max(SYNC_RUN.c.finished_at))
         .where(SYNC_RUN.c.status == "ok")
@@ -220,6 +229,7 @@ def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
     """Dead letters per (actor, target), who holds the scheduler lock, and why neither could be
     read (a configured broker that does not answer: status still shows the store's side)."""
     from core.jobs import actors as jobs
+    from core.jobs import deadletters
 
     try:
         letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
@@ -245,6 +255,7 @@ def status_rows(
     `dead` counts dead letters per (actor, target); by default they are read from the broker.
     """
     from core.jobs.scheduler import next_run
+    from core.pipeline.outbox import outbox_counts
 
     now = now or datetime.now(UTC)
     runs = {(r.kind, r.target): r for r in store.last_runs()}

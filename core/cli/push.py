@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -18,8 +18,9 @@ from core.cli.common import (
     progress_bar,
     state,
 )
-from core.pipeline import outbox
-from core.pipeline.outbox import PushResult
+
+if TYPE_CHECKING:
+    from core.pipeline.outbox import PushResult
 
 PREVIEW_ROWS = 20
 
@@ -39,6 +40,8 @@ def push(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Send changed scores to the named destinations (or all), in their largest batches."""
+    from core.pipeline import outbox
+
     hub, store = state.hub(), state.store()
     names = destinations or list(hub.destinations)
     for name in names:
@@ -123,6 +126,8 @@ def outbox_command(
     ),
 ) -> None:
     """Records waiting to be written back: pending, retrying (with backoff) and parked."""
+    from core.pipeline import outbox
+
     store = state.store()
     states = ["parked"] if parked else ["pending", "retry", "parked"]
     rows = outbox.outbox_rows(store, destination, states=states)

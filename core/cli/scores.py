@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -20,10 +20,10 @@ from core.cli.common import (
     state,
 )
 from core.errors import ConfigError
-from core.pipeline import score as scorer
-from core.store import store as store_queries
-from scoring.engine import LedgerEntry, QualifiedState, ScoreResult
-from scoring.model import ScoringModel
+
+if TYPE_CHECKING:
+    from scoring.engine import LedgerEntry, QualifiedState, ScoreResult
+    from scoring.model import ScoringModel
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -49,6 +49,8 @@ def score(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score leads whose data changed (everyone when a model file changed)."""
+    from core.pipeline import score as scorer
+
     hub, store = state.hub(), state.store()
     if not hub.models:
         raise ConfigError(f"{hub.path}: no scoring models configured (`scoring:`)")
@@ -65,6 +67,8 @@ def score(
 
 def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> list[dict[str, Any]]:
     """Scores as of a past moment, from stored data; nothing is written."""
+    from core.pipeline import score as scorer
+
     store = state.store()
     leads = store.leads()
     rows = []
@@ -103,6 +107,9 @@ def _qualified_at(r: ScoreResult) -> datetime | None:
 
 def _qualified_state(lead_id: int, model: str, moment: datetime) -> QualifiedState | None:
     """The lead's qualified state as of `moment`, from its score history (None: no history)."""
+    from core.store import store as store_queries
+    from scoring.engine import QualifiedState
+
     found = None
     for h in store_queries.lead_history(state.store(), lead_id, model):
         at = h["computed_at"]
@@ -124,6 +131,8 @@ def leads(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Leads ranked by score, with tier, grade and the short reason."""
+    from core.store import store as store_queries
+
     hub = state.hub()
     moment = _as_of(as_of)
     model = hub_model(model_name) if (hub.models or model_name or moment) else None
@@ -199,6 +208,8 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """The ledger behind a lead's score: every rule that fired, decay and clamps."""
+    from core.pipeline import score as scorer
+
     lead, model = _lead(email), hub_model(model_name)
     moment = _as_of(as_of) or datetime.now(UTC)
     with state.store().engine.connect() as conn:
@@ -252,6 +263,8 @@ def history(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Every change of a lead's score, with qualified/released events."""
+    from core.store import store as store_queries
+
     lead = _lead(email)
     rows = store_queries.lead_history(state.store(), lead["id"], model_name)
     if as_json:

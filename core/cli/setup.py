@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from core.cli.common import JSON_HELP, console, err_console, handles_errors, print_json, state
 from core.cli.examples import write_examples
-from core.config import HubFileError, check_hub
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    pass
 
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 
@@ -33,6 +36,8 @@ def check(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
     Meaning: files that do not exist, event types and fields no connector produces, caps below
     zero, tier gaps, decay steps that do not grow, destination fields the model never fills.
     """
+    from core.config import HubFileError, check_hub
+
     path = state.settings.config
     try:
         hub = state.hub()

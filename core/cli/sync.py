@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -17,9 +17,10 @@ from core.cli.common import (
     progress_bar,
     state,
 )
-from core.pipeline import pull as pipeline
-from core.pipeline.pull import PullResult
-from core.store.ingest import PageCounts
+
+if TYPE_CHECKING:
+    from core.pipeline.pull import PullResult
+    from core.store.ingest import PageCounts
 
 
 @handles_errors
@@ -29,6 +30,8 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pull the named sources (or all) into the store."""
+    from core.pipeline import pull as pipeline
+
     hub, store = state.hub(), state.store()
     names = sources or [n for n, s in hub.sources.items() if s.enabled]
     for name in names:
