@@ -35,8 +35,11 @@ WIDE = 100_000
 
 
 def make_console(stderr: bool = False) -> Console:
-    """A console at the terminal's width, or unlimited when output is not a terminal."""
-    console = Console(stderr=stderr)
+    """A console at the terminal's width, or unlimited when output is not a terminal.
+
+    Errors (stderr) are never broken into lines by rich: one problem stays one line to grep.
+    """
+    console = Console(stderr=stderr, soft_wrap=stderr)
     if console.is_terminal or "COLUMNS" in os.environ:
         return console
     return Console(stderr=stderr, width=WIDE, soft_wrap=True)
