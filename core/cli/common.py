@@ -47,7 +47,7 @@ def make_console(stderr: bool = False) -> Console:
 
 console = make_console()
 err_console = make_console(stderr=True)
-JSON_HELP = "Print the result as JSON (for scripts) instead of a table."
+JSON_HELP = "Print the result as JSON, for scripts."
 P = ParamSpec("P")
 R = TypeVar("R")
 
