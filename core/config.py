@@ -23,7 +23,6 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from core.errors import ConfigError
-from core.http import register_secret
 from core.records import ACTIVITY_TYPES, LEAD_FIELDS
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models, yaml_problem
 from scoring.validate import CLOSE, Problem, check_models, did_you_mean
@@ -160,6 +159,8 @@ def _suggest_unknown(lines: list[str], known: Iterable[str]) -> list[str]:
 
 def register_secrets(model: BaseModel) -> None:
     """Tell the log redactor about every secret value in a settings model."""
+    from core.http import register_secret  # imports httpx: only hubs with secrets pay for it
+
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, SecretStr) and value.get_secret_value():
@@ -205,31 +206,48 @@ def _no_connector(where: str, block: Any) -> str:
 
 class _Connectors(Mapping[str, Any]):
     """The installed connectors by name, each imported when a block first names it: a hub with
-    one CSV source does not import every vendor's client (commands start faster)."""
+    one CSV source does not import every vendor's client (commands start faster).
+
+    A name that no entry point gives is looked up in the full registry
+    (`connectors.base.contract.load_connectors`, which code may extend at runtime).
+    """
 
     def __init__(self) -> None:
         from importlib.metadata import entry_points
 
         self._points = {ep.name: ep for ep in entry_points(group="leadhub.connectors")}
         self._loaded: dict[str, Any] = {}
+        self._others: dict[str, Any] | None = None
         self.broken: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self._loaded:
-            if name not in self._points or name in self.broken:
-                raise KeyError(name)
-            try:
-                self._loaded[name] = self._points[name].load()
-            except Exception as exc:  # a plugin's import error is its own, not the hub's
-                self.broken[name] = f"{type(exc).__name__}: {exc}"
-                raise KeyError(name) from None
+        if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._points:
+            return self._registered()[name]
+        if name in self.broken:
+            raise KeyError(name)
+        try:
+            self._loaded[name] = self._points[name].load()
+        except Exception as exc:  # a plugin's import error is its own, not the hub's
+            self.broken[name] = f"{type(exc).__name__}: {exc}"
+            raise KeyError(name) from None
         return self._loaded[name]
 
+    def _registered(self) -> dict[str, Any]:
+        if self._others is None:
+            from connectors.base import contract
+
+            found = contract.load_connectors()
+            self._others = {k: v for k, v in found.items() if k not in self._points}
+        return self._others
+
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(set(self._points) - set(self.broken)))
+        names = set(self._points) | set(self._registered())
+        return iter(sorted(names - set(self.broken)))
 
     def __len__(self) -> int:
-        return len(set(self._points) - set(self.broken))
+        return len(list(iter(self)))
 
 
 def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
