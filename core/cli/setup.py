@@ -36,7 +36,8 @@ def check(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
     Meaning: files that do not exist, event types and fields no connector produces, caps below
     zero, tier gaps, decay steps that do not grow, destination fields the model never fills.
     """
-    from core.config import HubFileError, check_hub
+    from core.config import HubFileError
+    from core.hubcheck import check_hub
 
     path = state.settings.config
     try:

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from core.cli import app
-from core.config import HubFileError, check_hub, interpolate, load_hub
+from core.config import HubFileError, interpolate, load_hub
 from core.errors import ConfigError
+from core.hubcheck import check_hub
 
 runner = CliRunner()
 
