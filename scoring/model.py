@@ -345,8 +345,25 @@ def load_model_file(path: Path) -> list[ScoringModel]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ModelError(str(path), [f"invalid YAML: {exc}"]) from None
+        raise ModelError(str(path), [yaml_problem(exc)]) from None
     return parse_models(data, base_dir=path.parent, source=str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """`line 12, column 5: invalid YAML: <problem> (<context> at line 11)` for a parse error.
+
+    PyYAML counts lines and columns from 0 and names the stream `<unicode string>` when it was
+    given text; people count from 1 and want their file named, which the caller does.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"invalid YAML: {exc}"
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        text += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    elif exc.context:
+        text += f" ({exc.context})"
+    return text
 
 
 def segment_matches(model: ScoringModel, fields: Mapping[str, Any]) -> bool:

@@ -5,9 +5,11 @@ underscores: `First Name` is `first_name`); `columns:` maps any other header ont
 other column goes to `custom` (leads) or `properties` (activities); outcome files ignore them.
 
 A bad row is quarantined as its raw text with `<file>:<line>: <field>: <message>`; the other rows
-import. A missing file, or a header without a required column, is a ConfigError. The cursor is the
-last file line consumed plus a fingerprint of the file: a changed file is read again from the top,
-which is harmless because every record upserts on `(source, external_id)`.
+import, including a row with bytes the configured `encoding` cannot decode (a file pasted
+together from exports of different tools; its raw text shows them as `\\xNN`). A missing file,
+a header without a required column or a header that does not decode is a ConfigError. The cursor
+is the last file line consumed plus a fingerprint of the file: a changed file is read again from
+the top, which is harmless because every record upserts on `(source, external_id)`.
 """
 
 from __future__ import annotations
@@ -107,6 +109,16 @@ class CsvSettings(ConnectorSettings):
             raise ValueError("set at least one of leads, activities, outcomes")
         return self
 
+    def input_files(self, base_dir: Path) -> dict[Kind, Path]:
+        """The files this source reads by setting name, relative paths resolved on `base_dir`."""
+        found: dict[Kind, Path] = {}
+        for kind in KINDS:
+            path: Path | None = getattr(self, kind)
+            if path is not None:
+                path = path.expanduser()
+                found[kind] = path if path.is_absolute() else base_dir / path
+        return found
+
     def text_encoding(self) -> str:
         """The codec to open files with: UTF-8 becomes `utf-8-sig` so that a BOM is dropped."""
         return "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
@@ -170,14 +182,11 @@ class CsvStream:
         after = _resume_line(cursor, fingerprint)
         if cursor and cursor.get("line") and not after:
             log.info("%s changed since the last read; reading it from the top", self.path)
-        with self.path.open(encoding=self.settings.text_encoding(), newline="") as handle:
-            try:
-                yield from _pages(self._items(handle, after), self.settings.page_size, fingerprint)
-            except UnicodeDecodeError as exc:
-                raise ConfigError(
-                    f"{self.setting}: {self.path} is not valid {self.settings.encoding} "
-                    f"({exc.reason}); set `sources.{self.source}.encoding` to the file's encoding"
-                ) from exc
+        # surrogateescape: an undecodable byte becomes one marker character in its row, so that
+        # row is quarantined while the rest of the file imports.
+        encoding = self.settings.text_encoding()
+        with self.path.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
+            yield from _pages(self._items(handle, after), self.settings.page_size, fingerprint)
 
     def _fingerprint(self) -> str:
         """Size, modification time and the first bytes: any edit or replacement changes it."""
@@ -200,9 +209,14 @@ class CsvStream:
             header = next(reader, None)
         except csv.Error as exc:
             raise ConfigError(f"{self.setting}: {self.path}: unreadable header: {exc}") from exc
-        tap.pop()
         if header is None:
             return
+        undecodable = _undecodable(tap.pop())
+        if undecodable:
+            raise ConfigError(
+                f"{self.setting}: {self.path}: the header is not valid {self.settings.encoding} "
+                f"(bytes {undecodable}); set `sources.{self.source}.encoding` to its encoding"
+            )
         layout = _Layout.of(self._columns(header), self.settings.skip_values)
         while True:
             start = reader.line_num + 1
@@ -216,6 +230,13 @@ class CsvStream:
             raw, ref = tap.pop(), f"{self.path.name}:{start}"
             if reader.line_num <= after or not (failure or any(cell.strip() for cell in row)):
                 continue
+            undecodable = _undecodable(raw)
+            if undecodable:
+                failure = (
+                    f"row: bytes {undecodable} are not valid {self.settings.encoding} "
+                    f"(see `sources.{self.source}.encoding`)"
+                )
+                raw = _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", raw)
             if failure:
                 yield reader.line_num, Invalid(raw, f"{ref}: {failure}", ref)
             else:
@@ -301,6 +322,16 @@ def row_id(values: dict[str, str]) -> str:
     return "row-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+# What `surrogateescape` makes of an undecodable byte: U+DC80..U+DCFF for bytes 0x80..0xFF.
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable(text: str) -> str:
+    """The bytes that did not decode, as `0xe9, 0xfc` (up to five), or "" when all did."""
+    found = list(dict.fromkeys(f"0x{ord(c) - 0xDC00:02x}" for c in _SURROGATE.findall(text)))
+    return ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+
+
 def _plain(header: str) -> str:
     return re.sub(r"[\s\-]+", "_", header.strip().lower())
 
@@ -334,14 +365,8 @@ class CsvSource:
     base_dir: Path
 
     def streams(self) -> list[CsvStream]:
-        found = []
-        for kind in KINDS:
-            path: Path | None = getattr(self.settings, kind)
-            if path is not None:
-                path = path.expanduser()
-                full = path if path.is_absolute() else self.base_dir / path
-                found.append(CsvStream(kind, self.name, full, self.settings))
-        return found
+        files = self.settings.input_files(self.base_dir)
+        return [CsvStream(kind, self.name, files[kind], self.settings) for kind in files]
 
 
 class CsvConnector:

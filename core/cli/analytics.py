@@ -11,7 +11,15 @@ import typer
 import yaml
 from rich.table import Table
 
-from core.cli.common import console, err_console, handles_errors, hub_model, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    err_console,
+    handles_errors,
+    hub_model,
+    print_json,
+    state,
+)
 from core.errors import ConfigError
 from core.pipeline import analytics
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
@@ -57,9 +65,10 @@ def _range(b: Bracket) -> str:
 @handles_errors
 def report(
     model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Scores against outcomes: tiers, brackets, channels, sources, qualified leads per month."""
+
     model = hub_model(model_name)
     result = analytics.report(state.store(), model)
     if as_json:
@@ -105,6 +114,7 @@ def _print_report(name: str, r: Report) -> None:
 
 
 def _model_file(path: Path) -> list[ScoringModel]:
+
     try:
         return load_model_file(path)
     except ModelError as exc:
@@ -126,9 +136,10 @@ def backtest(
     monthly_volume: float | None = typer.Option(
         None, "--monthly-volume", min=0, help="Suggest a threshold giving sales this many a month."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score every decided lead as of just before its outcome; AUC, lift, suggested thresholds."""
+
     models = _model_file(model_file) + (_model_file(against) if against else [])
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -190,7 +201,7 @@ def print_backtests(results: list[Backtest]) -> None:
 @handles_errors
 def train(
     algorithm: str = typer.Option(
-        "logreg", "--algorithm", help=f"One of: {', '.join(ALGORITHMS)}."
+        "logreg", "--algorithm", help="logreg (logistic regression) or gboost (gradient boosting)."
     ),
     min_outcomes: int = typer.Option(
         500, "--min-outcomes", min=1, help="Refuse with fewer decided outcomes."
@@ -201,9 +212,10 @@ def train(
     rules_file: Path | None = typer.Option(
         None, "--as-rules", help="Also write the model as a points model file here."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train the predictive model on decided outcomes; report its 5-fold AUC and calibration."""
+
     if algorithm not in ALGORITHMS:
         raise typer.BadParameter(f"--algorithm: use one of {', '.join(ALGORITHMS)}")
     if rules_file is not None and algorithm != "logreg":
@@ -234,6 +246,7 @@ def train(
 
 def _write_rules(store: Any, artefact: Artefact, path: Path) -> dict[str, Any]:
     """Write the points model file and backtest it on the same decided leads."""
+
     data = as_rules(artefact)
     models = parse_models(data, source=str(path))
     header = (

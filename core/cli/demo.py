@@ -7,16 +7,17 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import uvicorn
 import yaml
 from rich.table import Table
 
-from connectors.base.sandboxes import Sandboxes, serve_sandboxes
+from connectors.base.sandboxes import serve_sandboxes
 from core.cli.common import console, handles_errors, state
 from core.cli.scores import leads
-from core.config import HubConfig, load_hub
+from core.config import load_hub
 from core.pipeline import pull as pipeline
 from core.pipeline import score as scorer
 from core.pipeline.outbox import push_configured
@@ -24,6 +25,11 @@ from core.settings import Settings
 from core.store import store as queries
 from core.store.store import Store
 from core.web.app import create_app
+
+if TYPE_CHECKING:
+    from connectors.base.sandboxes import Sandboxes
+    from core.config import HubConfig
+    from core.store.store import Store
 
 DEMO_PORT = 8765
 MODEL = Path(__file__).resolve().parents[2] / "scoring" / "examples" / "default.yaml"
@@ -41,6 +47,7 @@ def sandbox(
     people: int = typer.Option(300, "--people", help="People in the synthetic world."),
 ) -> None:
     """Serve every vendor sandbox on one port, each under /<vendor> (Ctrl-C to stop)."""
+
     with serve_sandboxes(seed=seed, people=people, now=_today(), port=port) as sandboxes:
         for name in sandboxes.vendors:
             console.print(f"  {name:<16} {sandboxes.url}/{name}")
@@ -63,6 +70,7 @@ def demo(
     keep_serving: bool = typer.Option(False, "--serve", help="Keep sandboxes and dashboard up."),
 ) -> None:
     """Pull from the vendor sandboxes, score, push back, and show the ranked leads."""
+
     target = directory or Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     target.mkdir(parents=True, exist_ok=True)
     with serve_sandboxes(seed=42, people=people, now=_today(), port=port) as sandboxes:
@@ -82,6 +90,7 @@ def demo(
 
 
 def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
+
     sources, destinations = sandboxes.hub_blocks()
     shutil.copyfile(MODEL, target / "models.yaml")
     hub_file = target / "leadhub.yaml"
@@ -97,6 +106,7 @@ def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
 
 
 def _pull(store: Store, hub: HubConfig, name: str) -> None:
+
     with console.status(f"pulling {name}…"):
         result = pipeline.pull(store, hub, name)
     c = result.counts
@@ -120,6 +130,7 @@ def _push_all(store: Store, hub: HubConfig) -> None:
 
 def _show_landed(store: Store, sandboxes: Sandboxes, top: int = 5) -> None:
     """The top leads as the sandbox CRM and email tool now hold them: proof the push landed."""
+
     vendors = [v for v in ("hubspot", "salesforce", "mailchimp") if v in sandboxes.apps]
     best = queries.ranked_leads(store, "default", top)
     if not vendors or not best:
@@ -133,6 +144,7 @@ def _show_landed(store: Store, sandboxes: Sandboxes, top: int = 5) -> None:
 
 
 def _next_steps(target: Path, store: Store) -> None:
+
     best = queries.ranked_leads(store, "default", 1)
     email = best[0]["email"] if best and best[0]["email"] else "someone@example.com"
     console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
@@ -143,5 +155,6 @@ def _next_steps(target: Path, store: Store) -> None:
 
 def _serve_dashboard(store: Store, hub: HubConfig) -> None:
     """Keep the sandboxes up and serve the dashboard and API on them, without auth (local only)."""
+
     console.print("dashboard at http://127.0.0.1:8000/ (no auth: a local demo); Ctrl-C to stop")
     uvicorn.run(create_app(store, hub, state.settings, no_auth=True), host="127.0.0.1", port=8000)

@@ -18,9 +18,19 @@ from dramatiq.cli import make_argument_parser
 from rich.table import Table
 
 from core import logs, metrics
-from core.cli.common import console, err_console, handles_errors, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    err_console,
+    handles_errors,
+    iso,
+    print_json,
+    service_failure,
+    state,
+)
 from core.config import HubConfig
 from core.errors import ConfigError
+from core.jobs import actors as jobs
 from core.jobs import deadletters
 from core.jobs.scheduler import HubScheduler, next_run
 from core.pipeline.outbox import outbox_counts
@@ -39,6 +49,7 @@ METRICS_PORT = typer.Option(None, "--metrics-port", help="Serve Prometheus /metr
 def _export_settings(log_format: str | None = None) -> None:
     """Actors (here or in worker processes) read settings from the environment: pass the CLI's
     overrides on; with `log_format`, also set up logging for a long-running command."""
+
     settings = state.settings
     os.environ["LEADHUB_CONFIG"] = str(Path(settings.config).resolve())
     os.environ["LEADHUB_DATABASE_URL"] = settings.database_url
@@ -69,6 +80,7 @@ def worker(
     log_format: str = LOG_FORMAT,
 ) -> None:
     """Run dramatiq worker processes on Redis (LEADHUB_BROKER_URL)."""
+
     if not state.settings.broker_url:
         raise ConfigError(
             "leadhub worker needs LEADHUB_BROKER_URL=redis://…; on one machine without Redis, "
@@ -95,7 +107,6 @@ def worker(
 def scheduler(log_format: str = LOG_FORMAT) -> None:
     """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
     _export_settings(log_format)
-    from core.jobs import actors as jobs
 
     stop = _stop_on_signals()
     hub_scheduler = HubScheduler(
@@ -114,7 +125,6 @@ def run(
 ) -> None:
     """All in one process: the scheduler and worker threads (embedded mode, one machine)."""
     _export_settings(log_format)
-    from core.jobs import actors as jobs
 
     state.hub()  # a broken hub file is exit code 2 now, not a log line later
     stop = _stop_on_signals()
@@ -140,11 +150,11 @@ def run(
 
 @dlq_app.callback(invoke_without_command=True)
 @handles_errors
-def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List the jobs that failed for good (retries exhausted, or a permanent error)."""
+
     if ctx.invoked_subcommand:
         return
-    from core.jobs import actors as jobs
 
     letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
     if as_json:
@@ -156,7 +166,7 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> No
     table = Table("id", "job", "failed", "retries", "error")
     for d in letters:
         job = f"{d.actor} {' '.join(map(str, d.args))}".strip()
-        table.add_row(d.id[:8], job, f"{d.failed_at:%Y-%m-%d %H:%M:%S}", str(d.retries), d.error)
+        table.add_row(d.id[:8], job, iso(d.failed_at), str(d.retries), d.error)
     console.print(table)
     console.print("put one back with `leadhub dlq requeue ID` (an id prefix will do)")
 
@@ -167,8 +177,8 @@ def dlq_requeue(
     ids: list[str] = typer.Argument(..., help="Dead-letter ids (or unique prefixes)."),
 ) -> None:
     """Put dead letters back on the queue (embedded mode: run them now, in this process)."""
+
     _export_settings()
-    from core.jobs import actors as jobs
 
     requeued = deadletters.requeue(jobs.broker, jobs.job_settings.queue, state.store(), ids)
     for d in requeued:
@@ -190,6 +200,7 @@ def dlq_requeue(
 
 def _last_ok(store: Store) -> dict[tuple[str, str], datetime]:
     """When each (kind, target) last finished a successful run."""
+
     query = (
         sa.select(SYNC_RUN.c.kind, SYNC_RUN.c.target, sa.func.max(SYNC_RUN.c.finished_at))
         .where(SYNC_RUN.c.status == "ok")
@@ -204,17 +215,20 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None]:
-    """Dead letters per (actor, target), and who holds the scheduler lock."""
-    from core.jobs import actors as jobs
+def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
+    """Dead letters per (actor, target), who holds the scheduler lock, and why neither could be
+    read (a configured broker that does not answer: status still shows the store's side)."""
 
     try:
         letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
         holder = jobs.lock_for("scheduler").holder()
-    except Exception as exc:  # the broker is down: status must still show the store's side
-        err_console.print(f"[yellow]broker unreachable:[/yellow] {exc}")
-        return Counter(), None
-    return Counter((d.actor, d.target) for d in letters), holder
+    except Exception as exc:
+        # Without a broker, both live in the store: its failure is the store's, reported as such.
+        failure = service_failure(exc) if state.settings.broker_url else None
+        if failure is None or "broker" not in failure[0]:
+            raise
+        return Counter(), None, failure[0]
+    return Counter((d.actor, d.target) for d in letters), holder, None
 
 
 def status_rows(
@@ -265,14 +279,14 @@ def status_rows(
 
 
 @handles_errors
-def status(as_json: bool = typer.Option(False, "--json")) -> None:
+def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
     show_status(as_json)
 
 
 def show_status(as_json: bool = False) -> None:
     """Print the status table (`leadhub status` calls this)."""
-    dead, holder = _dead_letters()
+    dead, holder, broker_problem = _dead_letters()
     rows = status_rows(state.store(), state.hub(), dead=dead)
     if as_json:
         print_json({"scheduler": holder, "targets": rows})
@@ -296,11 +310,17 @@ def show_status(as_json: bool = False) -> None:
     for r in rows:
         if r["result"] == "failed" and r["error"]:
             err_console.print(f"[red]{r['name']}:[/red] {r['error']}", highlight=False)
-    console.print(f"scheduler: {holder or 'not running'}")
+    if broker_problem:
+        err_console.print(
+            f"[yellow]{broker_problem}: dead letters and the scheduler are not shown[/yellow]",
+            highlight=False,
+        )
+    else:
+        console.print(f"scheduler: {holder or 'not running'}")
 
 
 def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+    return iso(value)
 
 
 def _age(seconds: int | None) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from core.cli import analytics, bench, demo, jobs, push, scores, serve, setup, sync
 from core.cli.common import setup_logging, state
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -25,6 +28,7 @@ def main(
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING…"),
 ) -> None:
     """Pull leads and activity, score them, push scores back to CRMs."""
+
     overrides: dict[str, Any] = {}
     if config is not None:
         overrides["config"] = config

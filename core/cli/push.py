@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from core.cli.common import console, handles_errors, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    handles_errors,
+    iso,
+    print_json,
+    progress_bar,
+    state,
+)
 from core.pipeline import outbox
-from core.pipeline.outbox import PushResult
+
+if TYPE_CHECKING:
+    from core.pipeline.outbox import PushResult
 
 PREVIEW_ROWS = 20
 
@@ -28,9 +38,10 @@ def push(
     retry_parked: bool = typer.Option(
         False, "--retry-parked", help="Give parked records a fresh set of attempts."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Send changed scores to the named destinations (or all), in their largest batches."""
+
     hub, store = state.hub(), state.store()
     names = destinations or list(hub.destinations)
     for name in names:
@@ -41,8 +52,9 @@ def push(
         if as_json:
             results.append(outbox.push_configured(store, hub, name, **options))
             continue
-        with console.status(f"pushing {name}…", spinner="dots"):
-            results.append(outbox.push_configured(store, hub, name, **options))
+        with progress_bar(f"pushing {name}") as tracker:
+            push_options = {**options, "progress": tracker.update}
+            results.append(outbox.push_configured(store, hub, name, **push_options))
     if as_json:
         print_json([_result_dict(r) for r in results])
     else:
@@ -109,9 +121,12 @@ def _print_preview(result: PushResult) -> None:
 def outbox_command(
     parked: bool = typer.Option(False, "--parked", help="Only records parked after failures."),
     destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
-    as_json: bool = typer.Option(False, "--json", help="Print counts and records as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print counts and records as JSON (for scripts)."
+    ),
 ) -> None:
     """Records waiting to be written back: pending, retrying (with backoff) and parked."""
+
     store = state.store()
     states = ["parked"] if parked else ["pending", "retry", "parked"]
     rows = outbox.outbox_rows(store, destination, states=states)
@@ -127,7 +142,7 @@ def outbox_command(
         return
     table = Table("destination", "lead", "email", "state", "attempts", "next attempt", "last error")
     for r in rows:
-        when = f"{r['next_attempt_at']:%Y-%m-%d %H:%M:%S}" if r["next_attempt_at"] else "-"
+        when = iso(r["next_attempt_at"])
         table.add_row(r["destination"], str(r["lead_id"]), r["email"] or "", r["state"],
                       str(r["attempts"]), when, r["last_error"] or "")  # fmt: skip
     console.print(table)

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from core.cli.common import console, handles_errors, hub_model, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    console,
+    handles_errors,
+    hub_model,
+    iso,
+    print_json,
+    progress_bar,
+    state,
+)
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
-from scoring.model import ScoringModel
+from scoring.engine import QualifiedState
+
+if TYPE_CHECKING:
+    from scoring.engine import LedgerEntry, QualifiedState, ScoreResult
+    from scoring.model import ScoringModel
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -35,16 +49,15 @@ def _tier_style(model: ScoringModel, tier: str | None) -> str:
 @handles_errors
 def score(
     full: bool = typer.Option(False, "--full", help="Rescore every lead, not only changed ones."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score leads whose data changed (everyone when a model file changed)."""
+
     hub, store = state.hub(), state.store()
     if not hub.models:
         raise ConfigError(f"{hub.path}: no scoring models configured (`scoring:`)")
-    with console.status("scoring…") as status:
-        run = scorer.score(
-            store, hub.models, full=full, progress=lambda d, t: status.update(f"scoring {d}/{t}")
-        )
+    with progress_bar("scoring") as tracker:
+        run = scorer.score(store, hub.models, full=full, progress=tracker.update)
     if as_json:
         print_json(run.__dict__)
         return
@@ -56,6 +69,7 @@ def score(
 
 def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> list[dict[str, Any]]:
     """Scores as of a past moment, from stored data; nothing is written."""
+
     store = state.store()
     leads = store.leads()
     rows = []
@@ -69,7 +83,7 @@ def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> lis
     return rows[:top] if top else rows
 
 
-def _result_dict(r: Any) -> dict[str, Any]:
+def _result_dict(r: ScoreResult) -> dict[str, Any]:
     return {
         "model": r.model,
         "fit": r.fit,
@@ -78,9 +92,34 @@ def _result_dict(r: Any) -> dict[str, Any]:
         "tier": r.tier,
         "grade": r.grade,
         "qualified": r.qualified,
-        "qualified_at": r.qualified_at,
+        "qualified_at": _qualified_at(r),
         "reason": r.reason,
     }
+
+
+def _qualified_at(r: ScoreResult) -> datetime | None:
+    """When the lead qualified, as the score history knows it.
+
+    A score computed here for display crosses the threshold "now" only in this computation:
+    the engine stamps that moment, which is not when the lead qualified, so it is left out.
+    """
+    return r.qualified_at if r.qualified and r.event != "qualified" else None
+
+
+def _qualified_state(lead_id: int, model: str, moment: datetime) -> QualifiedState | None:
+    """The lead's qualified state as of `moment`, from its score history (None: no history)."""
+
+    found = None
+    for h in store_queries.lead_history(state.store(), lead_id, model):
+        at = h["computed_at"]
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        if at > moment:
+            break
+        if h["event"] == "qualified":
+            found = QualifiedState(True, at)
+        elif h["event"] == "released":
+            found = QualifiedState(False, None)
+    return found
 
 
 @handles_errors
@@ -88,9 +127,10 @@ def leads(
     top: int | None = typer.Option(None, "--top", help="Only the best N."),
     model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
     as_of: str | None = typer.Option(None, "--as-of", help="Compute as of this ISO date/time."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Leads ranked by score, with tier, grade and the short reason."""
+
     hub = state.hub()
     moment = _as_of(as_of)
     model = hub_model(model_name) if (hub.models or model_name or moment) else None
@@ -163,14 +203,17 @@ def explain(
     email: str,
     model_name: str | None = typer.Option(None, "--model"),
     as_of: str | None = typer.Option(None, "--as-of", help="Compute as of this ISO date/time."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """The ledger behind a lead's score: every rule that fired, decay and clamps."""
+
     lead, model = _lead(email), hub_model(model_name)
     moment = _as_of(as_of) or datetime.now(UTC)
     with state.store().engine.connect() as conn:
         fields, acts = scorer.load_inputs(conn, [lead["id"]], until=moment)
-    results = list(scorer.evaluate(fields, acts, [model], moment))
+    before = _qualified_state(lead["id"], model.name, moment)
+    previous = {(lead["id"], model.name): before} if before else None
+    results = list(scorer.evaluate(fields, acts, [model], moment, previous))
     if not results:
         raise ConfigError(f"{email} is outside the segment of model {model.name!r}")
     r = results[0][2]
@@ -181,23 +224,43 @@ def explain(
     table = Table(
         "section", "kind", "rule", "count", "points", title=f"{lead['email']} — {model.name}"
     )
-    for e in ledger:
-        table.add_row(e["section"], e["kind"], e["name"], str(e["count"]), f"{e['points']:+g}")
+    for entry, e in zip(r.ledger, ledger, strict=True):
+        name = e["name"] + _decay_note(model, entry)
+        table.add_row(e["section"], e["kind"], name, str(e["count"]), f"{e['points']:+g}")
     table.add_row("", "", "[bold]total[/bold]", "", f"[bold]{r.total:g}[/bold]")
     console.print(table)
-    console.print(
-        f"fit {r.fit:g} · engagement {r.engagement:g} · tier {r.tier} · grade {r.grade}"
-        f" · {'qualified' if r.qualified else 'not qualified'} — {r.reason}"
+    parts = [f"fit {r.fit:g}", f"engagement {r.engagement:g}"]
+    parts += [f"tier {r.tier}"] if r.tier else []
+    parts += [f"grade {r.grade}"] if r.grade else []  # no grade configured: nothing to show
+    qualified_at = _qualified_at(r)
+    if r.qualified:
+        parts.append(f"qualified since {iso(qualified_at)}" if qualified_at else "qualified")
+    else:
+        parts.append("not qualified")
+    console.print(" · ".join(parts) + (f" — {r.reason}" if r.reason else ""), highlight=False)
+
+
+def _decay_note(model: ScoringModel, entry: LedgerEntry) -> str:
+    """For an inactivity step that took less than its `minus`: that decay stopped at zero."""
+    match = re.fullmatch(r"Inactive (\S+)\+ days", entry.name)
+    if entry.kind != "decay" or match is None:
+        return ""
+    step = next(
+        (s for s in model.engagement.decay.inactivity if f"{s.days:g}" == match.group(1)), None
     )
+    if step is None or -entry.points >= step.minus:
+        return ""
+    return f" (the -{step.minus:g} step, cut at zero: decay stops at zero engagement)"
 
 
 @handles_errors
 def history(
     email: str,
     model_name: str | None = typer.Option(None, "--model"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Every change of a lead's score, with qualified/released events."""
+
     lead = _lead(email)
     rows = store_queries.lead_history(state.store(), lead["id"], model_name)
     if as_json:
@@ -206,7 +269,7 @@ def history(
     table = Table("when", "model", "total", "fit", "eng.", "tier", "grade", "event")
     for h in rows:
         table.add_row(
-            f"{h['computed_at']:%Y-%m-%d %H:%M}",
+            iso(h["computed_at"]),
             h["model"],
             _num(h["total"]),
             _num(h["fit"]),

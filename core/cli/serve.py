@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import dramatiq
+from typing import TYPE_CHECKING
+
 import typer
 import uvicorn
 from dramatiq.brokers.stub import StubBroker
 
 from core.cli.common import console, handles_errors, state
+from core.jobs import actors as jobs
 from core.web.app import create_app
+
+if TYPE_CHECKING:
+    import dramatiq
 
 
 @handles_errors
@@ -29,6 +34,7 @@ def serve(
     The API and dashboard need LEADHUB_API_TOKEN (Bearer) or LEADHUB_API_USER and
     LEADHUB_API_PASSWORD (basic auth); without either, pass --no-auth explicitly.
     """
+
     web = create_app(state.store(), state.hub(), state.settings, no_auth=no_auth)
     worker = _start_workers(threads) if web.state.webhooks else None
     where = f"http://{host}:{port}"
@@ -46,8 +52,8 @@ def serve(
 
 def _start_workers(threads: int) -> dramatiq.Worker | None:
     """Embedded mode has no separate worker: run threads here for the jobs webhooks enqueue."""
+
     # Imported here: the actors module builds the broker from the environment when imported.
-    from core.jobs import actors as jobs
 
     if not isinstance(jobs.broker, StubBroker) or threads < 1:
         return None

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from core.cli.common import console, err_console, handles_errors, print_json, state
+from core.cli.common import (
+    JSON_HELP,
+    Tracker,
+    console,
+    err_console,
+    handles_errors,
+    print_json,
+    progress_bar,
+    state,
+)
 from core.pipeline import pull as pipeline
-from core.pipeline.pull import PullResult
-from core.store.ingest import PageCounts
+
+if TYPE_CHECKING:
+    from core.pipeline.pull import PullResult
+    from core.store.ingest import PageCounts
 
 
 @handles_errors
 def sync(
     sources: list[str] = typer.Argument(None, help="Source names (default: all enabled)."),
     full: bool = typer.Option(False, "--full", help="Forget cursors and read everything again."),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pull the named sources (or all) into the store."""
+
     hub, store = state.hub(), state.store()
     names = sources or [n for n, s in hub.sources.items() if s.enabled]
     for name in names:
@@ -27,10 +39,11 @@ def sync(
     results = []
     failed = False
     for name in names:
-        with console.status(f"pulling {name}…", spinner="dots") as status:
+        # A source does not say how many records it holds: count and rate, no time left.
+        with progress_bar(f"pulling {name}") as tracker:
 
-            def progress(stream: str, counts: PageCounts, _s: Any = status, _n: str = name) -> None:
-                _s.update(f"pulling {_n}: {stream} (+{counts.read} records)")
+            def progress(stream: str, counts: PageCounts, _t: Tracker = tracker) -> None:
+                _t.advance(counts.read)
 
             result = pipeline.pull(
                 store, hub, name, full=full, progress=None if as_json else progress
@@ -77,7 +90,7 @@ def _print_pulls(results: list[PullResult]) -> None:
 @handles_errors
 def quarantine(
     source: str | None = typer.Option(None, "--source", help="Only this source."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Records that failed validation, with where they came from and why."""
     rows = state.store().quarantine(source)

@@ -7,7 +7,7 @@ before its recording leaves the batch due, and the next push sends it again (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +130,7 @@ def send(
     destination: Destination,
     result: PushResult,
     now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     after, where = 0, due_clause(now)
     prepared = False
@@ -147,6 +148,8 @@ def send(
         result.calls += 1
         result.attempted += len(items)
         record_outcomes(store, cfg, batch, outcomes, now, result)
+        if progress:
+            progress(result.attempted, max(result.planned, result.attempted))
         if result.error:
             return
 

@@ -24,7 +24,7 @@ Sending and recording batches is `core.pipeline.delivery`; threshold actions (`o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -251,6 +251,7 @@ def push(
     dry_run: bool = False,
     retry_parked: bool = False,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PushResult:
     """Plan, then send what is due to `destination` in batches of its `batch_size`.
 
@@ -261,6 +262,7 @@ def push(
             calls it would take.
         retry_parked: give parked records a fresh set of attempts.
         now: the clock (tests).
+        progress: called after each batch with (records sent, records planned).
 
     A vendor failure (auth, rate limit, outage) ends the push with `error` set and a `failed`
     run; anything else is re-raised after the run is recorded as failed.
@@ -279,7 +281,7 @@ def push(
     result.run_id = store.start_run("push", cfg.name)
     try:
         delivery.requeue(store, cfg, now, resend_all, retry_parked)
-        delivery.send(store, cfg, destination, result, now)
+        delivery.send(store, cfg, destination, result, now, progress)
         if result.ok:
             outbox_actions.act(store, cfg, destination, result, now)
     except LeadhubError as exc:

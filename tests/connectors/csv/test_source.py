@@ -146,9 +146,36 @@ def test_other_delimiter_and_encoding(tmp_path: Path) -> None:
     assert isinstance(lead, LeadRecord) and lead.city == "Köln"
 
 
-def test_a_file_not_in_the_configured_encoding_is_a_config_error(tmp_path: Path) -> None:
-    write(tmp_path, "email,city\na@x.io,Köln\n", encoding="latin-1")
-    with pytest.raises(ConfigError, match=r"sources\.crm\.leads: .* is not valid utf-8.*encoding"):
+def test_rows_with_bytes_not_in_the_encoding_are_quarantined_and_the_rest_imports(
+    tmp_path: Path,
+) -> None:
+    # A UTF-8 export with one row pasted in from a Latin-1 tool: 0xF6 is "ö" in Latin-1 and
+    # cannot start a UTF-8 sequence.
+    path = tmp_path / "leads.csv"
+    path.write_bytes(
+        b"email,city\n"
+        + "a@x.io,K\u00f6ln\n".encode()
+        + "b@x.io,K\u00f6ln\n".encode("latin-1")
+        + b"c@x.io,Bonn\n"
+    )
+    found = items(stream(tmp_path))
+    assert [(i.email, i.city) for i in found if isinstance(i, LeadRecord)] == [
+        ("a@x.io", "K\u00f6ln"),
+        ("c@x.io", "Bonn"),
+    ]
+    [bad] = only_invalid(found)
+    assert bad.record_ref == "leads.csv:3"
+    assert bad.reason == (
+        "leads.csv:3: row: bytes 0xf6 are not valid utf-8 (see `sources.crm.encoding`)"
+    )
+    assert bad.raw == "b@x.io,K\\xf6ln"
+
+
+def test_a_header_not_in_the_configured_encoding_is_a_config_error(tmp_path: Path) -> None:
+    write(tmp_path, "email,stadt_\u00f6\na@x.io,K\u00f6ln\n", encoding="latin-1")
+    with pytest.raises(
+        ConfigError, match=r"sources\.crm\.leads: .*header is not valid utf-8.*encoding"
+    ):
         items(stream(tmp_path))
 
 
