@@ -12,6 +12,7 @@ from core.cli.main import app, console, handles_errors, print_json, state
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
+from scoring.engine import ScoreResult
 from scoring.model import ScoringModel
 
 
@@ -82,18 +83,8 @@ def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> lis
     return rows[:top] if top else rows
 
 
-def _result_dict(r: Any) -> dict[str, Any]:
-    return {
-        "model": r.model,
-        "fit": r.fit,
-        "engagement": r.engagement,
-        "total": r.total,
-        "tier": r.tier,
-        "grade": r.grade,
-        "qualified": r.qualified,
-        "qualified_at": r.qualified_at,
-        "reason": r.reason,
-    }
+def _result_dict(r: ScoreResult) -> dict[str, Any]:
+    return {"model": r.model, **r.outputs()}
 
 
 @app.command()

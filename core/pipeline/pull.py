@@ -1,6 +1,8 @@
-"""The hub's steps, one plain function each: pull a source, score, push a destination.
+"""Pulling a source: every stream read from its saved cursor, each page stored with its cursor.
 
-In production dramatiq actors wrap these functions; embedded, they run in-process. Same code.
+`pull` opens the source named in the hub file; `pull_source` reads an opened one. A vendor failure
+ends the pull with a `failed` run and a result that carries the exception; the pages already stored
+stay, and the next pull resumes after the last one.
 """
 
 from __future__ import annotations
@@ -8,15 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from connectors.base.contract import Source, SourceContext, get_connector
+from core.config import HubConfig
 from core.errors import LeadhubError
 from core.store.ingest import PageCounts
 from core.store.store import Store
-
-if TYPE_CHECKING:
-    from core.config import HubConfig
 
 log = logging.getLogger("leadhub.pipeline")
 Progress = Callable[[str, PageCounts], None]
@@ -27,11 +26,16 @@ class PullResult:
     source: str
     run_id: int
     counts: PageCounts
-    error: str | None = None
+    exception: LeadhubError | None = None  # what stopped the pull, as raised
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.exception is None
+
+    @property
+    def error(self) -> str | None:
+        """What stopped the pull, for display."""
+        return None if self.exception is None else str(self.exception)
 
 
 def pull(
@@ -82,7 +86,7 @@ def pull_source(
     except LeadhubError as exc:
         store.finish_run(run_id, total, "failed", str(exc))
         log.error("pull %s failed: %s", source_name, exc)
-        return PullResult(source_name, run_id, total, str(exc))
+        return PullResult(source_name, run_id, total, exc)
     except Exception as exc:
         store.finish_run(run_id, total, "failed", f"{type(exc).__name__}: {exc}")
         raise
