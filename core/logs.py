@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from dramatiq.middleware import Middleware
 
@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is when a record is emitted, not when it was created.
 
     A handler that kept the stream it started with would write into a closed one after a caller

@@ -15,8 +15,7 @@ from rich.table import Table
 
 from core.cli.main import app, console, handles_errors, state
 from core.config import load_hub
-from core.pipeline import pull as pipeline
-from core.pipeline import score as scorer
+from core.pipeline.run import RunResult, run_configured
 from core.settings import Settings
 from core.store.store import Store
 
@@ -77,11 +76,9 @@ def demo(
         hub = _write_hub(target, base, list(apps))
         console.rule(f"[bold]leadhub demo[/bold] — sandboxes at {base}, hub in {target}")
         store = state.store()
-        for name in hub.sources:
-            _pull(store, hub, name)
-        run = scorer.score(store, hub.models)
-        console.print(f"scored {run.leads} leads ({run.events} qualified/released events)")
-        _push_all(store, hub)
+        with console.status("pulling, scoring, pushing…"):
+            result = run_configured(store, hub, sources=list(hub.sources))
+        _print_run(result)
         from core.cli.scores import leads
 
         leads(top=top, model_name=None, as_of=None, as_json=False)
@@ -107,27 +104,23 @@ def _write_hub(target: Path, base: str, vendors: list[str]) -> Any:
     return state._hub
 
 
-def _pull(store: Store, hub: Any, name: str) -> None:
-    with console.status(f"pulling {name}…"):
-        result = pipeline.pull(store, hub, name)
-    c = result.counts
-    error = f" — [red]{result.error}[/red]" if result.error else ""
-    console.print(
-        f"pulled [bold]{name}[/bold]: {c.read} records, {c.created} new, "
-        f"{c.quarantined} quarantined{error}"
-    )
-
-
-def _push_all(store: Store, hub: Any) -> None:
-    from core.pipeline.outbox import push_configured
-
+def _print_run(result: RunResult) -> None:
+    for pulled in result.pulls:
+        c = pulled.counts
+        error = f" — [red]{pulled.error}[/red]" if pulled.error else ""
+        console.print(
+            f"pulled [bold]{pulled.source}[/bold]: {c.read} records, {c.created} new, "
+            f"{c.quarantined} quarantined{error}"
+        )
+    if result.scored is not None:
+        run = result.scored
+        console.print(f"scored {run.leads} leads ({run.events} qualified/released events)")
     table = Table("destination", "sent", "created", "parked", "API calls", "error",
                   title="written back")  # fmt: skip
-    for name in hub.destinations:
-        result = push_configured(store, hub, name)
-        table.add_row(name, str(result.accepted), str(result.created), str(result.parked),
-                      str(result.calls), result.error or "")  # fmt: skip
-    if hub.destinations:
+    for pushed in result.pushes:
+        table.add_row(pushed.destination, str(pushed.accepted), str(pushed.created),
+                      str(pushed.parked), str(pushed.calls), pushed.error or "")  # fmt: skip
+    if result.pushes:
         console.print(table)
 
 

@@ -72,7 +72,9 @@ def worker(
             "`leadhub run` runs the jobs in-process"
         )
     _export_settings(log_format)
-    argv = ["core.jobs.actors", *modules, "--processes", str(processes), "--threads", str(threads)]
+    # Each worker process builds its broker (`configure`), then declares the actors.
+    argv = ["core.jobs.broker:configure", "core.jobs.actors", *modules]
+    argv += ["--processes", str(processes), "--threads", str(threads)]
     argv += ["--skip-logging"] if log_format == "json" else []
     with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
         if metrics_port:
@@ -92,14 +94,15 @@ def worker(
 def scheduler(log_format: str = LOG_FORMAT) -> None:
     """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
     _export_settings(log_format)
-    from core.jobs import actors as jobs
+    from core.jobs import broker as jobs
     from core.jobs.scheduler import HubScheduler
 
+    runtime = jobs.configure_once()
     stop = _stop_on_signals()
     hub_scheduler = HubScheduler(
         Path(state.settings.config),
         jobs.lock_for("scheduler"),
-        decay_schedule=jobs.job_settings.decay_schedule or None,
+        decay_schedule=runtime.settings.decay_schedule or None,
     )
     hub_scheduler.run(stop)
 
@@ -114,18 +117,20 @@ def run(
     """All in one process: the scheduler and worker threads (embedded mode, one machine)."""
     _export_settings(log_format)
     from core import metrics
-    from core.jobs import actors as jobs
+    from core.jobs import actors
+    from core.jobs import broker as jobs
     from core.jobs.scheduler import HubScheduler
 
     state.hub()  # a broken hub file is exit code 2 now, not a log line later
     stop = _stop_on_signals()
     if metrics_port:
         metrics.serve(metrics_port)
-    worker_threads = jobs.start_worker(threads)
+    runtime = jobs.configure_once()
+    worker_threads = actors.start_worker(threads)
     hub_scheduler = HubScheduler(
         Path(state.settings.config),
         jobs.lock_for("scheduler"),
-        decay_schedule=jobs.job_settings.decay_schedule or None,
+        decay_schedule=runtime.settings.decay_schedule or None,
     )
     thread = threading.Thread(target=hub_scheduler.run, args=(stop,), name="scheduler")
     thread.start()
@@ -145,10 +150,11 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> No
     """List the jobs that failed for good (retries exhausted, or a permanent error)."""
     if ctx.invoked_subcommand:
         return
-    from core.jobs import actors as jobs
+    from core.jobs import broker as jobs
     from core.jobs import deadletters
 
-    letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+    runtime = jobs.configure_once()
+    letters = deadletters.list_dead_letters(runtime.broker, runtime.settings.queue, state.store())
     if as_json:
         print_json([d.as_json() for d in letters])
         return
@@ -170,17 +176,18 @@ def dlq_requeue(
 ) -> None:
     """Put dead letters back on the queue (embedded mode: run them now, in this process)."""
     _export_settings()
-    from core.jobs import actors as jobs
-    from core.jobs import deadletters
+    from core.jobs import actors, deadletters
+    from core.jobs import broker as jobs
 
-    requeued = deadletters.requeue(jobs.broker, jobs.job_settings.queue, state.store(), ids)
+    runtime = jobs.configure_once()
+    queue = runtime.settings.queue
+    requeued = deadletters.requeue(runtime.broker, queue, state.store(), ids)
     for d in requeued:
         console.print(f"requeued {d.id[:8]} {d.actor} {' '.join(map(str, d.args))}")
     if requeued and not state.settings.broker_url:
         with console.status("running them…"):
-            jobs.run_until_idle()
-        queue = jobs.job_settings.queue
-        left = {d.id for d in deadletters.list_dead_letters(jobs.broker, queue, state.store())}
+            actors.run_until_idle()
+        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queue, state.store())}
         failed = [d for d in requeued if d.id in left]
         for d in failed:
             err_console.print(f"[red]{d.id[:8]} failed again[/red]: see `leadhub dlq`")
@@ -209,11 +216,14 @@ def _utc(value: datetime) -> datetime:
 
 def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None]:
     """Dead letters per (actor, target), and who holds the scheduler lock."""
-    from core.jobs import actors as jobs
+    from core.jobs import broker as jobs
     from core.jobs import deadletters
 
     try:
-        letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+        runtime = jobs.configure_once()
+        letters = deadletters.list_dead_letters(
+            runtime.broker, runtime.settings.queue, state.store()
+        )
         holder = jobs.lock_for("scheduler").holder()
     except Exception as exc:  # the broker is down: status must still show the store's side
         err_console.print(f"[yellow]broker unreachable:[/yellow] {exc}")

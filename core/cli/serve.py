@@ -54,8 +54,9 @@ def _start_workers(threads: int) -> dramatiq.Worker | None:
     """Embedded mode has no separate worker: run threads here for the jobs webhooks enqueue."""
     from dramatiq.brokers.stub import StubBroker
 
-    from core.jobs import actors as jobs
+    from core.jobs import actors
+    from core.jobs.broker import configure_once
 
-    if not isinstance(jobs.broker, StubBroker) or threads < 1:
+    if not isinstance(configure_once().broker, StubBroker) or threads < 1:
         return None
-    return jobs.start_worker(threads)
+    return actors.start_worker(threads)

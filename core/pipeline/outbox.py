@@ -53,6 +53,7 @@ __all__ = [
     "PlanResult",
     "PushResult",
     "mapped_values",
+    "open_configured",
     "open_destination",
     "outbox_counts",
     "outbox_rows",
@@ -168,13 +169,17 @@ def outbox_rows(
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def push_configured(store: Store, hub: HubConfig, name: str, **options: Any) -> PushResult:
-    """Push the destination named `name` in the hub file (`options` as for `push`)."""
-    config = hub.destination(name)
-    cfg = config.settings
+def open_configured(hub: HubConfig, name: str) -> tuple[DestinationSettings, Destination]:
+    """The validated block of the destination `name` in the hub file, and the destination."""
+    cfg = hub.destination(name).settings
     if cfg is None:
         raise ConfigError(f"destinations.{name}: not validated")
     if hub.models and cfg.model not in {m.name for m in hub.models}:
         known = ", ".join(m.name for m in hub.models)
         raise ConfigError(f"destinations.{name}.model: no scoring model {cfg.model!r} ({known})")
-    return push(store, cfg, open_destination(cfg, hub.base_dir), **options)
+    return cfg, open_destination(cfg, hub.base_dir)
+
+
+def push_configured(store: Store, hub: HubConfig, name: str, **options: Any) -> PushResult:
+    """Push the destination named `name` in the hub file (`options` as for `push`)."""
+    return push(store, *open_configured(hub, name), **options)

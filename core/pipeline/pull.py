@@ -38,6 +38,14 @@ class PullResult:
         return None if self.exception is None else str(self.exception)
 
 
+def open_source(hub: HubConfig, source_name: str) -> Source:
+    """The source named `source_name` in the hub file, opened by its connector."""
+    config = hub.source(source_name)
+    connector = get_connector(config.connector)()
+    source: Source = connector.source(config.settings, SourceContext(source_name, hub.base_dir))
+    return source
+
+
 def pull(
     store: Store,
     hub: HubConfig,
@@ -47,9 +55,7 @@ def pull(
     progress: Progress | None = None,
 ) -> PullResult:
     """Pull the source named `source_name` in the hub file."""
-    config = hub.source(source_name)
-    connector = get_connector(config.connector)()
-    source = connector.source(config.settings, SourceContext(source_name, hub.base_dir))
+    source = open_source(hub, source_name)
     return pull_source(
         store, source_name, source, priority=hub.field_priority, full=full, progress=progress
     )

@@ -16,32 +16,33 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from core.jobs.broker import runtime
 from core.jobs.locks import StoreLease
+from core.settings import Settings
 from core.store.store import SYNC_RUN, Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 
 @pytest.fixture
 def hub(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A hub file with one ticker source, and core.jobs.actors pointed at a fresh SQLite store."""
-    from core.jobs import actors as jobs
+    """A hub file with one ticker source, and the jobs (stub broker) on a fresh SQLite store."""
+    from core.jobs import actors  # noqa: F401  (declares the actors)
+    from core.jobs.broker import configure, reset_context
     from tests.jobs import ticker  # noqa: F401  (registers the ticker connector)
 
     path = tmp_path / "leadhub.yaml"
 
-    def configure(**settings: Any) -> Path:
+    def write(**settings: Any) -> Path:
         source = {"connector": "ticker", "pages": 3, "per_page": 4, "redis_url": redis_url}
         return write_hub(path, {"alpha": {**source, "schedule": "*/5 * * * *", **settings}})
 
-    configure()
+    write()
     monkeypatch.setenv("LEADHUB_CONFIG", str(path))
     monkeypatch.setenv("LEADHUB_DATABASE_URL", f"sqlite:///{tmp_path / 'leadhub.db'}")
-    jobs._store, jobs._hub = None, None
-    yield configure
-    jobs.broker.flush_all()
-    if jobs._store is not None:
-        jobs._store.close()
-    jobs._store, jobs._hub = None, None
+    broker = configure(Settings(broker_url=None))
+    yield write
+    broker.flush_all()
+    reset_context()
 
 
 def runs(store: Store, kind: str = "pull") -> list[tuple[str, str | None]]:
@@ -94,7 +95,7 @@ def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -
     (first, first_error), second = runs(store)
     assert first == "failed" and "slow down" in (first_error or "")
     assert second == ("ok", None)
-    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+    assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
 
 
 def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> None:
@@ -105,8 +106,9 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> N
     jobs.pull.send("alpha")
     jobs.run_until_idle(timeout=10)
     store = jobs.context()[0]
-    assert [status for status, _ in runs(store)] == ["failed"] * (jobs.job_settings.max_retries + 1)
-    (letter,) = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store)
+    retries = runtime().settings.max_retries
+    assert [status for status, _ in runs(store)] == ["failed"] * (retries + 1)
+    (letter,) = deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store)
     assert (letter.actor, letter.args, letter.retries) == ("pull", ["alpha"], 2)
     assert "TransientError" in letter.error
 
@@ -168,11 +170,11 @@ def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub:
 
     stale = metric("leadhub_dropped_messages_total", actor="pull", reason="stale")
     message = jobs.pull.message_with_options(args=("alpha",), max_age=1000)
-    jobs.broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
+    runtime().broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
     jobs.run_until_idle()
     store = jobs.context()[0]
     assert runs(store) == []
-    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+    assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
     assert metric("leadhub_dropped_messages_total", actor="pull", reason="stale") == stale + 1
 
 
@@ -182,7 +184,6 @@ def test_status_json_lists_targets_and_the_scheduler(
     from core.cli.jobs import show_status
     from core.cli.main import state
     from core.jobs import actors as jobs
-    from core.settings import Settings
 
     jobs.pull.send("alpha")
     jobs.run_until_idle()
