@@ -8,6 +8,7 @@ land in the store's dead letters, from where `leadhub dlq requeue` runs them aga
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,24 @@ def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> No
     assert runs(store) == []
     assert metric("leadhub_dropped_messages_total", actor="pull", reason="busy") == dropped + 1
     other.release()
+
+
+def test_a_score_that_finds_its_lock_busy_comes_back_and_runs_once_it_is_free(hub: Any) -> None:
+    from core.jobs import actors as jobs
+
+    store = jobs.context()[0]
+    other = StoreLease(store, "score", ttl=30)
+    assert other.acquire()  # another worker is scoring
+    deferred = metric("leadhub_deferred_messages_total", actor="score")
+    ran = metric("leadhub_messages_total", actor="score", outcome="ok")
+    releaser = threading.Timer(1.0, other.release)
+    releaser.start()
+    jobs.score.send()
+    jobs.run_until_idle(timeout=10)
+    releaser.join()
+    # busy_delay is 0.3 s (conftest): held for a second, the score came back at least twice.
+    assert metric("leadhub_deferred_messages_total", actor="score") >= deferred + 2
+    assert metric("leadhub_messages_total", actor="score", outcome="ok") == ran + 1
 
 
 def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -> None:
