@@ -25,6 +25,7 @@ from typing import ParamSpec
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
 
 from core import metrics
 from core.errors import AuthError, ConfigError, RequestRejected, SourceError
@@ -57,20 +58,22 @@ def actor(
 @actor(lock="pull:{0}", when_busy="drop")
 def pull(source: str, full: bool = False) -> None:
     """Pull one source; then enqueue a score, also after a partial failure (the committed pages
-    are worth scoring)."""
+    are worth scoring). `full` forgets the cursors on the first attempt only: a retry or a
+    rate-limit deferral resumes after the last committed page instead of starting over."""
     store, hub = context()
-    if full:
-        # Forget the cursors, then pull as usual in a message of its own: its retries and
-        # rate-limit deferrals resume after the last committed page instead of starting over.
-        store.reset_cursors(source)
-        pull.send(source)
-        return
-    result = pull_step(store, hub, source)
+    result = pull_step(store, hub, source, full=full and _first_attempt())
     metrics.record_run("pull", source, "ok" if result.ok else "failed", result.counts)
     if result.ok or result.counts.created or result.counts.updated:
         score.send()
     if result.exception is not None:
         raise result.exception
+
+
+def _first_attempt() -> bool:
+    message = CurrentMessage.get_current_message()
+    return message is None or not (
+        message.options.get("retries") or message.options.get("deferrals")
+    )
 
 
 @actor(lock="score")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -102,7 +103,9 @@ def test_a_score_that_finds_its_lock_busy_comes_back_and_runs_once_it_is_free(hu
     assert metric("leadhub_messages_total", actor="score", outcome="ok") == ran + 1
 
 
-def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -> None:
+def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(
+    hub: Any, redis_url: str
+) -> None:
     from core.jobs import actors as jobs
     from core.jobs import deadletters
 
@@ -114,6 +117,9 @@ def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -
     (first, first_error), second = runs(store)
     assert first == "failed" and "slow down" in (first_error or "")
     assert second == ("ok", None)
+    # Full only the first time: page 0 was committed, so the second read starts at page 1.
+    events = redis.Redis.from_url(redis_url).lrange("ticker:alpha:events", 0, -1)
+    assert [e.split()[2] for e in events if e.startswith(b"enter")] == [b"0", b"1"]
     assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
 
 
