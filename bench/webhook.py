@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from core.pipeline import outbox
 from core.pipeline import score as scorer
 from core.pipeline.pull import pull_source
+from core.pipeline.run import leads_handler
 from core.store.store import Store
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def run(deliveries: int = 200) -> dict[str, Any]:
 
 def measure(vendor: str, deliveries: int) -> dict[str, Any]:
     from connectors.facebook_leads.sandbox.app import APP_SECRET
-    from connectors.facebook_leads.webhook import WEBHOOK_PATH, store_score_push
+    from connectors.facebook_leads.webhook import WEBHOOK_PATH
     from connectors.sandbox.server import serve
 
     world = World.build(seed=SEED, people=PEOPLE)
@@ -104,7 +105,7 @@ def measure(vendor: str, deliveries: int) -> dict[str, Any]:
         store = Store(f"sqlite:///{tmp / 'webhook.db'}")
         try:
             _seed(store, config, vendor, cfg, destination)
-            handle = store_score_push(store, config.models, [(cfg, destination)])
+            handle = leads_handler(store, config.models, [(cfg, destination)])
             fb = config.source(SOURCE)
             receiver = FacebookLeadsConnector().webhook(
                 fb.settings, SourceContext(SOURCE, config.base_dir), handle

@@ -12,9 +12,11 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from dramatiq.middleware import Middleware
+
+from core.http import RedactingFilter
 
 FORMAT_ENV = "LEADHUB_LOG_FORMAT"
 LEVEL_ENV = "LEADHUB_LOG_LEVEL"
@@ -45,7 +47,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is when a record is emitted, not when it was created.
 
     A handler that kept the stream it started with would write into a closed one after a caller
@@ -66,7 +68,6 @@ class StderrHandler(logging.StreamHandler):
 
 def make_handler(fmt: LogFormat, stream: Any = None) -> logging.Handler:
     """A stderr handler with the chosen format and the secret-redacting filter."""
-    from core.http import RedactingFilter
 
     handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

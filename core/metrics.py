@@ -135,7 +135,7 @@ def registry() -> CollectorRegistry:
     """The registry to serve: all worker processes' metrics in multiprocess mode, else ours."""
     if os.environ.get(MULTIPROC_ENV):
         collected = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collected)
+        multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
         return collected
     return REGISTRY
 

@@ -27,8 +27,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "scoring", "connectors")
 
@@ -281,15 +279,6 @@ TREE = Tree.read(ROOT)
 
 # Violations still in the tree while the layout is being finished: each test below that fails
 # for them is an expected failure until they are gone (the reasons list them).
-def _pending(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=f"not fixed yet: {reason}")
-
-
-@_pending(
-    "connectors.base.contract/settings <-> core.config, connectors.facebook_leads.source <-> "
-    "webhook, core.jobs.actors <-> scheduler, core.pipeline.outbox <-> actions/delivery, "
-    "core.pipeline.analytics <-> score"
-)
 def test_no_import_cycles() -> None:
     problems = cycles(TREE)
     assert not problems, _report(problems)
@@ -300,11 +289,6 @@ def test_scoring_imports_nothing_from_core_or_connectors() -> None:
     assert not problems, _report(problems)
 
 
-@_pending(
-    "connectors.hubspot/salesforce -> core.statefile, connectors.hubspot.client -> "
-    "core.jobs.ratelimit, connectors.facebook_leads.webhook -> core.store/core.pipeline, "
-    "connectors.base.settings -> core.config"
-)
 def test_connectors_import_only_the_contract_and_core_basics() -> None:
     problems = connector_imports(TREE)
     assert not problems, _report(problems)
@@ -315,11 +299,6 @@ def test_core_reaches_connectors_only_through_the_contract() -> None:
     assert not problems, _report(problems)
 
 
-@_pending(
-    "the imports hiding the cycles above; core.jobs.actors imported lazily by core.cli.jobs, "
-    "core.cli.serve and core.web.app (it builds the broker at import); lazy first-party imports "
-    "in core.store, core.jobs, core.pipeline.score, core.logs, connectors.sandbox.demo"
-)
 def test_function_level_imports_only_for_heavy_optional_dependencies() -> None:
     problems = function_level_imports(TREE)
     assert not problems, _report(problems)

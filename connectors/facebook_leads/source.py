@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -23,9 +23,7 @@ from connectors.base.paging import Marks, bookmarked, itemized
 from connectors.facebook_leads.client import GraphClient
 from connectors.facebook_leads.mapping import lead_items
 from connectors.facebook_leads.settings import FacebookLeadsSettings
-
-if TYPE_CHECKING:
-    from connectors.facebook_leads.webhook import HandleLeads, WebhookReceiver
+from connectors.facebook_leads.webhook import HandleLeads, WebhookReceiver
 
 STREAM = "leads"
 
@@ -125,6 +123,4 @@ class FacebookLeadsConnector:
         self, settings: FacebookLeadsSettings, context: SourceContext, handle_leads: HandleLeads
     ) -> WebhookReceiver:
         """The `/webhooks/facebook` receiver of this source (see its module for the wiring)."""
-        from connectors.facebook_leads.webhook import WebhookReceiver
-
         return WebhookReceiver(FacebookLeadsSource(context.name, settings), handle_leads)

@@ -12,13 +12,9 @@ Meta retries a delivery for up to 36 hours, so lead ids are de-duplicated (in me
 `Dedup` for a shared store), and records upsert on the lead id anyway. A lead whose fetch fails
 is forgotten, so a redelivery tries it again; the scheduled pull is the backfill either way.
 
-Wiring: `handle_leads` stores the items as one page without a cursor and scores and pushes:
-
-    def handle_leads(source_name: str, items: Sequence[Item]) -> None:
-        store.save_page(source_name, "leads", items, None, hub.field_priority)
-        core.jobs.actors.score.send()          # the score actor enqueues a push per destination
-
-`store_score_push(store, models, destinations)` is the in-process version (tests, embedded demo).
+What happens to the leads is the hub's business, not this module's: `leadhub serve` passes a
+`handle_leads` that stores them and enqueues the score job (`core.web.app`), and
+`core.pipeline.run.leads_handler` stores, scores and pushes them in the process (tests, bench).
 Mount: `app.add_route("/webhooks/facebook", receiver.endpoint, methods=["GET", "POST"])`, or
 `receiver.routes()`, or `receiver.app()` as a whole ASGI app.
 """
@@ -32,9 +28,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -43,14 +39,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.base.contract import Item
-from connectors.facebook_leads.source import STREAM, FacebookLeadsSource
+from connectors.facebook_leads.settings import FacebookLeadsSettings
 from core.errors import ConfigError, LeadhubError, RequestRejected
-
-if TYPE_CHECKING:
-    from connectors.base.contract import Destination
-    from connectors.base.settings import DestinationSettings
-    from core.store.store import Store
-    from scoring.model import ScoringModel
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Meta's deliveries are a few kB (batched changes included); a larger body is refused unread.
@@ -103,6 +93,20 @@ def parse_delivery(body: bytes) -> list[LeadgenChange]:
             form_id = None if form is None else str(form)
             found.append(LeadgenChange(str(value["leadgen_id"]), str(page), form_id))
     return found
+
+
+class LeadFetcher(Protocol):
+    """What the receiver needs of the Lead Ads source: its name, settings, and leads by id."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> FacebookLeadsSettings: ...
+
+    def fetch_leads(self, lead_ids: Sequence[str]) -> list[Item]:
+        """The items of the leads named by a delivery (`GET /{leadgen_id}` each)."""
+        ...
 
 
 class Dedup(Protocol):
@@ -162,7 +166,8 @@ class WebhookReceiver:
     """Verifies deliveries, answers at once, then fetches and hands on each new lead.
 
     Parameters:
-        source: the Lead Ads source whose settings (page, forms, secrets) and client are used.
+        source: the Lead Ads source whose settings (page, forms, secrets) and client are used
+            (a `FacebookLeadsSource`).
         handle_leads: called with the source's name and the new leads' items, off the request.
         dedup: the de-duplication of lead ids; in memory by default.
         max_body_bytes: a delivery larger than this is answered 413 without being read whole.
@@ -170,7 +175,7 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        source: FacebookLeadsSource,
+        source: LeadFetcher,
         handle_leads: HandleLeads,
         *,
         dedup: Dedup | None = None,
@@ -303,28 +308,3 @@ class WebhookReceiver:
     def app(self, path: str = WEBHOOK_PATH) -> Starlette:
         """A standalone ASGI app serving the receiver at `path`."""
         return Starlette(routes=self.routes(path))
-
-
-def store_score_push(
-    store: Store,
-    models: Sequence[ScoringModel],
-    destinations: Sequence[tuple[DestinationSettings, Destination]] = (),
-    *,
-    priority: Mapping[str, Sequence[str]] | None = None,
-) -> HandleLeads:
-    """A `handle_leads` that stores, scores and pushes in this process, one delivery at a time."""
-    from core.pipeline import outbox
-    from core.pipeline import score as scorer
-
-    lock = threading.Lock()
-
-    def handle_leads(source_name: str, items: Sequence[Item]) -> None:
-        with lock:
-            store.save_page(source_name, STREAM, items, None, priority)
-            scorer.score(store, models)
-            for config, destination in destinations:
-                result = outbox.push(store, config, destination)
-                if not result.ok:
-                    log.error("facebook webhook: push to %s failed: %s", config.name, result.error)
-
-    return handle_leads

@@ -10,13 +10,15 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from connectors.facebook_leads.sandbox.app import ACCESS_TOKEN, APP_SECRET
+from connectors.facebook_leads.sandbox.world import PAGE_ID
+from connectors.mailchimp.sandbox.app import SANDBOX_API_KEY
+
 Blocks = tuple[dict[str, Any], dict[str, Any]]
 SCORE_FIELDS_MAILCHIMP = {"total": "LSCORE", "tier": "tags"}
 
 
 def _facebook(base: str) -> Blocks:
-    from connectors.facebook_leads.sandbox.app import ACCESS_TOKEN, APP_SECRET
-    from connectors.facebook_leads.sandbox.world import PAGE_ID
 
     source = {
         "connector": "facebook_leads",
@@ -29,7 +31,6 @@ def _facebook(base: str) -> Blocks:
 
 
 def _mailchimp(base: str) -> Blocks:
-    from connectors.mailchimp.sandbox.app import SANDBOX_API_KEY
 
     common = {"connector": "mailchimp", "api_key": SANDBOX_API_KEY, "base_url": f"{base}/mailchimp"}
     source = {

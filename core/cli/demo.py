@@ -18,9 +18,7 @@ from connectors.base.sandboxes import serve_sandboxes
 from core.cli.common import console, handles_errors, state
 from core.cli.scores import leads
 from core.config import load_hub
-from core.pipeline import pull as pipeline
-from core.pipeline import score as scorer
-from core.pipeline.outbox import push_configured
+from core.pipeline.run import RunResult, run_configured
 from core.settings import Settings
 from core.store import store as queries
 from core.store.store import Store
@@ -77,11 +75,10 @@ def demo(
         hub = _write_hub(target, sandboxes)
         console.rule(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
         store = state.store()
-        for name in hub.sources:
-            _pull(store, hub, name)
-        run = scorer.score(store, hub.models)
-        console.print(f"scored {run.leads} leads ({run.events} qualified/released events)")
-        _push_all(store, hub)
+        with console.status("pulling, scoring, pushing…"):
+            result = run_configured(store, hub, sources=list(hub.sources))
+        _print_run(result)
+
         leads(top=top, model_name=None, as_of=None, as_json=False)
         _show_landed(store, sandboxes)
         _next_steps(target, store)
@@ -105,26 +102,23 @@ def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
     return hub
 
 
-def _pull(store: Store, hub: HubConfig, name: str) -> None:
-
-    with console.status(f"pulling {name}…"):
-        result = pipeline.pull(store, hub, name)
-    c = result.counts
-    error = f" — [red]{result.error}[/red]" if result.error else ""
-    console.print(
-        f"pulled [bold]{name}[/bold]: {c.read} records, {c.created} new, "
-        f"{c.quarantined} quarantined{error}"
-    )
-
-
-def _push_all(store: Store, hub: HubConfig) -> None:
+def _print_run(result: RunResult) -> None:
+    for pulled in result.pulls:
+        c = pulled.counts
+        error = f" — [red]{pulled.error}[/red]" if pulled.error else ""
+        console.print(
+            f"pulled [bold]{pulled.source}[/bold]: {c.read} records, {c.created} new, "
+            f"{c.quarantined} quarantined{error}"
+        )
+    if result.scored is not None:
+        run = result.scored
+        console.print(f"scored {run.leads} leads ({run.events} qualified/released events)")
     table = Table("destination", "sent", "created", "parked", "API calls", "error",
                   title="written back")  # fmt: skip
-    for name in hub.destinations:
-        result = push_configured(store, hub, name)
-        table.add_row(name, str(result.accepted), str(result.created), str(result.parked),
-                      str(result.calls), result.error or "")  # fmt: skip
-    if hub.destinations:
+    for pushed in result.pushes:
+        table.add_row(pushed.destination, str(pushed.accepted), str(pushed.created),
+                      str(pushed.parked), str(pushed.calls), pushed.error or "")  # fmt: skip
+    if result.pushes:
         console.print(table)
 
 

@@ -30,15 +30,11 @@ from core.cli.common import (
 )
 from core.config import HubConfig
 from core.errors import ConfigError
-from core.jobs import actors as jobs
-from core.jobs import deadletters
+from core.jobs import actors, deadletters
+from core.jobs import broker as jobs
 from core.jobs.scheduler import HubScheduler, next_run
 from core.pipeline.outbox import outbox_counts
 from core.store.store import SYNC_RUN, Store
-
-# core.jobs.actors is imported inside the commands that use it: it builds the broker from the
-# environment when imported, so it must see the settings `_export_settings` passes on, and a bad
-# LEADHUB_JOBS_* setting must fail the jobs commands only, with the exit code of a config error.
 
 dlq_app = typer.Typer(help="Jobs that failed for good: list them, put them back.")
 
@@ -87,7 +83,9 @@ def worker(
             "`leadhub run` runs the jobs in-process"
         )
     _export_settings(log_format)
-    argv = ["core.jobs.actors", *modules, "--processes", str(processes), "--threads", str(threads)]
+    # Each worker process builds its broker (`configure`), then declares the actors.
+    argv = ["core.jobs.broker:configure", "core.jobs.actors", *modules]
+    argv += ["--processes", str(processes), "--threads", str(threads)]
     argv += ["--skip-logging"] if log_format == "json" else []
     with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
         if metrics_port:
@@ -108,11 +106,12 @@ def scheduler(log_format: str = LOG_FORMAT) -> None:
     """Enqueue every source's `schedule`; a second copy stands by until the first stops."""
     _export_settings(log_format)
 
+    runtime = jobs.configure_once()
     stop = _stop_on_signals()
     hub_scheduler = HubScheduler(
         Path(state.settings.config),
         jobs.lock_for("scheduler"),
-        decay_schedule=jobs.job_settings.decay_schedule or None,
+        decay_schedule=runtime.settings.decay_schedule or None,
     )
     hub_scheduler.run(stop)
 
@@ -130,11 +129,12 @@ def run(
     stop = _stop_on_signals()
     if metrics_port:
         metrics.serve(metrics_port)
-    worker_threads = jobs.start_worker(threads)
+    runtime = jobs.configure_once()
+    worker_threads = actors.start_worker(threads)
     hub_scheduler = HubScheduler(
         Path(state.settings.config),
         jobs.lock_for("scheduler"),
-        decay_schedule=jobs.job_settings.decay_schedule or None,
+        decay_schedule=runtime.settings.decay_schedule or None,
     )
     thread = threading.Thread(target=hub_scheduler.run, args=(stop,), name="scheduler")
     thread.start()
@@ -156,7 +156,8 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=J
     if ctx.invoked_subcommand:
         return
 
-    letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+    runtime = jobs.configure_once()
+    letters = deadletters.list_dead_letters(runtime.broker, runtime.settings.queue, state.store())
     if as_json:
         print_json([d.as_json() for d in letters])
         return
@@ -180,14 +181,15 @@ def dlq_requeue(
 
     _export_settings()
 
-    requeued = deadletters.requeue(jobs.broker, jobs.job_settings.queue, state.store(), ids)
+    runtime = jobs.configure_once()
+    queue = runtime.settings.queue
+    requeued = deadletters.requeue(runtime.broker, queue, state.store(), ids)
     for d in requeued:
         console.print(f"requeued {d.id[:8]} {d.actor} {' '.join(map(str, d.args))}")
     if requeued and not state.settings.broker_url:
         with console.status("running them…"):
-            jobs.run_until_idle()
-        queue = jobs.job_settings.queue
-        left = {d.id for d in deadletters.list_dead_letters(jobs.broker, queue, state.store())}
+            actors.run_until_idle()
+        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queue, state.store())}
         failed = [d for d in requeued if d.id in left]
         for d in failed:
             err_console.print(f"[red]{d.id[:8]} failed again[/red]: see `leadhub dlq`")
@@ -220,7 +222,10 @@ def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
     read (a configured broker that does not answer: status still shows the store's side)."""
 
     try:
-        letters = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, state.store())
+        runtime = jobs.configure_once()
+        letters = deadletters.list_dead_letters(
+            runtime.broker, runtime.settings.queue, state.store()
+        )
         holder = jobs.lock_for("scheduler").holder()
     except Exception as exc:
         # Without a broker, both live in the store: its failure is the store's, reported as such.

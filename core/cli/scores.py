@@ -22,7 +22,8 @@ from core.cli.common import (
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
-from scoring.engine import QualifiedState
+from scoring.engine import QualifiedState, ScoreResult
+from scoring.model import ScoringModel
 
 if TYPE_CHECKING:
     from scoring.engine import LedgerEntry, QualifiedState, ScoreResult
@@ -84,17 +85,7 @@ def _computed_rows(model: ScoringModel, as_of: datetime, top: int | None) -> lis
 
 
 def _result_dict(r: ScoreResult) -> dict[str, Any]:
-    return {
-        "model": r.model,
-        "fit": r.fit,
-        "engagement": r.engagement,
-        "total": r.total,
-        "tier": r.tier,
-        "grade": r.grade,
-        "qualified": r.qualified,
-        "qualified_at": _qualified_at(r),
-        "reason": r.reason,
-    }
+    return {"model": r.model, **r.outputs(), "qualified_at": _qualified_at(r)}
 
 
 def _qualified_at(r: ScoreResult) -> datetime | None:

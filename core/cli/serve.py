@@ -9,7 +9,8 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 
 from core.cli.common import console, handles_errors, state
-from core.jobs import actors as jobs
+from core.jobs import actors
+from core.jobs.broker import configure_once
 from core.web.app import create_app
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ def serve(
 def _start_workers(threads: int) -> dramatiq.Worker | None:
     """Embedded mode has no separate worker: run threads here for the jobs webhooks enqueue."""
 
-    # Imported here: the actors module builds the broker from the environment when imported.
-
-    if not isinstance(jobs.broker, StubBroker) or threads < 1:
+    if not isinstance(configure_once().broker, StubBroker) or threads < 1:
         return None
-    return jobs.start_worker(threads)
+    return actors.start_worker(threads)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dramatiq
 import sqlalchemy as sa
@@ -23,9 +23,7 @@ from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from core.store.store import Store
+from core.store.store import META, Store
 
 log = logging.getLogger("leadhub.jobs")
 ERRORS_KEY = "leadhub:dead_letter_errors"
@@ -89,6 +87,9 @@ class DeadLetters(Middleware):
         if not message.failed:
             self._retries.pop(message.message_id, None)
 
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._retries.pop(message.message_id, None)
+
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         retries = self._retries.pop(message.message_id, int(message.options.get("retries", 0)))
         error, failed_at = _describe(message), _now().isoformat()
@@ -150,7 +151,9 @@ def _match(letters: Sequence[DeadLetter], wanted: str) -> DeadLetter:
     return found[0]
 
 
-def _take(broker: dramatiq.Broker, queue: str, store: Store, letter: DeadLetter) -> Message | None:
+def _take(
+    broker: dramatiq.Broker, queue: str, store: Store, letter: DeadLetter
+) -> Message[Any] | None:
     """Remove one letter from where it is kept and return its message; None if already gone."""
     if isinstance(broker, RedisBroker):
         xq = f"{broker.namespace}:{queue}.XQ"
@@ -161,8 +164,6 @@ def _take(broker: dramatiq.Broker, queue: str, store: Store, letter: DeadLetter)
         broker.client.hdel(f"{xq}.msgs", letter.ref)
         broker.client.hdel(ERRORS_KEY, letter.ref)
         return Message.decode(data)
-    from core.store.store import META
-
     with store.begin() as conn:
         mine = META.c.key == letter.ref
         value = conn.execute(sa.select(META.c.value).where(mine)).scalar()
@@ -199,8 +200,6 @@ def _forget_expired(broker: RedisBroker, alive: set[str]) -> None:
 
 
 def _store_letters(store: Store) -> list[DeadLetter]:
-    from core.store.store import META
-
     query = sa.select(META.c.key, META.c.value).where(META.c.key.startswith(META_PREFIX))
     with store.engine.connect() as conn:
         rows = list(conn.execute(query))
@@ -211,7 +210,7 @@ def _store_letters(store: Store) -> list[DeadLetter]:
     return sorted(letters, key=lambda d: d.failed_at)
 
 
-def _letter(message: Message, extra: dict[str, Any], ref: str) -> DeadLetter:
+def _letter(message: Message[Any], extra: dict[str, Any], ref: str) -> DeadLetter:
     failed = extra.get("failed_at")
     return DeadLetter(
         id=message.message_id,

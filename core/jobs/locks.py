@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
+from core.store.store import META, Store
+
 if TYPE_CHECKING:
     import redis
-
-    from core.store.store import Store
 
 log = logging.getLogger("leadhub.locks")
 
@@ -79,7 +79,7 @@ class RedisLock:
         ttl: seconds the lock lives without renewal.
     """
 
-    def __init__(self, client: redis.Redis, name: str, ttl: float, token: str | None = None):
+    def __init__(self, client: redis.Redis[bytes], name: str, ttl: float, token: str | None = None):
         self.client = client
         self.name = name
         self.key = f"leadhub:lock:{name}"
@@ -110,8 +110,6 @@ class StoreLease:
     """
 
     def __init__(self, store: Store, name: str, ttl: float, token: str | None = None):
-        from core.store.store import META
-
         self.table = META
         self.store = store
         self.name = name

@@ -7,7 +7,8 @@ takes over within the lock's ttl plus one poll.
 
 Periodic messages are coalesced (ticks missed while the scheduler was down or busy fire once),
 have a misfire grace of one period, and carry `max_age` = one period: a tick still queued when
-the next one is due is dropped by the worker (`StaleTicks`) instead of run late.
+the next one is due is dropped by the worker (`core.jobs.middleware.StaleTicks`) instead of run
+late.
 
 A schedule is a crontab line in UTC (`*/15 * * * *`), or six fields with seconds first
 (`*/10 * * * * *`).
@@ -20,44 +21,20 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from dramatiq.common import current_millis
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq import Message
 
-from core import metrics
+from core.config import HubConfig, load_hub
 from core.errors import ConfigError, LeadhubError
-
-if TYPE_CHECKING:
-    import dramatiq
-
-    from core.config import HubConfig
-    from core.jobs.locks import Lock
+from core.jobs.broker import runtime
+from core.jobs.locks import Lock
 
 log = logging.getLogger("leadhub.scheduler")
 Enqueue = Callable[[str, str | None, int], None]
 """enqueue(actor, argument, max_age_ms): send one periodic message."""
-
-
-class StaleTicks(Middleware):
-    """Drops a message older than its `max_age` option (ms) without dead-lettering it.
-
-    The scheduler sets `max_age` on periodic messages: a tick that waited longer than its period
-    is superseded by the next one, so it is acknowledged and counted, not run and not kept.
-    """
-
-    @property
-    def actor_options(self) -> set[str]:
-        return {"max_age"}
-
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        max_age = message.options.get("max_age")
-        if max_age and current_millis() - message.message_timestamp >= max_age:
-            log.info("dropping stale %s%r", message.actor_name, tuple(message.args))
-            metrics.DROPPED.labels(message.actor_name, "stale").inc()
-            raise SkipMessage("older than its max_age")
 
 
 def parse_schedule(text: str) -> CronTrigger:
@@ -86,7 +63,8 @@ def next_run(schedule: str, now: datetime | None = None) -> datetime | None:
     """When `schedule` fires next after `now`."""
     trigger = parse_schedule(schedule)
     after = (now or datetime.now(UTC)) + timedelta(microseconds=1)
-    return trigger.get_next_fire_time(None, after)
+    fires: datetime | None = trigger.get_next_fire_time(None, after)
+    return fires
 
 
 def period(trigger: CronTrigger, now: datetime | None = None) -> timedelta:
@@ -100,15 +78,19 @@ def period(trigger: CronTrigger, now: datetime | None = None) -> timedelta:
 
 
 def send_periodic(actor: str, argument: str | None, max_age_ms: int, scheduled_by: str) -> None:
-    """Enqueue one periodic message on the configured broker."""
-    from core.jobs import actors as jobs
+    """Enqueue one periodic message on the configured broker, for the actor named `actor`.
 
-    target = jobs.broker.get_actor(actor)
-    target.send_with_options(
+    Only the name is needed: the workers that run it declare the actor, this process need not.
+    """
+    jobs = runtime()
+    message: Message[Any] = Message(
+        queue_name=jobs.settings.queue,
+        actor_name=actor,
         args=() if argument is None else (argument,),
-        max_age=max_age_ms,
-        scheduled_by=scheduled_by,
+        kwargs={},
+        options={"max_age": max_age_ms, "scheduled_by": scheduled_by},
     )
+    jobs.broker.enqueue(message)
 
 
 class HubScheduler:
@@ -175,8 +157,6 @@ class HubScheduler:
         if not force and mtime == self._mtime:
             return
         self._mtime = mtime
-        from core.config import load_hub
-
         try:
             hub = load_hub(self.hub_path)
         except LeadhubError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -25,7 +25,8 @@ from sqlalchemy.engine import Row
 from connectors.base.contract import Destination, QualifiedActions, QualifiedItem, WriteOutcome
 from connectors.base.settings import DestinationSettings, OnQualifiedSettings, render
 from core.errors import ConfigError
-from core.pipeline.outbox import (
+from core.pipeline.delivery import PushResult
+from core.pipeline.plan import (
     OUTBOX,
     SCORE,
     mapped_values,
@@ -36,9 +37,6 @@ from core.pipeline.outbox import (
 from core.records import LEAD_FIELDS
 from core.store.ingest import HISTORY, LEAD
 from core.store.store import Store
-
-if TYPE_CHECKING:
-    from core.pipeline.outbox import PushResult
 
 log = logging.getLogger("leadhub.outbox")
 

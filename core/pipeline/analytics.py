@@ -29,7 +29,7 @@ from core.store.store import Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, score_lead
 from scoring.model import ScoringModel, segment_matches
-from scoring.predictive import Algorithm, Artefact, LeadInput, Prediction, predict, train
+from scoring.predictive import Algorithm, Artefact, LeadInput, train
 from scoring.report import CONVERTED, DECIDED, Backtest, LeadRow, Report, backtest, build_report
 
 PREDICTIVE = table(PredictiveModel)
@@ -262,32 +262,3 @@ def save_artefact(store: Store, artefact: Artefact) -> Artefact:
             )
         )
     return versioned
-
-
-def load_artefact(store: Store, version: int | None = None) -> Artefact | None:
-    """The stored model of `version` (default: the latest), or None when none is stored."""
-    query = sa.select(PREDICTIVE.c.artefact).order_by(PREDICTIVE.c.version.desc()).limit(1)
-    if version is not None:
-        query = query.where(PREDICTIVE.c.version == version)
-    with store.engine.connect() as conn:
-        data = conn.execute(query).scalar_one_or_none()
-    return None if data is None else Artefact.from_bytes(data)
-
-
-def predict_leads(
-    store: Store, lead_ids: Sequence[int] | None = None, now: datetime | None = None
-) -> list[Prediction]:
-    """The latest predictive model's 0..100 score of each lead as of `now`, with its factors."""
-    artefact = load_artefact(store)
-    if artefact is None:
-        raise ConfigError("no predictive model stored yet: run `leadhub train`")
-    now = now or utcnow()
-    ids = list(lead_ids) if lead_ids is not None else [r["id"] for r in store.leads()]
-    predictions: list[Prediction] = []
-    for start in range(0, len(ids), scorer.CHUNK):
-        chunk = ids[start : start + scorer.CHUNK]
-        with store.engine.connect() as conn:
-            fields, acts = scorer.load_inputs(conn, chunk, until=now)
-        rows = [LeadInput(i, fields[i], acts.get(i, []), now) for i in chunk if i in fields]
-        predictions.extend(predict(artefact, rows))
-    return predictions

@@ -8,21 +8,52 @@ before its recording leaves the batch due, and the next push sends it again (see
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.base.contract import Destination, WriteItem, WriteOutcome
+from connectors.base.contract import Destination, QualifiedItem, WriteItem, WriteOutcome
 from connectors.base.settings import DestinationSettings
-from core.errors import RateLimited, TransientError
-from core.pipeline.outbox import OUTBOX, PushResult, record_id_of
+from core.errors import LeadhubError, RateLimited, TransientError
+from core.pipeline.plan import OUTBOX, record_id_of
 from core.store.ingest import IDENTITY, LEAD
 from core.store.store import Store
 
 MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass
+class PushResult:
+    """What one push did (or, on a dry run, would do)."""
+
+    destination: str
+    dry_run: bool = False
+    run_id: int | None = None
+    planned: int = 0  # leads that became pending in this push's planning step
+    attempted: int = 0  # records sent (or that would be sent)
+    accepted: int = 0
+    created: int = 0  # new records whose ids were stored as identities
+    retrying: int = 0
+    parked: int = 0  # parked by this push
+    calls: int = 0  # write and action calls made (or that would be made)
+    actions: int = 0  # on_qualified actions done (or due)
+    rejections: list[tuple[int, str]] = field(default_factory=list)
+    preview: list[WriteItem] = field(default_factory=list)  # dry run: what would be sent
+    action_preview: list[QualifiedItem] = field(default_factory=list)
+    error: str | None = None  # what stopped the push, for display
+    exception: LeadhubError | None = None  # the same, as raised (its type says retry or not)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def fail(self, exception: LeadhubError, error: str) -> None:
+        """Record what stopped the push; the first failure is the one kept."""
+        if self.exception is None:
+            self.exception, self.error = exception, error
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,7 @@ def send(
             outcomes = destination.write(items)
         except (RateLimited, TransientError) as exc:  # the vendor is struggling: stop, retry later
             outcomes = [WriteOutcome(i.lead_id, "retry", reason=str(exc)) for i in items]
-            result.error = f"{cfg.name}: {exc}"
+            result.fail(exc, f"{cfg.name}: {exc}")
         result.calls += 1
         result.attempted += len(items)
         record_outcomes(store, cfg, batch, outcomes, now, result)

@@ -1,8 +1,8 @@
-"""The outbox: what each destination should hold for each lead, and getting it there.
+"""The outbox: pushing what each destination should hold, and reading what waits.
 
-After scoring, `plan` compares every in-scope lead's mapped outputs (`desired`) with the values the
-destination last accepted (`sent`) and marks the leads that differ `pending`. `push` sends pending
-leads in batches of the destination's `batch_size` and applies each record's outcome:
+`plan` (in `core.pipeline.plan`) marks pending every lead whose mapped outputs changed; `push`
+plans, then sends pending leads in batches of the destination's `batch_size` and applies each
+record's outcome:
 
 - ok       → `sent = desired`, state `sent`. An id returned for a new record is stored as an
              identity (system: the block's `system`, default the destination's name), so the
@@ -24,24 +24,23 @@ Sending and recording batches is `core.pipeline.delivery`; threshold actions (`o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
 
-from connectors.base.contract import Destination, QualifiedItem, WriteItem
+from connectors.base.contract import Destination
 from connectors.base.registry import open_destination, validate_destination
-from connectors.base.settings import OUTPUTS, DestinationSettings, OnQualifiedSettings, Output
+from connectors.base.settings import DestinationSettings, OnQualifiedSettings
+from core.config import HubConfig
 from core.errors import ConfigError, HTTPError, LeadhubError
-from core.store.ingest import ACTIVITY, IDENTITY, LEAD, PageCounts
+from core.pipeline import actions, delivery
+from core.pipeline.delivery import PushResult
+from core.pipeline.plan import OUTBOX, STATES, PlanResult, mapped_values, plan
+from core.store.ingest import LEAD, PageCounts
 from core.store.store import Store
-from core.store.tables import Outbox, Score, utcnow
-
-if TYPE_CHECKING:
-    from core.config import HubConfig
+from core.store.tables import utcnow
 
 __all__ = [
     "STATES",
@@ -50,6 +49,7 @@ __all__ = [
     "PlanResult",
     "PushResult",
     "mapped_values",
+    "open_configured",
     "open_destination",
     "outbox_counts",
     "outbox_rows",
@@ -59,184 +59,7 @@ __all__ = [
     "validate_destination",
 ]
 
-OUTBOX = Outbox.metadata.tables["outbox"]
-SCORE = Score.metadata.tables["score"]
-STATES = ("pending", "sent", "retry", "parked")
-CHUNK = 1000
 log = logging.getLogger("leadhub.outbox")
-
-
-@dataclass
-class PlanResult:
-    considered: int = 0  # in-scope leads with a score under the destination's model
-    pending: int = 0  # leads whose mapped values changed and now wait to be sent
-
-
-@dataclass
-class PushResult:
-    """What one push did (or, on a dry run, would do)."""
-
-    destination: str
-    dry_run: bool = False
-    run_id: int | None = None
-    planned: int = 0  # leads that became pending in this push's planning step
-    attempted: int = 0  # records sent (or that would be sent)
-    accepted: int = 0
-    created: int = 0  # new records whose ids were stored as identities
-    retrying: int = 0
-    parked: int = 0  # parked by this push
-    calls: int = 0  # write and action calls made (or that would be made)
-    actions: int = 0  # on_qualified actions done (or due)
-    rejections: list[tuple[int, str]] = field(default_factory=list)
-    preview: list[WriteItem] = field(default_factory=list)  # dry run: what would be sent
-    action_preview: list[QualifiedItem] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-# -- mapping -------------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC).isoformat()
-    if isinstance(value, float):
-        return round(value, 6)
-    return value
-
-
-def mapped_values(outputs: Mapping[str, Any], fields: Mapping[Output, str]) -> dict[str, Any]:
-    """CRM field → JSON-safe value, e.g. `{"lead_score": 72.0}` for `fields={"total": ...}`."""
-    return {crm: _jsonable(outputs.get(output)) for output, crm in fields.items()}
-
-
-def score_outputs() -> list[sa.ColumnElement[Any]]:
-    """The score columns of the outputs this store has, labelled `out_<output>`."""
-    return [SCORE.c[o].label(f"out_{o}") for o in OUTPUTS if o in SCORE.c]
-
-
-def row_outputs(row: Row[Any]) -> dict[str, Any]:
-    values = row._mapping
-    return {o: values.get(f"out_{o}") for o in OUTPUTS}
-
-
-def record_id_of(system: str) -> sa.ScalarSelect[Any]:
-    """The lead's record id in `system` (correlated on the outbox row's lead)."""
-    return (
-        sa.select(sa.func.min(IDENTITY.c.external_id))
-        .where(
-            IDENTITY.c.lead_id == OUTBOX.c.lead_id,
-            # Wrapped so that SQLite looks rows up by `lead_id`: on a bare `system = ?` it picks
-            # the (system, external_id) index and scans every identity of the system per row.
-            sa.func.coalesce(IDENTITY.c.system, "") == system,
-            IDENTITY.c.deleted.is_(False),
-        )
-        .scalar_subquery()
-    )
-
-
-# -- plan ----------------------------------------------------------------------------------------
-
-
-def plan(
-    store: Store, destination: DestinationSettings, *, now: datetime | None = None
-) -> PlanResult:
-    """Mark pending every in-scope lead whose mapped values differ from the last accepted ones.
-
-    Pages through the model's scores by lead id, CHUNK leads per transaction: one select (scores
-    joined with their outbox rows) and one batched insert and update each.
-    """
-    now = now or utcnow()
-    result = PlanResult()
-    after = 0
-    while True:
-        with store.begin() as conn:
-            rows = conn.execute(_plan_query(destination, after)).all()
-            if not rows:
-                return result
-            result.pending += _plan_chunk(conn, destination, rows, now)
-        result.considered += len(rows)
-        after = rows[-1].lead_id
-
-
-def _plan_query(dest: DestinationSettings, after: int) -> sa.Select[Any]:
-    on_row = sa.and_(OUTBOX.c.lead_id == SCORE.c.lead_id, OUTBOX.c.destination == dest.name)
-    query = (
-        sa.select(
-            SCORE.c.lead_id,
-            *score_outputs(),
-            OUTBOX.c.id.label("outbox_id"),
-            OUTBOX.c.desired,
-            OUTBOX.c.sent,
-            OUTBOX.c.state,
-        )
-        .select_from(SCORE.outerjoin(OUTBOX, on_row))
-        .where(SCORE.c.model == dest.model, SCORE.c.lead_id > after)
-        .order_by(SCORE.c.lead_id)
-        .limit(CHUNK)
-    )
-    if dest.mode == "update":
-        query = query.where(
-            sa.exists().where(
-                IDENTITY.c.lead_id == SCORE.c.lead_id,
-                IDENTITY.c.system == dest.identity_system,
-                IDENTITY.c.deleted.is_(False),
-            )
-        )
-    if dest.sources:
-        query = query.where(
-            sa.or_(
-                sa.exists().where(
-                    IDENTITY.c.lead_id == SCORE.c.lead_id, IDENTITY.c.system.in_(dest.sources)
-                ),
-                sa.exists().where(
-                    ACTIVITY.c.lead_id == SCORE.c.lead_id, ACTIVITY.c.source.in_(dest.sources)
-                ),
-            )
-        )
-    return query
-
-
-def _plan_chunk(
-    conn: Connection, dest: DestinationSettings, rows: Sequence[Row[Any]], now: datetime
-) -> int:
-    inserts, updates = [], []
-    reset = {"attempts": 0, "next_attempt_at": None, "last_error": None, "updated_at": now}
-    for row in rows:
-        desired = mapped_values(row_outputs(row), dest.fields)
-        if row.outbox_id is None:
-            inserts.append(
-                {"destination": dest.name, "lead_id": row.lead_id, "desired": desired,
-                 "sent": None, "state": "pending", "qualified_event_id": None, **reset}
-            )  # fmt: skip
-        elif desired != row.desired:
-            if desired == row.sent:  # changed back to what the destination already holds
-                updates.append({"_id": row.outbox_id, "desired": desired, "state": "sent"})
-            elif row.state == "retry":  # keep its backoff; the retry sends the new values
-                updates.append({"_id": row.outbox_id, "desired": desired, "state": "retry"})
-            else:
-                updates.append({"_id": row.outbox_id, "desired": desired, "state": "pending"})
-    if inserts:
-        conn.execute(OUTBOX.insert(), inserts)
-    retrying = [u for u in updates if u["state"] == "retry"]
-    settled = [{**u, **reset} for u in updates if u["state"] != "retry"]
-    _update_by_id(conn, retrying, ("desired", "state"))
-    _update_by_id(conn, settled, ("desired", "state", *reset))
-    return len(inserts) + sum(1 for u in updates if u["state"] != "sent")
-
-
-def _update_by_id(conn: Connection, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    if rows:
-        conn.execute(
-            OUTBOX.update()
-            .where(OUTBOX.c.id == sa.bindparam("_id"))
-            .values({c: sa.bindparam(c) for c in columns}),
-            [{k: r[k] for k in ("_id", *columns)} for r in rows],
-        )
 
 
 # -- push ----------------------------------------------------------------------------------------
@@ -264,30 +87,25 @@ def push(
         now: the clock (tests).
         progress: called after each batch with (records sent, records planned).
 
-    A vendor failure (auth, rate limit, outage) ends the push with `error` set and a `failed`
-    run; anything else is re-raised after the run is recorded as failed.
+    A vendor failure (auth, rate limit, outage) ends the push with `exception` (and `error`, its
+    text) set and a `failed` run; anything else is re-raised after the run is recorded as failed.
     """
-    from core.pipeline import actions as outbox_actions
-    from core.pipeline import delivery
-
     cfg, now = destination_cfg, now or utcnow()
-    outbox_actions.check(cfg, destination)
+    actions.check(cfg, destination)
     result = PushResult(cfg.name, dry_run=dry_run)
     result.planned = plan(store, cfg, now=now).pending
     if dry_run:
         delivery.preview(store, cfg, destination, result, now, resend_all, retry_parked)
-        outbox_actions.act(store, cfg, destination, result, now, dry_run=True)
+        actions.act(store, cfg, destination, result, now, dry_run=True)
         return result
     result.run_id = store.start_run("push", cfg.name)
     try:
         delivery.requeue(store, cfg, now, resend_all, retry_parked)
         delivery.send(store, cfg, destination, result, now, progress)
         if result.ok:
-            outbox_actions.act(store, cfg, destination, result, now)
+            actions.act(store, cfg, destination, result, now)
     except LeadhubError as exc:
-        result.error = result.error or (
-            f"{cfg.name}: {exc}" if isinstance(exc, HTTPError) else str(exc)
-        )
+        result.fail(exc, f"{cfg.name}: {exc}" if isinstance(exc, HTTPError) else str(exc))
         log.error("push %s failed: %s", cfg.name, exc)
     except Exception as exc:
         _finish(store, cfg, result, f"{type(exc).__name__}: {exc}")
@@ -349,13 +167,17 @@ def outbox_rows(
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def push_configured(store: Store, hub: HubConfig, name: str, **options: Any) -> PushResult:
-    """Push the destination named `name` in the hub file (`options` as for `push`)."""
-    config = hub.destination(name)
-    cfg = config.settings
+def open_configured(hub: HubConfig, name: str) -> tuple[DestinationSettings, Destination]:
+    """The validated block of the destination `name` in the hub file, and the destination."""
+    cfg = hub.destination(name).settings
     if cfg is None:
         raise ConfigError(f"destinations.{name}: not validated")
     if hub.models and cfg.model not in {m.name for m in hub.models}:
         known = ", ".join(m.name for m in hub.models)
         raise ConfigError(f"destinations.{name}.model: no scoring model {cfg.model!r} ({known})")
-    return push(store, cfg, open_destination(cfg, hub.base_dir), **options)
+    return cfg, open_destination(cfg, hub.base_dir)
+
+
+def push_configured(store: Store, hub: HubConfig, name: str, **options: Any) -> PushResult:
+    """Push the destination named `name` in the hub file (`options` as for `push`)."""
+    return push(store, *open_configured(hub, name), **options)

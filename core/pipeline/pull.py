@@ -1,6 +1,8 @@
-"""The hub's steps, one plain function each: pull a source, score, push a destination.
+"""Pulling a source: every stream read from its saved cursor, each page stored with its cursor.
 
-In production dramatiq actors wrap these functions; embedded, they run in-process. Same code.
+`pull` opens the source named in the hub file; `pull_source` reads an opened one. A vendor failure
+ends the pull with a `failed` run and a result that carries the exception; the pages already stored
+stay, and the next pull resumes after the last one.
 """
 
 from __future__ import annotations
@@ -8,16 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from connectors.base import registry
 from connectors.base.contract import Source, SourceContext
-from connectors.base.registry import open_source
+from core.config import HubConfig
 from core.errors import LeadhubError
 from core.store.ingest import PageCounts
 from core.store.store import Store
-
-if TYPE_CHECKING:
-    from core.config import HubConfig
 
 log = logging.getLogger("leadhub.pipeline")
 Progress = Callable[[str, PageCounts], None]
@@ -28,11 +27,24 @@ class PullResult:
     source: str
     run_id: int
     counts: PageCounts
-    error: str | None = None
+    exception: LeadhubError | None = None  # what stopped the pull, as raised
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.exception is None
+
+    @property
+    def error(self) -> str | None:
+        """What stopped the pull, for display."""
+        return None if self.exception is None else str(self.exception)
+
+
+def open_source(hub: HubConfig, source_name: str) -> Source:
+    """The source named `source_name` in the hub file, opened by its connector."""
+    config = hub.source(source_name)
+    return registry.open_source(
+        config.connector, config.settings, SourceContext(source_name, hub.base_dir)
+    )
 
 
 def pull(
@@ -44,10 +56,7 @@ def pull(
     progress: Progress | None = None,
 ) -> PullResult:
     """Pull the source named `source_name` in the hub file."""
-    config = hub.source(source_name)
-    source = open_source(
-        config.connector, config.settings, SourceContext(source_name, hub.base_dir)
-    )
+    source = open_source(hub, source_name)
     return pull_source(
         store, source_name, source, priority=hub.field_priority, full=full, progress=progress
     )
@@ -84,7 +93,7 @@ def pull_source(
     except LeadhubError as exc:
         store.finish_run(run_id, total, "failed", str(exc))
         log.error("pull %s failed: %s", source_name, exc)
-        return PullResult(source_name, run_id, total, str(exc))
+        return PullResult(source_name, run_id, total, exc)
     except Exception as exc:
         store.finish_run(run_id, total, "failed", f"{type(exc).__name__}: {exc}")
         raise

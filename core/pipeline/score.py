@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.ingest import ACTIVITY, HISTORY, LEAD
-from core.store.store import Store
+from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
+from core.store.store import META, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
 from scoring.model import ScoringModel, segment_matches
+from scoring.predictive import Artefact, LeadInput, Prediction, predict
 
 SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
@@ -62,7 +63,7 @@ def score(
     """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
     now = now or utcnow()
     run = ScoreRun()
-    artefact = _predictive_model(store)
+    artefact = load_artefact(store)
     version = str(artefact.version) if artefact else ""
     new_predictor = store.get_meta(PREDICTIVE_KEY) != version and artefact is not None
     stale = models if (full or new_predictor) else changed_models(store, models)
@@ -73,8 +74,6 @@ def score(
         if not stale:
             query = query.where(LEAD.c.dirty.is_(True))
         ids = [row.id for row in conn.execute(query)]
-    from core.store.ingest import PageCounts
-
     counts = PageCounts(read=len(ids))
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
@@ -105,26 +104,30 @@ PREDICTIVE_KEY = "predictive_version"
 MODELS_KEY = "scored_models"
 
 
-def _predictive_model(store: Store) -> Any:
-    """The latest trained predictive model, or None (then the `predictive` output stays empty)."""
-    with store.engine.connect() as conn:
-        if conn.execute(sa.select(PREDICTIVE.c.version).limit(1)).first() is None:
-            return None  # and scikit-learn (seconds to import) is never loaded
-    from core.pipeline.analytics import load_artefact
+def load_artefact(store: Store, version: int | None = None) -> Artefact | None:
+    """The stored predictive model of `version` (default: the latest), or None when none is.
 
-    return load_artefact(store)
+    Without one, the `predictive` output stays empty and scikit-learn (seconds to import) is
+    never loaded: `scoring.predictive` imports it only to train or to apply a model.
+    """
+    query = sa.select(PREDICTIVE.c.artefact).order_by(PREDICTIVE.c.version.desc()).limit(1)
+    if version is not None:
+        query = query.where(PREDICTIVE.c.version == version)
+    with store.engine.connect() as conn:
+        data = conn.execute(query).scalar_one_or_none()
+    if data is None:
+        return None
+    return Artefact.from_bytes(data)
 
 
 def _predictions(
-    artefact: Any,
+    artefact: Artefact | None,
     fields: dict[int, dict[str, Any]],
     acts: dict[int, list[Activity]],
     now: datetime,
-) -> dict[int, Any]:
+) -> dict[int, Prediction]:
     if artefact is None:
         return {}
-    from scoring.predictive import LeadInput, predict
-
     rows = [LeadInput(i, f, acts.get(i, []), now) for i, f in fields.items()]
     return {p.lead_id: p for p in predict(artefact, rows)}
 
@@ -132,8 +135,6 @@ def _predictions(
 def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> None:
     """Scores of models no longer in the file go, and so does their hash: a model put back later
     is new again and scores everyone."""
-    from core.store.store import META
-
     names = [m.name for m in models]
     conn.execute(SCORE.delete().where(SCORE.c.model.not_in(names)))
     kept = [_hash_key(m) for m in models]
@@ -197,7 +198,7 @@ def _score_chunk(
     chunk: Sequence[int],
     models: Sequence[ScoringModel],
     now: datetime,
-    artefact: Any = None,
+    artefact: Artefact | None = None,
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
     predicted = _predictions(artefact, fields, acts, now)
@@ -246,39 +247,28 @@ def _write(
 
 
 def _score_row(
-    lead_id: int, r: ScoreResult, now: datetime, prediction: Any = None
+    lead_id: int, r: ScoreResult, now: datetime, prediction: Prediction | None = None
 ) -> dict[str, Any]:
     return {
-        "predictive": prediction.score if prediction else None,
-        "predictive_reason": prediction.reason if prediction else None,
         "lead_id": lead_id,
         "model": r.model,
         "model_hash": r.model_hash,
-        "fit": r.fit,
-        "engagement": r.engagement,
-        "total": r.total,
-        "tier": r.tier,
-        "grade": r.grade,
-        "qualified": r.qualified,
-        "qualified_at": r.qualified_at,
-        "reason": r.reason,
+        **r.outputs(),
         "ledger": [entry_dict(e) for e in r.ledger],
+        "predictive": prediction.score if prediction else None,
+        "predictive_reason": prediction.reason if prediction else None,
         "computed_at": now,
     }
 
 
 def _history_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
+    outputs = r.outputs()
+    del outputs["qualified_at"]  # the crossing itself is the history row's `event`
     return {
         "lead_id": lead_id,
         "model": r.model,
         "model_hash": r.model_hash,
-        "fit": r.fit,
-        "engagement": r.engagement,
-        "total": r.total,
-        "tier": r.tier,
-        "grade": r.grade,
-        "qualified": r.qualified,
-        "reason": r.reason,
+        **outputs,
         "event": r.event,
         "computed_at": now,
     }

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
@@ -316,39 +317,21 @@ class Ingest:
         return resolved
 
     def activities(self, source: str, records: Sequence[ActivityRecord]) -> PageCounts:
-        def row(rec: ActivityRecord, lead_id: int) -> dict[str, Any]:
-            return {
-                "lead_id": lead_id,
-                "type": rec.type,
-                "occurred_at": rec.occurred_at,
-                "properties": rec.properties,
-            }
-
-        return self._keyed_upsert(
-            ACTIVITY, source, records, row, ("lead_id", "type", "occurred_at", "properties")
-        )
+        return self._keyed_upsert(ACTIVITY, source, records, ("type", "occurred_at", "properties"))
 
     def outcomes(self, source: str, records: Sequence[OutcomeRecord]) -> PageCounts:
-        def row(rec: OutcomeRecord, lead_id: int) -> dict[str, Any]:
-            return {
-                "lead_id": lead_id,
-                "status": rec.status,
-                "closed_at": rec.closed_at,
-                "amount": rec.amount,
-            }
-
-        return self._keyed_upsert(
-            OUTCOME, source, records, row, ("lead_id", "status", "closed_at", "amount")
-        )
+        return self._keyed_upsert(OUTCOME, source, records, ("status", "closed_at", "amount"))
 
     def _keyed_upsert(
         self,
         table: sa.Table,
         source: str,
-        records: Sequence[Any],
-        to_row: Any,
-        compare: tuple[str, ...],
+        records: Sequence[ActivityRecord] | Sequence[OutcomeRecord],
+        fields: tuple[str, ...],
     ) -> PageCounts:
+        """Upsert records keyed by (source, external_id): the lead they belong to and `fields`,
+        each a column named as the record's attribute."""
+        compare = ("lead_id", *fields)
         counts = PageCounts(read=len(records))
         records = _last_by_key(records)
         counts.unchanged += counts.read - len(records)
@@ -361,7 +344,7 @@ class Ingest:
             existing.update({r.external_id: r for r in rows})
         inserts, updates = [], []
         for rec in records:
-            new = to_row(rec, leads[rec.lead])
+            new = {"lead_id": leads[rec.lead], **{f: getattr(rec, f) for f in fields}}
             old = existing.get(rec.external_id)
             if old is not None and all(_same(getattr(old, k), new[k]) for k in compare):
                 counts.unchanged += 1
@@ -430,8 +413,6 @@ class Ingest:
 
 def _dialect_insert(conn: Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 

@@ -16,9 +16,11 @@ import sqlalchemy as sa
 import tenacity
 from sqlalchemy.engine import Connection, Engine
 
+from connectors.base.contract import Invalid
+from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email
 from core.store import db
-from core.store.ingest import LEAD, QUARANTINE, Ingest, PageCounts
-from core.store.tables import Meta, SyncRun, SyncState, table, utcnow
+from core.store.ingest import HISTORY, IDENTITY, LEAD, QUARANTINE, Ingest, PageCounts
+from core.store.tables import Meta, Score, SyncRun, SyncState, table, utcnow
 
 SYNC_STATE = table(SyncState)
 SYNC_RUN = table(SyncRun)
@@ -118,9 +120,6 @@ class Store:
         cursor: Mapping[str, Any] | None,
         priority: Mapping[str, Sequence[str]] | None,
     ) -> PageCounts:
-        from connectors.base.contract import Invalid
-        from core.records import ActivityRecord, LeadRecord, OutcomeRecord
-
         with self.begin() as conn:
             ingest = Ingest(conn, priority)
             counts = PageCounts()
@@ -218,8 +217,6 @@ class Store:
             return [dict(r._asdict()) for r in conn.execute(query)]
 
     def lead_by_email(self, email: str) -> dict[str, Any] | None:
-        from core.records import normalize_email
-
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(LEAD).where(LEAD.c.email == normalize_email(email))
@@ -227,8 +224,6 @@ class Store:
         return dict(row._asdict()) if row else None
 
     def identities(self, lead_id: int) -> list[dict[str, Any]]:
-        from core.store.ingest import IDENTITY
-
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(IDENTITY).where(IDENTITY.c.lead_id == lead_id))
             return [dict(r._asdict()) for r in rows]
@@ -251,8 +246,6 @@ class Store:
 
 
 def _score_table() -> sa.Table:
-    from core.store.tables import Score
-
     return table(Score)
 
 
@@ -299,8 +292,6 @@ def lead_scores(store: Store, lead_id: int) -> list[dict[str, Any]]:
 
 
 def lead_history(store: Store, lead_id: int, model: str | None = None) -> list[dict[str, Any]]:
-    from core.store.ingest import HISTORY
-
     query = sa.select(HISTORY).where(HISTORY.c.lead_id == lead_id).order_by(HISTORY.c.id)
     if model:
         query = query.where(HISTORY.c.model == model)

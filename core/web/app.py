@@ -38,9 +38,12 @@ from fastapi.security import (
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, SecretStr
 
+from connectors.base import SourceContext, get_connector
 from core.config import HubConfig, SourceConfig
 from core.errors import ConfigError
+from core.jobs import actors
 from core.metrics import registry
+from core.pipeline.run import Leads, take_leads
 from core.settings import Settings
 from core.store.store import Store
 from core.web.api import UNAUTHORIZED, WebContext, api
@@ -239,7 +242,6 @@ def mount_webhooks(
 
 
 def _receiver(config: SourceConfig, hub: HubConfig, handler: HandleLeads) -> Any:
-    from connectors.base import SourceContext, get_connector
 
     try:
         connector = get_connector(config.connector)()
@@ -252,13 +254,12 @@ def _receiver(config: SourceConfig, hub: HubConfig, handler: HandleLeads) -> Any
 
 
 def enqueue_scoring(store: Store, hub: HubConfig) -> HandleLeads:
-    """A webhook handler: store the leads as one page, then enqueue the score job (which pushes
-    to every destination). Embedded, `leadhub serve` runs worker threads to take the job."""
+    """A webhook handler: store the leads as one page, then enqueue the score job, which pushes
+    to every destination (the pipeline's one path, in steps). Embedded, `leadhub serve` runs
+    worker threads to take the job."""
 
     def handle(source_name: str, items: Sequence[Any]) -> None:
-        from core.jobs import actors as jobs
-
-        store.save_page(source_name, "leads", items, None, hub.field_priority)
-        jobs.score.send()
+        take_leads(store, Leads(source_name, items), hub.field_priority)
+        actors.score.send()
 
     return handle

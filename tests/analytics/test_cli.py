@@ -11,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
 import core.cli.analytics  # noqa: F401  (registers the commands on `app`)
 from core.cli import app
 from core.cli.examples import TEMPLATES
-from core.pipeline import analytics
+from core.pipeline import score as scorer
+from core.pipeline.plan import SCORE
 from core.store.store import Store
 from scoring.model import load_model_file
 
@@ -138,10 +140,15 @@ def test_train_as_rules_then_backtest_side_by_side(
     assert not any("meeting" in f for f in out["model"]["features"])
     again = json.loads(run([*history_hub, "train", "--min-outcomes", "100", "--json"]))
     assert again["model"]["version"] == 2
+    # A new predictive model rescores everyone: each lead gets its 0..100 and the factors behind it.
+    run([*history_hub, "score"])
     store = Store(db_url)
-    predictions = analytics.predict_leads(store)
-    assert len(predictions) == 160 and all(p.factors for p in predictions)
-    first = analytics.load_artefact(store, version=1)
+    with store.engine.connect() as conn:
+        query = sa.select(SCORE.c.lead_id, SCORE.c.predictive, SCORE.c.predictive_reason)
+        predicted = {r.lead_id: r for r in conn.execute(query) if r.predictive is not None}
+    assert len(predicted) == 160
+    assert all(0 <= r.predictive <= 100 and r.predictive_reason for r in predicted.values())
+    first = scorer.load_artefact(store, version=1)
     assert first is not None and first.version == 1
     store.close()
     against = str(tmp_path / "models.yaml")

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import os
 
-import dramatiq
-
 from core.http import HttpClient, budget_for
-from core.jobs import actors as jobs
+from core.jobs.broker import declare
 
 RATE, PER_SECONDS = 10, 1.0
 
 
-@dramatiq.actor(queue_name=jobs.job_settings.queue, broker=jobs.broker)
+@declare
 def call_vendor(url: str, calls: int) -> None:
     budget = budget_for(RATE, PER_SECONDS)
     with HttpClient(url, budget=budget, budget_key="vendor:account-1") as client:

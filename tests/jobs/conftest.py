@@ -1,8 +1,8 @@
 """Fixtures for the jobs tests: short lock ttls and backoffs, a private PostgreSQL schema, hub
 files, and subprocesses (workers, schedulers) that are always killed at teardown.
 
-The `LEADHUB_JOBS_*` settings below are read when `core.jobs` is first imported, so this module
-sets them before any test imports it.
+The `LEADHUB_JOBS_*` settings below are read by `core.jobs.broker.configure()`; they are set here,
+for the tests in this process and the workers they start.
 """
 
 from __future__ import annotations

@@ -8,40 +8,43 @@ land in the store's dead letters, from where `leadhub dlq requeue` runs them aga
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from core.jobs.broker import runtime
 from core.jobs.locks import StoreLease
+from core.settings import Settings
 from core.store.store import SYNC_RUN, Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
 
 
 @pytest.fixture
 def hub(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A hub file with one ticker source, and core.jobs.actors pointed at a fresh SQLite store."""
-    from core.jobs import actors as jobs
+    """A hub file with one ticker source, and the jobs (stub broker) on a fresh SQLite store."""
+    from core.jobs import actors  # noqa: F401  (declares the actors)
+    from core.jobs.broker import configure, reset_context
     from tests.jobs import ticker  # noqa: F401  (registers the ticker connector)
 
     path = tmp_path / "leadhub.yaml"
 
-    def configure(**settings: Any) -> Path:
+    def write(**settings: Any) -> Path:
         source = {"connector": "ticker", "pages": 3, "per_page": 4, "redis_url": redis_url}
         return write_hub(path, {"alpha": {**source, "schedule": "*/5 * * * *", **settings}})
 
-    configure()
+    write()
     monkeypatch.setenv("LEADHUB_CONFIG", str(path))
     monkeypatch.setenv("LEADHUB_DATABASE_URL", f"sqlite:///{tmp_path / 'leadhub.db'}")
-    jobs._store, jobs._hub = None, None
-    yield configure
-    jobs.broker.flush_all()
-    if jobs._store is not None:
-        jobs._store.close()
-    jobs._store, jobs._hub = None, None
+    broker = configure(Settings(broker_url=None))
+    yield write
+    broker.flush_all()
+    reset_context()
 
 
 def runs(store: Store, kind: str = "pull") -> list[tuple[str, str | None]]:
@@ -82,7 +85,27 @@ def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> No
     other.release()
 
 
-def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -> None:
+def test_a_score_that_finds_its_lock_busy_comes_back_and_runs_once_it_is_free(hub: Any) -> None:
+    from core.jobs import actors as jobs
+
+    store = jobs.context()[0]
+    other = StoreLease(store, "score", ttl=30)
+    assert other.acquire()  # another worker is scoring
+    deferred = metric("leadhub_deferred_messages_total", actor="score")
+    ran = metric("leadhub_messages_total", actor="score", outcome="ok")
+    releaser = threading.Timer(1.0, other.release)
+    releaser.start()
+    jobs.score.send()
+    jobs.run_until_idle(timeout=10)
+    releaser.join()
+    # busy_delay is 0.3 s (conftest): held for a second, the score came back at least twice.
+    assert metric("leadhub_deferred_messages_total", actor="score") >= deferred + 2
+    assert metric("leadhub_messages_total", actor="score", outcome="ok") == ran + 1
+
+
+def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(
+    hub: Any, redis_url: str
+) -> None:
     from core.jobs import actors as jobs
     from core.jobs import deadletters
 
@@ -94,7 +117,10 @@ def test_a_rate_limited_pull_is_handed_back_with_a_delay_and_resumes(hub: Any) -
     (first, first_error), second = runs(store)
     assert first == "failed" and "slow down" in (first_error or "")
     assert second == ("ok", None)
-    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+    # Full only the first time: page 0 was committed, so the second read starts at page 1.
+    events = redis.Redis.from_url(redis_url).lrange("ticker:alpha:events", 0, -1)
+    assert [e.split()[2] for e in events if e.startswith(b"enter")] == [b"0", b"1"]
+    assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
 
 
 def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> None:
@@ -105,8 +131,9 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(hub: Any) -> N
     jobs.pull.send("alpha")
     jobs.run_until_idle(timeout=10)
     store = jobs.context()[0]
-    assert [status for status, _ in runs(store)] == ["failed"] * (jobs.job_settings.max_retries + 1)
-    (letter,) = deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store)
+    retries = runtime().settings.max_retries
+    assert [status for status, _ in runs(store)] == ["failed"] * (retries + 1)
+    (letter,) = deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store)
     assert (letter.actor, letter.args, letter.retries) == ("pull", ["alpha"], 2)
     assert "TransientError" in letter.error
 
@@ -168,11 +195,11 @@ def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub:
 
     stale = metric("leadhub_dropped_messages_total", actor="pull", reason="stale")
     message = jobs.pull.message_with_options(args=("alpha",), max_age=1000)
-    jobs.broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
+    runtime().broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
     jobs.run_until_idle()
     store = jobs.context()[0]
     assert runs(store) == []
-    assert deadletters.list_dead_letters(jobs.broker, jobs.job_settings.queue, store) == []
+    assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
     assert metric("leadhub_dropped_messages_total", actor="pull", reason="stale") == stale + 1
 
 
@@ -182,7 +209,6 @@ def test_status_json_lists_targets_and_the_scheduler(
     from core.cli.jobs import show_status
     from core.cli.main import state
     from core.jobs import actors as jobs
-    from core.settings import Settings
 
     jobs.pull.send("alpha")
     jobs.run_until_idle()

@@ -154,17 +154,18 @@ def _plain(value: Any) -> Any:
 
 def run_in_process(directory: Path, hook_url: str, monkeypatch: Any) -> Store:
     from core.jobs import actors as jobs
+    from core.jobs.broker import configure, reset_context
+    from core.settings import Settings
 
     hub = hub_file(directory, hook_url, schedule=None)
     monkeypatch.setenv("LEADHUB_CONFIG", str(hub))
     monkeypatch.setenv("LEADHUB_DATABASE_URL", f"sqlite:///{directory / 'leadhub.db'}")
-    jobs._store, jobs._hub = None, None
+    configure(Settings(broker_url=None))
     for source in ("crm", "web"):
         jobs.pull.send(source)
     jobs.run_until_idle(timeout=60)
-    store = jobs.context()[0]
-    jobs._store, jobs._hub = None, None
-    return store
+    reset_context()
+    return Store(f"sqlite:///{directory / 'leadhub.db'}")
 
 
 def all_sent(store: Store, leads: int) -> bool:

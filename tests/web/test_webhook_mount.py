@@ -21,6 +21,7 @@ from connectors.facebook_leads.webhook import SIGNATURE_HEADER, sign
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.config import HubConfig, SourceConfig, load_hub
+from core.settings import Settings
 from core.store import store as queries
 from core.store.store import Store
 from core.web.app import create_app
@@ -104,8 +105,9 @@ def hub_file(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., HubConfig]]:
     """Writes the hub file `leadhub serve` reads (source `fb` with its webhook secrets, the test
-    model plus a lead-form rule), with core.jobs.actors pointed at it and at the test store."""
-    from core.jobs import actors as jobs
+    model plus a lead-form rule), with the jobs (stub broker) pointed at it and the test store."""
+    from core.jobs import actors  # noqa: F401  (declares the actors)
+    from core.jobs.broker import configure, reset_context
 
     path = tmp_path / "leadhub.yaml"
     model: dict[str, Any] = copy.deepcopy(seed.MODEL)
@@ -128,12 +130,10 @@ def hub_file(
 
     monkeypatch.setenv("LEADHUB_CONFIG", str(path))
     monkeypatch.setenv("LEADHUB_DATABASE_URL", db_url)
-    jobs._store, jobs._hub = None, None
+    broker = configure(Settings(broker_url=None))
     yield write
-    jobs.broker.flush_all()
-    if jobs._store is not None:
-        jobs._store.close()
-    jobs._store, jobs._hub = None, None
+    broker.flush_all()
+    reset_context()
 
 
 def deliver_signed(client: Client, body: bytes, signature: str) -> tuple[int, int]:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.pipeline.outbox import SCORE, DestinationSettings
+from core.pipeline.outbox import DestinationSettings
+from core.pipeline.plan import SCORE
 from core.store.ingest import HISTORY, IDENTITY, LEAD
 from core.store.store import Store
 from tests.writeback.recording import RecordingDestination

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from connectors.facebook_leads.webhook import HandleLeads, store_score_push
+from connectors.facebook_leads.webhook import HandleLeads
 from core.pipeline.outbox import DestinationSettings
+from core.pipeline.run import leads_handler
 from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
 from tests.writeback.recording import RecordingDestination
@@ -34,4 +35,4 @@ CRM = DestinationSettings(
 def wired(store: Store) -> tuple[HandleLeads, RecordingDestination]:
     """`handle_leads` storing, scoring and pushing into a recording CRM, and that CRM."""
     crm = RecordingDestination("crm")
-    return store_score_push(store, MODELS, [(CRM, crm)]), crm
+    return leads_handler(store, MODELS, [(CRM, crm)]), crm

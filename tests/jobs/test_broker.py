@@ -1,0 +1,54 @@
+"""The broker is the application's to configure: nothing is built when core.jobs is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+IMPORT_ONLY = """
+import dramatiq.broker
+import core.jobs.actors as actors
+from core.errors import ConfigError
+
+assert dramatiq.broker.global_broker is None, dramatiq.broker.global_broker
+try:
+    actors.score.send()
+except ConfigError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_importing_the_actors_builds_no_broker_and_sending_says_to_configure() -> None:
+    # A fresh interpreter: in this one, other tests have configured the jobs already.
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ONLY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LEADHUB_BROKER_URL": "redis://127.0.0.1:1/0"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused: cannot send score" in done.stdout
+    assert "configure()" in done.stdout
+
+
+def test_configure_moves_actors_declared_before_it_onto_its_broker() -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from core.jobs import actors
+    from core.jobs.broker import JobSettings, configure
+    from core.settings import Settings
+
+    broker = configure(Settings(broker_url=None), JobSettings(queue="elsewhere"))
+    try:
+        assert isinstance(broker, StubBroker)
+        assert actors.score.broker is broker and actors.score.queue_name == "elsewhere"
+        assert {"pull", "score", "rescore_all", "decay", "push"} <= broker.get_declared_actors()
+        assert actors.push.send("crm").queue_name == "elsewhere"
+    finally:
+        broker.flush_all()
+        configure(Settings(broker_url=None))  # the defaults again, for the tests that follow
