@@ -42,8 +42,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.hubspot.sandbox import writes
-from connectors.hubspot.sandbox.data import FORM_GUID, PORTAL_ID, standard_properties
-from connectors.hubspot.sandbox.portal import Answer, Portal, error
+from connectors.hubspot.sandbox.data import (
+    DEFAULT_SEARCH_PROPS,
+    FORM_GUID,
+    PORTAL_ID,
+    iso,
+    standard_properties,
+)
+from connectors.hubspot.sandbox.portal import Answer, Portal, batch_answer, error, standard_error
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/hubspot"
@@ -58,6 +64,7 @@ INVALID_AUTH = (
     "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 Handler = Callable[[Request], Awaitable[Answer]]
+DEFAULTS = list(DEFAULT_SEARCH_PROPS)  # what a read without `properties` returns
 
 
 class Refused(Exception):
@@ -250,8 +257,15 @@ def _inputs(body: Any) -> list[dict[str, Any]]:
     return [i for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
 
 
-def _names(value: str | None) -> list[str]:
-    return [n for n in (value or "").split(",") if n]
+def _names(request: Request, key: str = "properties") -> list[str]:
+    """A list parameter: repeated (`properties=a&properties=b`, as the official client sends
+    it) or comma-separated (`properties=a,b`); HubSpot reads both."""
+    return [n for value in request.query_params.getlist(key) for n in value.split(",") if n]
+
+
+def _flag(request: Request, key: str = "archived") -> bool:
+    """A boolean parameter: the official client sends Python's `True`; HubSpot reads any case."""
+    return (request.query_params.get(key) or "").lower() == "true"
 
 
 def _routes(sandbox: Sandbox) -> list[Route]:
@@ -267,9 +281,12 @@ def _routes(sandbox: Sandbox) -> list[Route]:
             limit = int(q.get("limit") or 10)
         except ValueError:
             return 400, error("VALIDATION_ERROR", "limit must be an integer")
-        names = _names(q.get("properties")) or ["createdate", "email", "firstname", "lastname",
-                                                 "lastmodifieddate", "hs_object_id"]  # fmt: skip
-        return portal.list_page(limit, q.get("after"), q.get("archived") == "true", names)
+        return portal.list_page(limit, q.get("after"), _flag(request), _names(request) or DEFAULTS)
+
+    async def get_contact(request: Request) -> Answer:
+        by_email = request.query_params.get("idProperty") == "email"
+        names = _names(request) or DEFAULTS
+        return portal.get_one(request.path_params["contact_id"], by_email, _flag(request), names)
 
     async def search(request: Request) -> Answer:
         body = await request.body()
@@ -283,8 +300,7 @@ def _routes(sandbox: Sandbox) -> list[Route]:
         if len(inputs) > 100:
             return 400, error("VALIDATION_ERROR", "Batch operations are limited to 100 records")
         names = [str(n) for n in body.get("properties") or []]
-        archived = request.query_params.get("archived") == "true"
-        return portal.batch_read(inputs, names, body.get("idProperty") == "email", archived)
+        return portal.batch_read(inputs, names, body.get("idProperty") == "email", _flag(request))
 
     async def batch_update(request: Request) -> Answer:
         return writes.batch_update(portal, sized("update", _inputs(await _json(request))))
@@ -301,6 +317,14 @@ def _routes(sandbox: Sandbox) -> list[Route]:
     async def tasks(request: Request) -> Answer:
         return writes.create_tasks(portal, sized("tasks", _inputs(await _json(request))))
 
+    async def get_task(request: Request) -> Answer:
+        task = portal.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return 404, error(
+                "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric."
+            )
+        return 200, writes.task_view(task, _names(request))
+
     async def list_properties(request: Request) -> Answer:
         return 200, {"results": list(portal.properties.values())}
 
@@ -312,16 +336,13 @@ def _routes(sandbox: Sandbox) -> list[Route]:
         return 200, found
 
     async def read_properties(request: Request) -> Answer:
+        started = iso(portal.now_ms())
         names = [str((i or {}).get("name") or "") for i in _inputs(await _json(request))]
         found = [portal.properties[n] for n in names if n in portal.properties]
-        body: dict[str, Any] = {"status": "COMPLETE", "results": found}
         missing = [n for n in names if n not in portal.properties]
-        if not missing:
-            return 200, body
         message = "Could not get some PROPERTY objects, they may be deleted or not exist."
-        body.update(numErrors=1, errors=[error("OBJECT_NOT_FOUND", message,
-                                               context={"name": missing})])  # fmt: skip
-        return 207, body
+        errors = [standard_error("OBJECT_NOT_FOUND", message, context={"name": missing})]
+        return batch_answer(found, errors if missing else [], started)
 
     async def archive_property(request: Request) -> Answer:
         name = request.path_params["name"]
@@ -342,6 +363,9 @@ def _routes(sandbox: Sandbox) -> list[Route]:
             return 404, error("OBJECT_NOT_FOUND", f"Unable to find property group {name!r}")
         return 200, portal.groups[name]
 
+    async def list_groups(request: Request) -> Answer:
+        return 200, {"results": list(portal.groups.values())}
+
     async def create_group(request: Request) -> Answer:
         return writes.create_group(portal, await _json(request) or {})
 
@@ -359,10 +383,13 @@ def _routes(sandbox: Sandbox) -> list[Route]:
         ("objects", "contacts/batch/update", "POST", batch_update),
         ("objects", "contacts/batch/upsert", "POST", batch_upsert),
         ("objects", "contacts/merge", "POST", merge),
+        ("objects", "contacts/{contact_id}", "GET", get_contact),
         ("objects", "contacts/{contact_id}", "DELETE", archive),
         ("objects", "tasks/batch/create", "POST", tasks),
+        ("objects", "tasks/{task_id}", "GET", get_task),
         ("properties", "contacts", "GET", list_properties),
         ("properties", "contacts", "POST", create_property),
+        ("properties", "contacts/groups", "GET", list_groups),
         ("properties", "contacts/groups/{name}", "GET", get_group),
         ("properties", "contacts/groups", "POST", create_group),
         ("properties", "contacts/batch/read", "POST", read_properties),
