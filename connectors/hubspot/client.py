@@ -291,6 +291,7 @@ class HubSpotClient:
         for start in range(0, len(ids), 100):
             body: dict[str, Any] = {
                 "properties": list(properties),
+                "propertiesWithHistory": [],  # required by HubSpot's schema, even when empty
                 "inputs": [{"id": i} for i in ids[start : start + 100]],
             }
             if id_property:

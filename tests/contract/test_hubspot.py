@@ -15,7 +15,10 @@ with associations, the v1 email events and form submissions (through the client'
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +63,9 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 
 from connectors.hubspot.sandbox.app import MOUNT_PREFIX, SANDBOX_TOKEN, create_app  # noqa: E402
+from connectors.hubspot.sandbox.conformance import CLIENT, OPERATIONS  # noqa: E402
 from connectors.hubspot.sandbox.data import FORM_GUID  # noqa: E402
+from connectors.sandbox.conformance import Operation, recording  # noqa: E402
 from connectors.sandbox.server import serve  # noqa: E402
 from connectors.sandbox.world import World  # noqa: E402
 
@@ -68,6 +73,7 @@ WORLD = World.build(seed=5, people=240)
 BROKEN = {p.key for p in WORLD.people if p.key in WORLD.malformed}
 EMAILS = sorted(p.email for p in WORLD.people if p.in_hubspot and p.key not in BROKEN)
 LIVE = sum(1 for p in WORLD.people if p.in_hubspot)
+SENDS_BAD_REQUESTS = {"test_invalid_requests_are_400s"}
 CALLS: list[int] = []  # client calls per test, summed at the end of the module
 
 
@@ -95,8 +101,13 @@ def served(**options: Any) -> Iterator[Portal]:
 
 
 @pytest.fixture
-def portal() -> Iterator[Portal]:
-    yield from served()
+def portal(request: pytest.FixtureRequest) -> Iterator[Portal]:
+    """A sandbox; the client's requests must all conform (`conformance.OPERATIONS`) unless the
+    test sends bad ones on purpose."""
+    with recording() as seen:
+        yield from served()
+    if request.node.originalname not in SENDS_BAD_REQUESTS:
+        assert [(c.method, c.path, c.problems) for c in seen if c.problems] == []
 
 
 @pytest.fixture(params=[True, False], ids=["validating", "lenient"])
@@ -478,3 +489,88 @@ def test_the_ten_second_budget_answers_429() -> None:
             client.crm.contacts.basic_api.get_page(limit=1)
         assert limited.value.status == 429
         assert error_body(limited.value)["policyName"] == "TEN_SECONDLY_ROLLING"
+
+
+# -- the conformance table against the client's generated code ----------------------------------
+
+
+def client_method(dotted: str) -> Any:
+    """`crm.contacts.basic_api.get_page` → the client's `get_page_with_http_info`."""
+    *where, name = dotted.split(".")
+    api: Any = hubspot.Client.create(access_token="x")
+    for part in where:
+        api = getattr(api, part)
+    return getattr(api, f"{name}_with_http_info")
+
+
+def sent_query_names(method: Any) -> set[str]:
+    return set(re.findall(r'query_params\.append\(\("(\w+)"', inspect.getsource(method)))
+
+
+def body_model(method: Any) -> Any:
+    """The request model the method sends as its body, or None."""
+    source = inspect.getsource(method)
+    found = re.search(r'body_params = local_var_params\["(\w+)"\]', source)
+    if found is None:
+        return None
+    name = re.search(rf":type {found.group(1)}: (\w+)", source)
+    assert name is not None
+    package = importlib.import_module(method.__module__.rsplit(".api.", 1)[0])
+    return getattr(package, name.group(1))
+
+
+def required_of(model: Any) -> set[str]:
+    names = re.findall(r"validation and (\w+) is None", inspect.getsource(model))
+    return {model.attribute_map[n] for n in names}
+
+
+def enum_of(model: Any, attribute: str) -> list[str] | None:
+    source = inspect.getsource(model)
+    setter = source.split(f"def {attribute}(self, {attribute}):", 1)[1].split("@property")[0]
+    found = re.search(r"allowed_values = (\[[^\]]*\])", setter)
+    return json.loads(found.group(1)) if found else None
+
+
+def schema_problems(schema: dict[str, Any], model: Any, where: str) -> list[str]:
+    """Where the table's JSON Schema and the client's model disagree (keys, required, enums)."""
+    package = importlib.import_module(model.__module__.rsplit(".models.", 1)[0])
+    keys = set(schema["properties"]) - DOCUMENTED_BEYOND_THE_MODELS
+    problems = []
+    if keys != set(model.attribute_map.values()):
+        problems.append(f"{where}: keys {sorted(keys)} != {sorted(model.attribute_map.values())}")
+    if set(schema.get("required", [])) != required_of(model):
+        problems.append(f"{where}: required {schema.get('required')} != {required_of(model)}")
+    for attribute, kind in model.openapi_types.items():
+        key = model.attribute_map[attribute]
+        declared = schema["properties"].get(key, {})
+        enum = enum_of(model, attribute)
+        if enum is not None and declared.get("enum") != enum:
+            problems.append(f"{where}.{key}: enum {declared.get('enum')} != {enum}")
+        inner = re.fullmatch(r"list\[(\w+)\]", kind)
+        nested = getattr(package, inner.group(1) if inner else kind, None)
+        if inspect.isclass(nested):
+            sub = declared.get("items", {}) if inner else declared
+            problems += schema_problems(sub, nested, f"{where}.{key}")
+    return problems
+
+
+DOCUMENTED_BEYOND_THE_MODELS = {"numberDisplayHint"}  # HubSpot's 2026-03 property reference
+
+
+@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.source.startswith(CLIENT)],
+                         ids=lambda o: f"{o.method} {o.path}")  # fmt: skip
+def test_the_conformance_table_is_the_clients_own(operation: Operation) -> None:
+    method = client_method(operation.source.split(": ", 1)[1])
+    assert {p.name for p in operation.query} == sent_query_names(method)
+    model = body_model(method)
+    assert (operation.body is None) == (model is None)
+    if model is not None and operation.body is not None:
+        assert schema_problems(dict(operation.body), model, operation.name) == []
+    path = re.search(r'call_api\(\s*"([^"]+)"', inspect.getsource(method))
+    assert path is not None and v3_form(operation.path) == v3_form(path.group(1))
+
+
+def v3_form(path: str) -> str:
+    """A path in its v3 form, its parameters as `{}` (`{objectType}` is contacts here)."""
+    path = re.sub(r"^/crm/(objects|properties)/2026-03/", r"/crm/v3/\1/", path)
+    return re.sub(r"\{[^}]+\}", "{}", path.replace("{objectType}", "contacts"))

@@ -30,6 +30,7 @@ issued, one contact);
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.hubspot.sandbox import writes
+from connectors.hubspot.sandbox.conformance import OPERATIONS
 from connectors.hubspot.sandbox.data import (
     DEFAULT_SEARCH_PROPS,
     FORM_GUID,
@@ -50,6 +52,7 @@ from connectors.hubspot.sandbox.data import (
     standard_properties,
 )
 from connectors.hubspot.sandbox.portal import Answer, Portal, batch_answer, error, standard_error
+from connectors.sandbox.conformance import check_request
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/hubspot"
@@ -68,7 +71,8 @@ DEFAULTS = list(DEFAULT_SEARCH_PROPS)  # what a read without `properties` return
 
 
 class Refused(Exception):
-    """An answer that ends a request before its handler: 401 or 429."""
+    """An answer that ends a request before its handler: 401, 429, or 400 for a request that
+    breaks HubSpot's schema."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body.get("message"))
@@ -163,7 +167,10 @@ class Sandbox:
             try:
                 oauth = self.authenticate(request)
                 self.admit(search)
+                await conforms(request)
             except Refused as refused:
+                if refused.status == 400:
+                    self.errors[f"400 {request.method} {label}"] += 1
                 return JSONResponse(refused.body, refused.status)
             status, body = await handler(request)
             if status >= 400:
@@ -243,6 +250,25 @@ class Sandbox:
             ids = [c.id for c in live[: int(body.get("count") or 0)]]
         writes.touch(self.portal, ids, int(body.get("per_ms") or 1))
         return JSONResponse({"count": len(ids)})
+
+
+async def conforms(request: Request) -> None:
+    """Check the request against HubSpot's schema facts (`conformance.OPERATIONS`, which also
+    records it); refuse it with HubSpot's 400 VALIDATION_ERROR when it breaks them."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]  # the path as HubSpot sees it, without the hub's mount prefix
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        raise Refused(400, error("VALIDATION_ERROR", "Invalid input JSON")) from None
+    query = request.query_params.multi_items()
+    problems = check_request(OPERATIONS, request.method, path, query, body, vendor="hubspot")
+    if problems:
+        details = [{"message": p} for p in problems]
+        message = f"Invalid request: {'; '.join(problems)}"
+        raise Refused(400, error("VALIDATION_ERROR", message, errors=details))
 
 
 async def _json(request: Request) -> Any:
