@@ -36,6 +36,7 @@ from hubspot.crm.contacts import (  # noqa: E402
     BatchResponseSimplePublicUpsertObject,
     Filter,
     FilterGroup,
+    PublicMergeInput,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
     SimplePublicObjectBatchInputUpsert,
@@ -207,6 +208,16 @@ def test_search_pages_to_the_end_in_order(client: Any) -> None:
     assert all(c.properties["lifecyclestage"] == "lead" for c in seen)
     emails = [c.properties["email"].lower() for c in seen]
     assert emails == sorted(emails)
+
+
+def test_merge_leaves_the_merged_id_pointing_at_the_survivor(client: Any) -> None:
+    first, second = client.crm.contacts.basic_api.get_page(limit=2).results
+    merged = client.crm.contacts.basic_api.merge(
+        PublicMergeInput(primary_object_id=first.id, object_id_to_merge=second.id)
+    )
+    assert merged.id == first.id
+    assert second.id in merged.properties["hs_merged_object_ids"].split(";")
+    assert client.crm.contacts.basic_api.get_by_id(contact_id=second.id).id == first.id
 
 
 # -- contacts: batch read / update / upsert ------------------------------------------------------
