@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
+
+from starlette.requests import Request
 
 from connectors.hubspot.sandbox.data import (
     DEFAULT_SEARCH_PROPS,
@@ -25,6 +27,7 @@ from connectors.hubspot.sandbox.data import (
 from connectors.sandbox.world import World
 
 Answer = tuple[int, dict[str, Any]]
+Handler = Callable[[Request], Awaitable[Answer]]
 VALID_PAIRS = {"string": {"text", "textarea"}, "number": {"number"},
                "enumeration": {"select", "radio", "checkbox", "booleancheckbox"},
                "bool": {"booleancheckbox"}, "datetime": {"date"}, "date": {"date"},
