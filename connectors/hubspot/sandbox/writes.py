@@ -174,7 +174,7 @@ def create_group(portal: Portal, body: dict[str, Any]) -> Answer:
     if name in portal.groups:
         return 409, error("CONFLICT", f"Property group '{name}' already exists.")
     portal.groups[name] = {"name": name, "label": body["label"], "archived": False,
-                           "displayOrder": int(body.get("displayOrder") or -1)}  # fmt: skip
+                           "displayOrder": int(body.get("displayOrder", -1))}  # fmt: skip
     return 201, portal.groups[name]
 
 
