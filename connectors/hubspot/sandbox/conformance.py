@@ -38,6 +38,7 @@ PROPERTY_TYPES = ("string", "number", "date", "datetime", "enumeration", "bool")
 FIELD_TYPES = ("textarea", "text", "date", "file", "number", "select", "radio", "checkbox",
                "booleancheckbox", "calculation_equation")  # fmt: skip
 ASSOCIATION_CATEGORIES = ("HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED")
+# the `type` values of HubSpot's email events API reference (v1 events)
 EMAIL_EVENT_TYPES = ("SENT", "DROPPED", "PROCESSED", "DELIVERED", "DEFERRED", "BOUNCE", "OPEN",
                      "CLICK", "PRINT", "FORWARD", "STATUSCHANGE", "SPAMREPORT")  # fmt: skip
 
