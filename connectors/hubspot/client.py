@@ -292,6 +292,7 @@ class HubSpotClient:
         for chunk in batched(ids, 100):
             body: dict[str, Any] = {
                 "properties": list(properties),
+                "propertiesWithHistory": [],  # required by HubSpot's schema, even when empty
                 "inputs": [{"id": i} for i in chunk],
             }
             if id_property:

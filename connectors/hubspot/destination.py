@@ -399,8 +399,13 @@ def read_batch(
             by_ref[f"id:{email}"] = r
         if r.get("objectWriteTraceId") is not None:
             by_ref[f"trace:{r['objectWriteTraceId']}"] = r
+    refs = {
+        item.lead_id: (f"trace:{item.lead_id}", f"id:{str(sent.get('id') or '').lower()}")
+        for item, sent in zip(items, inputs, strict=True)
+    }
+    ours = {r for pair in refs.values() for r in pair}
     blamed: dict[str, dict[str, Any]] = {}
-    loose: list[dict[str, Any]] = []
+    unmatched: list[dict[str, Any]] = []  # errors that name no input (or nothing at all)
     for err in (e for e in body.get("errors") or [] if isinstance(e, dict)):
         context = err.get("context") or {}
         named = [f"trace:{t}" for t in context.get("objectWriteTraceId") or []]
@@ -410,15 +415,16 @@ def read_batch(
         ]
         for ref in named:
             blamed[ref] = err
-        if not named:
-            loose.append(err)
+        if not ours.intersection(named):
+            unmatched.append(err)
     outcomes: dict[int, WriteOutcome] = {}
-    for item, sent in zip(items, inputs, strict=True):
-        refs = (f"trace:{item.lead_id}", f"id:{str(sent.get('id') or '').lower()}")
-        error = next((blamed[r] for r in refs if r in blamed), None)
-        result = next((by_ref[r] for r in refs if r in by_ref), None)
-        if error is None and result is None and loose:
-            error = loose[0]  # not matched to a record: it may be this one
+    for item in items:
+        error = next((blamed[r] for r in refs[item.lead_id] if r in blamed), None)
+        result = next((by_ref[r] for r in refs[item.lead_id] if r in by_ref), None)
+        if error is None and result is None and unmatched:
+            # Neither a result nor an error of its own, while an error went unclaimed: that
+            # error may well be this record's, so it is no success.
+            error = unmatched[0]
         outcomes[item.lead_id] = _outcome(item.lead_id, error, result, stale)
     return outcomes
 

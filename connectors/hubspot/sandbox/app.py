@@ -3,22 +3,25 @@
     app = create_app(World.build(seed=42, people=500))   # the hub mounts it at MOUNT_PREFIX
     # connector: base_url: http://127.0.0.1:PORT/hubspot
 
-Vendor paths, under both `/crm/v3/…` and the dated `/crm/objects/2026-03/…` forms: contacts list
-(`limit` ≤ 100, `after`, `properties`, `archived`), search (≤ 200 a page, 10,000 results per
-query, a 400 beyond), `batch/read|update|upsert` (≤ 100; 207 multi-status with per-record
-errors for invalid values), merge, DELETE (archive), contact properties and groups (GET, POST
-with 409 CONFLICT, PATCH, DELETE; `properties/contacts/batch/read`, a 207 naming the missing
-ones), `tasks/batch/create`; `GET /email/public/v1/events` (offset paging,
-`excludeFilteredEvents`), `GET /form-integrations/v1/submissions/forms/{guid}`, and the OAuth
-token endpoint (`POST /oauth/v1/token` and `/oauth/v3/token`, form body; access tokens last
-`token_ttl` seconds; refresh tokens rotate when `rotate_refresh_tokens`).
+Vendor paths (`routes.py`), under both `/crm/v3/…` and the dated `/crm/objects/2026-03/…`
+forms: contacts list (`limit` ≤ 100, `after`, `properties`, `archived`), get by id or email,
+search (≤ 200 a page, 10,000 results per query, a 400 beyond), `batch/read|update|upsert` (≤ 100;
+207 multi-status with per-record errors for invalid values), merge, DELETE (archive), contact
+properties and groups (GET, POST with 409 CONFLICT, PATCH, DELETE; `properties/contacts/batch/
+read`, a 207 naming the missing ones), `tasks/batch/create` (201) and GET of a task;
+`GET /email/public/v1/events` (offset paging, `excludeFilteredEvents`),
+`GET /form-integrations/v1/submissions/forms/{guid}`, and the OAuth token endpoint
+(`POST /oauth/v1/token` and `/oauth/v3/token`, form body; access tokens last `token_ttl`
+seconds; refresh tokens rotate when `rotate_refresh_tokens`). The answers are the shapes
+HubSpot's official client (`hubspot-api-client`) reads with its validation on.
 
 Behaviour: `Authorization: Bearer <token>` with the private-app token, the service key or an
 issued OAuth access token, else 401 (`EXPIRED_AUTHENTICATION` for an expired access token).
 Budgets as HubSpot counts them: `burst_limit` requests per rolling 10 s (429
 `TEN_SECONDLY_ROLLING`), `daily_limit` in all (429 `DAILY`; the sandbox's day never ends),
 `search_rate` searches a second (429 `SECONDLY`); non-search answers carry the
-`X-HubSpot-RateLimit-*` headers.
+`X-HubSpot-RateLimit-*` headers. Each request is checked against `conformance.OPERATIONS` (and
+recorded); one that breaks HubSpot's schema is refused with a 400 `VALIDATION_ERROR`.
 
 Test-only: `GET /__sandbox/state[?contact=<id>][&email=<e>]` (calls per path, 429s per policy,
 other 4xx answers per path, batch sizes, tasks, created properties and groups, refresh tokens
@@ -30,9 +33,10 @@ issued, one contact);
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -42,12 +46,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.hubspot.sandbox import writes
+from connectors.hubspot.sandbox.conformance import OPERATIONS
 from connectors.hubspot.sandbox.data import FORM_GUID, PORTAL_ID, standard_properties
-from connectors.hubspot.sandbox.portal import Answer, Portal, error
+from connectors.hubspot.sandbox.portal import Handler, Portal, error
+from connectors.hubspot.sandbox.routes import routes
+from connectors.sandbox.conformance import check_request
 from connectors.sandbox.world import World
 
 MOUNT_PREFIX = "/hubspot"
-VERSIONS = ("v3", "2026-03")
 SANDBOX_TOKEN = "pat-na1-5a9d0b1c-0000-4000-8000-00000000beef"
 SANDBOX_SERVICE_KEY = "sk-na1-5a9d0b1c-0000-4000-8000-00000000cafe"
 OAUTH_CLIENT_ID = "5a9d0b1c-client-0000-4000-8000-000000000001"
@@ -57,11 +63,11 @@ INVALID_AUTH = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
     "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
-Handler = Callable[[Request], Awaitable[Answer]]
 
 
 class Refused(Exception):
-    """An answer that ends a request before its handler: 401 or 429."""
+    """An answer that ends a request before its handler: 401, 429, or 400 for a request that
+    breaks HubSpot's schema."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body.get("message"))
@@ -156,7 +162,10 @@ class Sandbox:
             try:
                 oauth = self.authenticate(request)
                 self.admit(search)
+                await conforms(request)
             except Refused as refused:
+                if refused.status == 400:
+                    self.errors[f"400 {request.method} {label}"] += 1
                 return JSONResponse(refused.body, refused.status)
             status, body = await handler(request)
             if status >= 400:
@@ -238,155 +247,23 @@ class Sandbox:
         return JSONResponse({"count": len(ids)})
 
 
-async def _json(request: Request) -> Any:
+async def conforms(request: Request) -> None:
+    """Check the request against HubSpot's schema facts (`conformance.OPERATIONS`, which also
+    records it); refuse it with HubSpot's 400 VALIDATION_ERROR when it breaks them."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]  # the path as HubSpot sees it, without the hub's mount prefix
+    raw = await request.body()
     try:
-        return await request.json()
+        body = json.loads(raw) if raw else None
     except ValueError:
-        return None
-
-
-def _inputs(body: Any) -> list[dict[str, Any]]:
-    inputs = (body or {}).get("inputs") if isinstance(body, dict) else None
-    return [i for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
-
-
-def _names(value: str | None) -> list[str]:
-    return [n for n in (value or "").split(",") if n]
-
-
-def _routes(sandbox: Sandbox) -> list[Route]:
-    portal = sandbox.portal
-
-    def sized(kind: str, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        sandbox.batch_sizes.setdefault(kind, []).append(len(inputs))
-        return inputs
-
-    async def list_contacts(request: Request) -> Answer:
-        q = request.query_params
-        try:
-            limit = int(q.get("limit") or 10)
-        except ValueError:
-            return 400, error("VALIDATION_ERROR", "limit must be an integer")
-        names = _names(q.get("properties")) or ["createdate", "email", "firstname", "lastname",
-                                                 "lastmodifieddate", "hs_object_id"]  # fmt: skip
-        return portal.list_page(limit, q.get("after"), q.get("archived") == "true", names)
-
-    async def search(request: Request) -> Answer:
-        body = await request.body()
-        if len(body) > 3000:
-            return 400, error("VALIDATION_ERROR", "The search body may be at most 3,000 characters")
-        return portal.search(await _json(request) or {})
-
-    async def batch_read(request: Request) -> Answer:
-        body = await _json(request) or {}
-        inputs = _inputs(body)
-        if len(inputs) > 100:
-            return 400, error("VALIDATION_ERROR", "Batch operations are limited to 100 records")
-        names = [str(n) for n in body.get("properties") or []]
-        archived = request.query_params.get("archived") == "true"
-        return portal.batch_read(inputs, names, body.get("idProperty") == "email", archived)
-
-    async def batch_update(request: Request) -> Answer:
-        return writes.batch_update(portal, sized("update", _inputs(await _json(request))))
-
-    async def batch_upsert(request: Request) -> Answer:
-        return writes.batch_upsert(portal, sized("upsert", _inputs(await _json(request))))
-
-    async def merge(request: Request) -> Answer:
-        return writes.merge(portal, await _json(request) or {})
-
-    async def archive(request: Request) -> Answer:
-        return writes.archive(portal, request.path_params["contact_id"])
-
-    async def tasks(request: Request) -> Answer:
-        return writes.create_tasks(portal, sized("tasks", _inputs(await _json(request))))
-
-    async def list_properties(request: Request) -> Answer:
-        return 200, {"results": list(portal.properties.values())}
-
-    async def get_property(request: Request) -> Answer:
-        name = request.path_params["name"]
-        found = portal.properties.get(name)
-        if found is None:
-            return 404, error("OBJECT_NOT_FOUND", f"Unable to find property {name!r}")
-        return 200, found
-
-    async def read_properties(request: Request) -> Answer:
-        names = [str((i or {}).get("name") or "") for i in _inputs(await _json(request))]
-        found = [portal.properties[n] for n in names if n in portal.properties]
-        body: dict[str, Any] = {"status": "COMPLETE", "results": found}
-        missing = [n for n in names if n not in portal.properties]
-        if not missing:
-            return 200, body
-        message = "Could not get some PROPERTY objects, they may be deleted or not exist."
-        body.update(numErrors=1, errors=[error("OBJECT_NOT_FOUND", message,
-                                               context={"name": missing})])  # fmt: skip
-        return 207, body
-
-    async def archive_property(request: Request) -> Answer:
-        name = request.path_params["name"]
-        if portal.properties.pop(name, None) is None:
-            return 404, error("OBJECT_NOT_FOUND", f"Unable to find property {name!r}")
-        return 204, {}
-
-    async def create_property(request: Request) -> Answer:
-        return writes.create_property(portal, await _json(request) or {})
-
-    async def patch_property(request: Request) -> Answer:
-        return writes.update_property(portal, request.path_params["name"],
-                                      await _json(request) or {})  # fmt: skip
-
-    async def get_group(request: Request) -> Answer:
-        name = request.path_params["name"]
-        if name not in portal.groups:
-            return 404, error("OBJECT_NOT_FOUND", f"Unable to find property group {name!r}")
-        return 200, portal.groups[name]
-
-    async def create_group(request: Request) -> Answer:
-        return writes.create_group(portal, await _json(request) or {})
-
-    async def email_events(request: Request) -> Answer:
-        return writes.email_events(portal, dict(request.query_params))
-
-    async def forms(request: Request) -> Answer:
-        params = dict(request.query_params)
-        return writes.form_submissions(portal, request.path_params["form_id"], params)
-
-    crm: list[tuple[str, str, str, Handler]] = [
-        ("objects", "contacts", "GET", list_contacts),
-        ("objects", "contacts/search", "POST", search),
-        ("objects", "contacts/batch/read", "POST", batch_read),
-        ("objects", "contacts/batch/update", "POST", batch_update),
-        ("objects", "contacts/batch/upsert", "POST", batch_upsert),
-        ("objects", "contacts/merge", "POST", merge),
-        ("objects", "contacts/{contact_id}", "DELETE", archive),
-        ("objects", "tasks/batch/create", "POST", tasks),
-        ("properties", "contacts", "GET", list_properties),
-        ("properties", "contacts", "POST", create_property),
-        ("properties", "contacts/groups/{name}", "GET", get_group),
-        ("properties", "contacts/groups", "POST", create_group),
-        ("properties", "contacts/batch/read", "POST", read_properties),
-        ("properties", "contacts/{name}", "GET", get_property),
-        ("properties", "contacts/{name}", "PATCH", patch_property),
-        ("properties", "contacts/{name}", "DELETE", archive_property),
-    ]
-    routes = []
-    for kind, rest, method, handler in crm:
-        endpoint = sandbox.api(f"{kind}/{rest}", handler, search=rest.endswith("/search"))
-        for version in VERSIONS:
-            path = (f"/crm/{version}/{kind}/{rest}" if version.startswith("v")
-                    else f"/crm/{kind}/{version}/{rest}")  # fmt: skip
-            routes.append(Route(path, endpoint, methods=[method]))
-    routes += [
-        Route("/email/public/v1/events", sandbox.api("email/events", email_events)),
-        Route("/form-integrations/v1/submissions/forms/{form_id}", sandbox.api("forms", forms)),
-        Route("/oauth/v1/token", sandbox.token, methods=["POST"]),
-        Route("/oauth/v3/token", sandbox.token, methods=["POST"]),
-        Route("/__sandbox/state", sandbox.state, methods=["GET"]),
-        Route("/__sandbox/generate", sandbox.generate, methods=["POST"]),
-        Route("/__sandbox/touch", sandbox.touch, methods=["POST"]),
-    ]
-    return routes
+        raise Refused(400, error("VALIDATION_ERROR", "Invalid input JSON")) from None
+    query = request.query_params.multi_items()
+    problems = check_request(OPERATIONS, request.method, path, query, body, vendor="hubspot")
+    if problems:
+        details = [{"message": p} for p in problems]
+        message = f"Invalid request: {'; '.join(problems)}"
+        raise Refused(400, error("VALIDATION_ERROR", message, errors=details))
 
 
 def create_app(
@@ -417,7 +294,14 @@ def create_app(
         search_rate=search_rate, token_ttl=token_ttl,
         rotate_refresh_tokens=rotate_refresh_tokens, clock=clock,
     )  # fmt: skip
-    app = Starlette(routes=_routes(sandbox))
+    own = [
+        Route("/oauth/v1/token", sandbox.token, methods=["POST"]),
+        Route("/oauth/v3/token", sandbox.token, methods=["POST"]),
+        Route("/__sandbox/state", sandbox.state, methods=["GET"]),
+        Route("/__sandbox/generate", sandbox.generate, methods=["POST"]),
+        Route("/__sandbox/touch", sandbox.touch, methods=["POST"]),
+    ]
+    app = Starlette(routes=[*routes(portal, sandbox.api, sandbox.batch_sizes), *own])
     app.state.sandbox = sandbox
     return app
 

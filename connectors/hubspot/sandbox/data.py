@@ -60,15 +60,28 @@ def to_ms(when: datetime) -> int:
 
 
 def _definition(name: str, kind: str, field_type: str, **extra: Any) -> dict[str, Any]:
+    """A HubSpot-defined property in the client's `Property` shape (its required fields set)."""
     return {
         "name": name,
         "label": name,
         "type": kind,
         "fieldType": field_type,
+        "description": "",
         "groupName": "contactinformation",
         "options": [],
+        "displayOrder": -1,
         "hidden": False,
-        "modificationMetadata": {"readOnlyValue": name in READ_ONLY, "archivable": True},
+        "hubspotDefined": True,
+        "formField": name not in READ_ONLY,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "archived": False,
+        "modificationMetadata": {
+            "readOnlyValue": name in READ_ONLY,
+            "readOnlyDefinition": True,
+            "archivable": False,
+        },
         **extra,
     }
 

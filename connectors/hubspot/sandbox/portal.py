@@ -11,19 +11,23 @@ from __future__ import annotations
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
+
+from starlette.requests import Request
 
 from connectors.hubspot.sandbox.data import (
     DEFAULT_SEARCH_PROPS,
     Contact,
+    iso,
     seed,
     standard_properties,
 )
 from connectors.sandbox.world import World
 
 Answer = tuple[int, dict[str, Any]]
+Handler = Callable[[Request], Awaitable[Answer]]
 VALID_PAIRS = {"string": {"text", "textarea"}, "number": {"number"},
                "enumeration": {"select", "radio", "checkbox", "booleancheckbox"},
                "bool": {"booleancheckbox"}, "datetime": {"date"}, "date": {"date"},
@@ -35,6 +39,29 @@ def error(category: str, message: str, **extra: Any) -> dict[str, Any]:
     """HubSpot's error body; `context` and `errors` as given."""
     return {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
             "category": category, **extra}  # fmt: skip
+
+
+def standard_error(category: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One error of a 207 answer: the client's `StandardError` requires context, links, errors."""
+    return {"context": {}, "links": {}, "errors": [], **error(category, message, **extra)}
+
+
+def batch_answer(
+    results: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    stamp: str,
+    *,
+    created: bool = False,
+) -> Answer:
+    """A batch answer (`BatchResponse…`): 207 with its errors, else 200 (201 for a create).
+
+    The sandbox does a batch at once, so it starts and completes at `stamp`."""
+    body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": stamp,
+                            "completedAt": stamp}  # fmt: skip
+    if errors:
+        body.update(numErrors=len(errors), errors=errors)
+        return 207, body
+    return (201 if created else 200), body
 
 
 def _as_ms(value: Any) -> int | None:
@@ -76,9 +103,9 @@ class Portal:
         self.contacts = {c.id: c for c in contacts}
         self.submissions = {"5f7a1c0e-0000-4000-8000-00000000f0e1": forms}
         self.properties = standard_properties()
-        self.groups: dict[str, dict[str, Any]] = {
-            "contactinformation": {"name": "contactinformation", "label": "Contact information"}
-        }
+        group = {"name": "contactinformation", "label": "Contact information",
+                 "displayOrder": 0, "archived": False}  # fmt: skip
+        self.groups: dict[str, dict[str, Any]] = {"contactinformation": group}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.search_cap, self.clock = search_cap, clock
         self.next_id = max((int(c) for c in self.contacts), default=100_000) + 1
@@ -147,6 +174,7 @@ class Portal:
     def batch_read(
         self, inputs: list[Any], names: list[str], by_email: bool, archived: bool
     ) -> Answer:
+        started = iso(self.now_ms())
         results, missing = [], []
         for ref in (str((i or {}).get("id") or "") for i in inputs):
             contact = self._read_one(ref, by_email, archived)
@@ -154,14 +182,18 @@ class Portal:
                 missing.append(ref)
             else:
                 results.append(contact.view(names))
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
-        if not missing:
-            return 200, body
         message = "Could not get some CONTACT objects, they may be deleted or not exist."
-        body.update(
-            numErrors=1, errors=[error("OBJECT_NOT_FOUND", message, context={"ids": missing})]
-        )
-        return 207, body
+        errors = [standard_error("OBJECT_NOT_FOUND", message, context={"ids": missing})]
+        return batch_answer(results, errors if missing else [], started)
+
+    def get_one(self, ref: str, by_email: bool, archived: bool, names: list[str]) -> Answer:
+        """`GET /contacts/{id}` (or `{email}?idProperty=email`): one contact, or 404."""
+        contact = self._read_one(ref, by_email, archived)
+        if contact is None:
+            return 404, error(
+                "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric."
+            )
+        return 200, contact.view(names)
 
     def _read_one(self, ref: str, by_email: bool, archived: bool) -> Contact | None:
         if by_email and not archived:
@@ -204,7 +236,9 @@ class Portal:
         return 200, answer
 
     def _candidates(self, groups: list[dict[str, Any]], sorts: list[Any]) -> Sequence[Contact]:
-        sort = sorts[0] if sorts and isinstance(sorts[0], dict) else {"propertyName": "createdate"}
+        sort = sorts[0] if sorts else {"propertyName": "createdate"}
+        if isinstance(sort, str):  # the client's `sorts: list[str]`: a property name, ascending
+            sort = {"propertyName": sort}
         prop, descending = str(sort.get("propertyName")), sort.get("direction") == "DESCENDING"
         narrowed = self._by_index(groups)
         if narrowed is not None:

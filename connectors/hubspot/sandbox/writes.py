@@ -7,7 +7,15 @@ import base64
 from typing import Any
 
 from connectors.hubspot.sandbox.data import iso, synthetic_contact
-from connectors.hubspot.sandbox.portal import VALID_PAIRS, Answer, Portal, error, valid_value
+from connectors.hubspot.sandbox.portal import (
+    VALID_PAIRS,
+    Answer,
+    Portal,
+    batch_answer,
+    error,
+    standard_error,
+    valid_value,
+)
 
 
 def _invalid(portal: Portal, properties: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,39 +44,31 @@ def _trace(item: dict[str, Any], ref: str) -> dict[str, list[str]]:
     return context
 
 
-def _batch_answer(results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> Answer:
-    stamp = iso(0)
-    body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": stamp,
-                            "completedAt": stamp}  # fmt: skip
-    if errors:
-        body.update(numErrors=len(errors), errors=errors)
-    return (207 if errors else 200), body
-
-
 def batch_update(portal: Portal, inputs: list[dict[str, Any]]) -> Answer:
     if len(inputs) > 100:
         return 400, error(
             "VALIDATION_ERROR", "Batch operations are limited to 100 records at a time"
         )
+    started = iso(portal.now_ms())
     results, errors = [], []
     for item in inputs:
         ref, props = str(item.get("id") or ""), dict(item.get("properties") or {})
         contact = portal.resolve(ref)
         if contact is None or not contact.live:
-            errors.append(error("OBJECT_NOT_FOUND", "Could not get some CONTACT objects, they may "
-                                "be deleted or not exist.", context=_trace(item, ref)))  # fmt: skip
+            message = "Could not get some CONTACT objects, they may be deleted or not exist."
+            errors.append(standard_error("OBJECT_NOT_FOUND", message, context=_trace(item, ref)))
             continue
         problems = _invalid(portal, props)
         if problems:
-            errors.append(error("VALIDATION_ERROR", "Property values were not valid",
-                                context=_trace(item, ref), errors=problems))  # fmt: skip
+            errors.append(standard_error("VALIDATION_ERROR", "Property values were not valid",
+                                         context=_trace(item, ref), errors=problems))  # fmt: skip
             continue
         portal.set_properties(contact, props)
         view = contact.view(props)
         if item.get("objectWriteTraceId") is not None:
             view["objectWriteTraceId"] = str(item["objectWriteTraceId"])
         results.append(view)
-    return _batch_answer(results, errors)
+    return batch_answer(results, errors, started)
 
 
 def batch_upsert(portal: Portal, inputs: list[dict[str, Any]]) -> Answer:
@@ -90,7 +90,7 @@ def batch_upsert(portal: Portal, inputs: list[dict[str, Any]]) -> Answer:
             "the batch was not written."
         )
         return 400, error("VALIDATION_ERROR", message, errors=problems)
-    results = []
+    started, results = iso(portal.now_ms()), []
     for item in inputs:
         email, props = str(item.get("id") or "").lower(), dict(item.get("properties") or {})
         contact = portal.by_email(email)
@@ -103,7 +103,7 @@ def batch_upsert(portal: Portal, inputs: list[dict[str, Any]]) -> Answer:
         if item.get("objectWriteTraceId") is not None:
             view["objectWriteTraceId"] = str(item["objectWriteTraceId"])
         results.append(view)
-    return _batch_answer(results, [])
+    return batch_answer(results, [], started)
 
 
 def merge(portal: Portal, body: dict[str, Any]) -> Answer:
@@ -141,8 +141,13 @@ def create_property(portal: Portal, body: dict[str, Any]) -> Answer:
         return 400, error("VALIDATION_ERROR", f"Invalid property definition: {problem}")
     if body["name"] in portal.properties:
         return 409, error("CONFLICT", f"Property named '{body['name']}' already exists.")
-    definition = {"options": [], "hidden": False, **body, "createdAt": iso(portal.now_ms()),
-                  "modificationMetadata": {"readOnlyValue": False, "archivable": True}}  # fmt: skip
+    now = iso(portal.now_ms())
+    definition = {"description": "", "options": [], "displayOrder": -1, "hidden": False,
+                  "formField": False, "calculated": False, "externalOptions": False,
+                  "hasUniqueValue": False, "hubspotDefined": False, "archived": False, **body,
+                  "createdAt": now, "updatedAt": now,
+                  "modificationMetadata": {"readOnlyValue": False, "readOnlyDefinition": False,
+                                           "archivable": True}}  # fmt: skip
     portal.properties[body["name"]] = definition
     return 201, definition
 
@@ -168,28 +173,44 @@ def create_group(portal: Portal, body: dict[str, Any]) -> Answer:
         return 400, error("VALIDATION_ERROR", "A property group needs a name and a label")
     if name in portal.groups:
         return 409, error("CONFLICT", f"Property group '{name}' already exists.")
-    portal.groups[name] = {"name": name, "label": body["label"], "archived": False}
+    portal.groups[name] = {"name": name, "label": body["label"], "archived": False,
+                           "displayOrder": int(body.get("displayOrder", -1))}  # fmt: skip
     return 201, portal.groups[name]
 
 
 def create_tasks(portal: Portal, inputs: list[dict[str, Any]]) -> Answer:
+    """`tasks/batch/create`: 201 with the created tasks (SimplePublicObject), or a 207."""
+    started = iso(portal.now_ms())
     results, errors = [], []
     for item in inputs:
         props = dict(item.get("properties") or {})
         targets = [str((a.get("to") or {}).get("id")) for a in item.get("associations") or []]
         context = _trace(item, ",".join(targets))
         if not props.get("hs_timestamp"):
-            errors.append(error("VALIDATION_ERROR", "hs_timestamp is required", context=context))
+            errors.append(
+                standard_error("VALIDATION_ERROR", "hs_timestamp is required", context=context)
+            )
         elif not targets or any(portal.resolve(t) is None for t in targets):
             errors.append(
-                error("VALIDATION_ERROR", "association target not found", context=context)
+                standard_error("VALIDATION_ERROR", "association target not found", context=context)
             )
         else:
             task_id = str(900_000 + len(portal.tasks))
-            portal.tasks[task_id] = {"id": task_id, "properties": props, "contacts": targets}
-            results.append({"id": task_id, "properties": props, "archived": False,
-                            "objectWriteTraceId": item.get("objectWriteTraceId")})  # fmt: skip
-    return _batch_answer(results, errors)
+            portal.tasks[task_id] = {"id": task_id, "properties": props, "contacts": targets,
+                                     "createdAt": started}  # fmt: skip
+            result = task_view(portal.tasks[task_id], list(props))
+            if item.get("objectWriteTraceId") is not None:
+                result["objectWriteTraceId"] = str(item["objectWriteTraceId"])
+            results.append(result)
+    return batch_answer(results, errors, started, created=True)
+
+
+def task_view(task: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A task as a SimplePublicObject with the properties asked for."""
+    props = {"hs_object_id": task["id"], **task["properties"]}
+    return {"id": task["id"], "properties": {n: props.get(n) for n in names or props},
+            "createdAt": task["createdAt"], "updatedAt": task["createdAt"],
+            "archived": False}  # fmt: skip
 
 
 def _token(index: int) -> str:

@@ -335,6 +335,25 @@ def test_a_207_is_read_per_record(tmp_path: Path) -> None:
 
 
 @respx.mock
+def test_a_207_error_that_names_no_input_is_not_taken_for_success(tmp_path: Path) -> None:
+    # HubSpot's error names a record none of the inputs carries (no trace id, an id we did not
+    # send); the record missing from `results` is the one it is about, not a success.
+    def partial(request: httpx.Request) -> httpx.Response:
+        good = batch_ok(request).json()
+        good["results"] = [r for r in good["results"] if r["id"] != "902"]
+        for r in good["results"]:
+            r["objectWriteTraceId"] = str(int(r["id"]) - 900)
+        odd = standard_error("OBJECT_NOT_FOUND", "Could not get some CONTACT objects", ids=["77"])
+        return httpx.Response(207, json={**good, "numErrors": 1, "errors": [odd]})
+
+    respx.post(UPDATE).mock(side_effect=partial)
+    outcomes = make_destination(tmp_path).write([item(n, str(900 + n)) for n in range(4)])
+    assert [o.status for o in outcomes] == ["ok", "ok", "rejected", "ok"]
+    assert "OBJECT_NOT_FOUND" in outcomes[2].reason
+    assert [o.record_id for o in outcomes] == ["900", "901", None, "903"]
+
+
+@respx.mock
 def test_upsert_goes_by_email_and_a_refused_batch_is_retried_record_by_record(
     tmp_path: Path,
 ) -> None:

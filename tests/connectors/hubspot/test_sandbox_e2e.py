@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from connectors.base.contract import QualifiedItem
+from connectors.base.contract import QualifiedItem, WriteItem
 from connectors.hubspot import HubSpotDestination, HubSpotSource
 from connectors.hubspot.sandbox.app import (
     MOUNT_PREFIX,
@@ -33,6 +33,7 @@ from connectors.hubspot.sandbox.app import (
 )
 from connectors.hubspot.sandbox.data import FORM_GUID
 from connectors.hubspot.settings import HubSpotSettings
+from connectors.sandbox.conformance import recording
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
 from core.errors import RateLimited
@@ -92,6 +93,15 @@ def running(world: World = WORLD, **options: Any) -> Iterator[Sandbox]:
     app = Starlette(routes=[Mount(MOUNT_PREFIX, app=create_app(world, clock=t, **options))])
     with serve(app) as root:
         yield Sandbox(root + MOUNT_PREFIX, t)
+
+
+@pytest.fixture(autouse=True)
+def conforming_requests() -> Iterator[None]:
+    """Every request the connector sends conforms to HubSpot's schema facts (the sandbox
+    records each one against `connectors.hubspot.sandbox.conformance.OPERATIONS`)."""
+    with recording() as seen:
+        yield
+    assert [(c.method, c.path, c.problems) for c in seen if c.problems] == []
 
 
 @pytest.fixture
@@ -222,7 +232,7 @@ def test_the_daily_budget_stops_the_sync_with_a_clear_error(tmp_path: Path) -> N
 
 
 def destination(
-    sandbox: Sandbox, tmp_path: Path, **config: Any
+    sandbox: Sandbox, tmp_path: Path, hub: dict[str, Any] | None = None, **config: Any
 ) -> tuple[DestinationSettings, HubSpotDestination]:
     cfg = DestinationSettings.model_validate(
         {
@@ -233,9 +243,17 @@ def destination(
             **config,
         }
     )
-    block = sandbox.block()
+    block = sandbox.block(**(hub or {}))
     dest = HubSpotDestination(cfg.name, block, cfg, base_dir=tmp_path, **sandbox.clocked(block))
     return cfg, dest
+
+
+def contacts(sandbox: Sandbox, n: int) -> list[tuple[str, str]]:
+    """(id, email) of the first `n` contacts with a well-formed email."""
+    params = {"limit": 100, "properties": "email"}
+    listed = sandbox.api("GET", "/crm/v3/objects/contacts", params=params).json()["results"]
+    found = [(c["id"], c["properties"]["email"]) for c in listed]
+    return [(i, e) for i, e in found if "@" in e][:n]
 
 
 def test_1000_changed_scores_take_exactly_10_batch_calls(
@@ -369,6 +387,72 @@ def test_a_contact_archived_in_hubspot_becomes_deleted_and_is_never_pushed_to(
     assert "leadhub_score" not in (sandbox.state(contact=gone)["contact"]["properties"])
 
 
+def test_booleans_go_out_as_hubspots_true_and_false(sandbox: Sandbox, tmp_path: Path) -> None:
+    # HubSpot's bool properties hold the strings "true" and "false" (shared/api/hubspot.md §2:
+    # every property value is a string), and the qualified flag must keep its sense.
+    (yes, _), (no, _) = contacts(sandbox, 2)
+    fields = {"total": "leadhub_score", "qualified": "leadhub_qualified"}
+    _, dest = destination(sandbox, tmp_path, fields=fields)
+    dest.prepare()
+    outcomes = dest.write([
+        WriteItem(1, yes, {"leadhub_score": 91, "leadhub_qualified": True}),
+        WriteItem(2, no, {"leadhub_score": 12, "leadhub_qualified": False}),
+    ])  # fmt: skip
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert sandbox.state()["properties"]["leadhub_qualified"]["type"] == "bool"
+    written = {c: sandbox.state(contact=c)["contact"]["properties"] for c in (yes, no)}
+    assert written[yes]["leadhub_qualified"] == "true"
+    assert written[no]["leadhub_qualified"] == "false"
+
+
+def test_a_new_tier_is_added_to_the_enumeration_before_it_is_written(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    [(cid, _)] = contacts(sandbox, 1)
+    _, dest = destination(sandbox, tmp_path)
+    dest.prepare()
+    assert [o["value"] for o in sandbox.state()["properties"]["leadhub_tier"]["options"]] == [
+        "hot", "warm", "cold"
+    ]  # fmt: skip
+    # The model's tiers changed: "scorching" is not an option HubSpot would accept yet.
+    [outcome] = dest.write([WriteItem(1, cid, {"leadhub_score": 99, "leadhub_tier": "scorching"})])
+    assert outcome.status == "ok", outcome.reason
+    options = sandbox.state()["properties"]["leadhub_tier"]["options"]
+    assert [o["value"] for o in options] == ["hot", "warm", "cold", "scorching"]
+    assert sandbox.state(contact=cid)["contact"]["properties"]["leadhub_tier"] == "scorching"
+
+
+def test_upsert_never_recreates_a_contact_archived_in_hubspot(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    (gone_id, gone), (_, kept) = contacts(sandbox, 2)
+    assert sandbox.api("DELETE", f"/crm/v3/objects/contacts/{gone_id}").status_code == 204
+    _, dest = destination(sandbox, tmp_path, mode="upsert")
+    dest.prepare()
+    batch = [
+        WriteItem(1, None, {"leadhub_score": 61}, email=gone),
+        WriteItem(2, None, {"leadhub_score": 62}, email=kept),
+        WriteItem(3, None, {"leadhub_score": 63}, email="brand.new@example.org"),
+    ]
+    outcomes = dest.write(batch)
+    assert [o.status for o in outcomes] == ["rejected", "ok", "ok"]
+    assert "archived" in outcomes[0].reason
+    assert sandbox.state(email=gone)["contact"] is None  # no live contact with that email
+    assert sandbox.state(email=kept)["contact"]["properties"]["leadhub_score"] == "62"
+    assert sandbox.state(email="brand.new@example.org")["contact"]["properties"][
+        "leadhub_score"
+    ] == "63"  # fmt: skip
+
+    # `protect_archived: false` skips the look-up: HubSpot then makes a new contact.
+    _, unprotected = destination(sandbox, tmp_path / "2", {"protect_archived": False},
+                                 mode="upsert")  # fmt: skip
+    unprotected.prepare()
+    [again] = unprotected.write(batch[:1])
+    assert again.status == "ok"
+    recreated = sandbox.state(email=gone)["contact"]
+    assert recreated is not None and recreated["id"] != gone_id
+
+
 def test_the_sandbox_answers_invalid_values_with_a_207(sandbox: Sandbox) -> None:
     [_, dst] = demo_blocks(sandbox.url)
     assert dst["hubspot_scores"]["base_url"] == sandbox.url
@@ -422,6 +506,9 @@ def test_on_qualified_creates_a_task_on_the_contact(
     [task] = sandbox.state()["tasks"]
     assert task["contacts"] == [contact_id]
     assert task["properties"]["hs_task_subject"] == "Call Ada"
+    # the documented defaults (README: priority HIGH, task_type TODO)
+    assert task["properties"]["hs_task_priority"] == "HIGH"
+    assert task["properties"]["hs_task_type"] == "TODO"
 
 
 def test_the_sandbox_keeps_hubspots_limits_and_error_shapes() -> None:
