@@ -19,7 +19,7 @@ from core.errors import ConfigError, LeadhubError
 from core.logs import make_handler
 from core.settings import Settings
 from core.store.store import Store
-from scoring.model import ScoringModel
+from scoring.model import ModelError, ScoringModel, load_model_file
 
 console = Console()
 err_console = Console(stderr=True)
@@ -86,3 +86,13 @@ def hub_model(name: str | None) -> ScoringModel:
         if model.name == name:
             return model
     raise ConfigError(f"no model named {name!r} (configured: {', '.join(m.name for m in models)})")
+
+
+def read_model_file(path: Path) -> list[ScoringModel]:
+    """The models of the file at `path`; a ConfigError naming the file when it is not valid."""
+    try:
+        return load_model_file(path)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None
