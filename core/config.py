@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from core.channels import use_overrides
 from core.errors import ConfigError
 from core.http import register_secret
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from connectors.base.settings import DestinationSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-TOP_LEVEL = {"sources", "destinations", "scoring", "identity"}
+TOP_LEVEL = {"sources", "destinations", "scoring", "identity", "channels"}
 SOURCE_COMMON = {"schedule", "enabled"}
 
 
@@ -53,6 +54,7 @@ class HubConfig:
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     models: list[ScoringModel] = field(default_factory=list)
     field_priority: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)  # vendor value -> canonical channel
 
     @property
     def base_dir(self) -> Path:
@@ -138,9 +140,11 @@ def load_hub(path: Path, env: Mapping[str, str] | None = None) -> HubConfig:
     destinations = _load_destinations(raw.get("destinations") or {}, errors)
     models = _load_models(raw.get("scoring"), path.parent, errors)
     priority = _load_priority(raw.get("identity") or {}, errors)
+    channels = _load_channels(raw.get("channels") or {}, errors)
     if errors:
         raise ConfigError(f"{path} is invalid:\n  " + "\n  ".join(errors))
-    return HubConfig(path, sources, destinations, models, priority)
+    use_overrides(channels)  # the store applies them to every lead it writes from now on
+    return HubConfig(path, sources, destinations, models, priority, channels)
 
 
 def _load_sources(raw: Any, base_dir: Path, errors: list[str]) -> dict[str, SourceConfig]:
@@ -212,6 +216,19 @@ def _load_models(raw: Any, base_dir: Path, errors: list[str]) -> list[ScoringMod
         return []
     errors.append("scoring: must be a model file path or a mapping with `models:`")
     return []
+
+
+def _load_channels(raw: Any, errors: list[str]) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        errors.append('channels: must map a source\'s value to a channel, e.g. {"Web": organic}')
+        return {}
+    found = {}
+    for key, value in raw.items():
+        if not isinstance(value, str) or not value.strip():
+            errors.append(f"channels.{key}: must be a channel name (text)")
+        else:
+            found[str(key)] = value
+    return found
 
 
 def _load_priority(raw: Any, errors: list[str]) -> dict[str, list[str]]:

@@ -120,8 +120,8 @@ def test_conversion_by_bracket_scores_decided_leads_before_their_outcome(
 
 def test_a_model_new_to_the_store_and_a_narrower_segment(store: Store, tmp_path: Path) -> None:
     seeded(store)
-    # same name, but scoring only facebook_ads leads (odd ids): the even ones leave the model
-    narrower = candidate(segment={"channel": ["facebook_ads"]})
+    # same name, but scoring only paid_social leads (odd ids): the even ones leave the model
+    narrower = candidate(segment={"channel": ["paid_social"]})
     fresh = {**candidate(), "name": "upsell"}
     report = preview(
         store, seed.hub(tmp_path), parse_models({"models": [narrower, fresh]}), now=seed.LATER
