@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,14 @@ import yaml
 from typer.testing import CliRunner
 
 from core.cli import app
+from core.config import load_hub
 from core.pipeline import outbox
-from core.pipeline.preview import NOT_SCORED, preview
+from core.pipeline import score as scorer
+from core.pipeline.preview import NOT_SCORED, SCORE, preview
+from core.store.ingest import HISTORY
 from core.store.store import Store
-from scoring.model import parse_models
+from core.store.tables import utcnow
+from scoring.model import load_model_file, parse_models
 from tests.web import seed
 
 runner = CliRunner()
@@ -241,3 +246,54 @@ def test_publish_needs_a_model_file_path_in_the_hub_file(
     (tmp_path / "leadhub.yaml").write_text(yaml.safe_dump(body))
     refused = cli(tmp_path, db_url, "publish", str(tmp_path / "candidate.yaml"))
     assert refused.exit_code == 2 and "must name a model file" in refused.output
+
+
+def test_on_the_demo_data_the_preview_is_what_a_score_run_then_does(tmp_path: Path) -> None:
+    # The oracle is the score step itself: publish the candidate, score at the same moment, and
+    # read the tier and qualified moves off the stored scores and the history's events.
+    demo = runner.invoke(app, ["demo", "--dir", str(tmp_path), "--sandbox-port", "0",
+                               "--people", "80"])  # fmt: skip
+    assert demo.exit_code == 0, demo.output
+    hub = load_hub(tmp_path / "leadhub.yaml")
+    text = (tmp_path / "models.yaml").read_text()
+    changed = text.replace("points: 20}", "points: 35}").replace(
+        "{total: 70, release_below: 60}", "{total: 55, release_below: 50}"
+    )
+    assert changed != text
+    (tmp_path / "candidate.yaml").write_text(changed)
+    candidates = load_model_file(tmp_path / "candidate.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'leadhub.db'}")
+    try:
+        now = utcnow()
+        before = tiers(store)
+        (p,) = preview(store, hub, candidates, now=now).models
+        assert tiers(store) == before
+        scorer.score(store, candidates, now=now)
+        after = tiers(store)
+        with store.engine.connect() as conn:
+            events = dict(
+                conn.execute(
+                    sa.select(HISTORY.c.lead_id, HISTORY.c.event).where(
+                        HISTORY.c.model_hash == candidates[0].content_hash,
+                        HISTORY.c.event.is_not(None),
+                    )
+                ).all()
+            )
+    finally:
+        store.close()
+    moves: Counter[tuple[str, str]] = Counter((before[i][0], after[i][0]) for i in before)
+    assert {(a, b): n for a, row in p.moves.items() for b, n in row.items() if n} == dict(moves)
+    assert p.tier_changes > 0 and p.newly_qualified
+    assert {c.lead_id for c in p.newly_qualified} == {
+        i for i, e in events.items() if e == "qualified"
+    }
+    assert {c.lead_id for c in p.no_longer_qualified} == {
+        i for i, e in events.items() if e == "released"
+    }
+    assert p.qualified_after == sum(q for _, q in after.values())
+
+
+def tiers(store: Store) -> dict[int, tuple[str, bool]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(SCORE.c.lead_id, SCORE.c.tier, SCORE.c.qualified)).all()
+    return {lead_id: (tier, bool(qualified)) for lead_id, tier, qualified in rows}
