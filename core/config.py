@@ -24,13 +24,14 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors.base import registry
 from connectors.base.settings import OUTPUTS, WRITEBACK_KEYS, DestinationSettings
+from core.channels import use_overrides
 from core.errors import ConfigError
 from core.http import register_secret
 from scoring.model import ModelError, ScoringModel, load_model_file, parse_models, yaml_problem
 from scoring.validate import CLOSE, Problem, did_you_mean
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-TOP_LEVEL = ("sources", "destinations", "scoring", "identity")
+TOP_LEVEL = ("sources", "destinations", "scoring", "identity", "channels")
 SOURCE_COMMON = {"schedule", "enabled"}
 
 
@@ -69,6 +70,7 @@ class HubConfig:
     models: list[ScoringModel] = field(default_factory=list)
     field_priority: dict[str, list[str]] = field(default_factory=dict)
     models_file: Path | None = None  # where `scoring:` points; None when inline or absent
+    channels: dict[str, str] = field(default_factory=dict)  # vendor value -> canonical channel
 
     @property
     def base_dir(self) -> Path:
@@ -178,11 +180,15 @@ def load_hub(path: Path, env: Mapping[str, str] | None = None) -> HubConfig:
     problems = [_problem(line) for line in errors]
     models = _load_models(raw.get("scoring"), path.parent, problems)
     priority = _load_priority(raw.get("identity") or {}, problems)
+    channels = _load_channels(raw.get("channels") or {}, problems)
     if problems:
         raise HubFileError(path, problems)
     scoring = raw.get("scoring")
     models_file = path.parent / scoring if isinstance(scoring, str) else None
-    return HubConfig(path, sources, destinations, models, priority, models_file)
+    use_overrides(channels)  # the store applies them to every lead it writes from now on
+    return HubConfig(
+        path, sources, destinations, models, priority, models_file=models_file, channels=channels
+    )
 
 
 def _no_connector(where: str, block: Any) -> str:
@@ -343,6 +349,20 @@ def _load_models(raw: Any, base_dir: Path, problems: list[Problem]) -> list[Scor
         return []
     problems.append(Problem("scoring", "must be a model file path or a mapping with `models:`"))
     return []
+
+
+def _load_channels(raw: Any, problems: list[Problem]) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        message = 'must map a source\'s value to a channel, e.g. {"Web": organic}'
+        problems.append(Problem("channels", message))
+        return {}
+    found = {}
+    for key, value in raw.items():
+        if not isinstance(value, str) or not value.strip():
+            problems.append(Problem(f"channels.{key}", "must be a channel name (text)"))
+        else:
+            found[str(key)] = value
+    return found
 
 
 def _load_priority(raw: Any, problems: list[Problem]) -> dict[str, list[str]]:

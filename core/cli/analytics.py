@@ -18,11 +18,12 @@ from core.cli.common import (
     handles_errors,
     hub_model,
     print_json,
+    read_model_file,
     state,
 )
 from core.errors import ConfigError
 from core.pipeline import analytics
-from scoring.model import ModelError, ScoringModel, load_model_file, parse_models
+from scoring.model import parse_models
 from scoring.predictive import ALGORITHMS, Artefact, InsufficientData
 from scoring.predictive_rules import as_rules
 from scoring.report import Backtest, Bracket, Report, Selection
@@ -113,16 +114,6 @@ def _print_report(name: str, r: Report) -> None:
 # -- backtest ------------------------------------------------------------------------------------
 
 
-def _model_file(path: Path) -> list[ScoringModel]:
-
-    try:
-        return load_model_file(path)
-    except ModelError as exc:
-        raise ConfigError(str(exc)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None
-
-
 @handles_errors
 def backtest(
     model_file: Path = typer.Option(..., "--model", help="Model file to test on history."),
@@ -139,8 +130,7 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score every decided lead as of just before its outcome; AUC, lift, suggested thresholds."""
-
-    models = _model_file(model_file) + (_model_file(against) if against else [])
+    models = read_model_file(model_file) + (read_model_file(against) if against else [])
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"--model and --against share a model name ({', '.join(names)})")

@@ -35,6 +35,7 @@ from core.errors import ConfigError, LeadhubError
 from core.logs import make_handler
 from core.settings import Settings
 from core.store.store import Store
+from scoring.model import ModelError, ScoringModel, load_model_file
 
 # Every command module imports this one, and `leadhub --help` imports every command module: what
 # is heavy (pydantic settings, SQLAlchemy, the connectors) is imported where it is first used.
@@ -257,3 +258,13 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Tracker
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as bar:
         yield Tracker(bar, bar.add_task(description, total=total))
+
+
+def read_model_file(path: Path) -> list[ScoringModel]:
+    """The models of the file at `path`; a ConfigError naming the file when it is not valid."""
+    try:
+        return load_model_file(path)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None

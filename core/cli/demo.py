@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from core.store.store import Store
 
 DEMO_PORT = 8765
+DASHBOARD_PORT = 8000
 MODEL = Path(__file__).resolve().parents[2] / "scoring" / "examples" / "default.yaml"
 
 
@@ -64,14 +67,19 @@ def demo(
     ),
     top: int = typer.Option(15, "--top", help="How many leads to show."),
     people: int = typer.Option(300, "--people", help="People in the synthetic world."),
-    port: int = typer.Option(DEMO_PORT, "--port", help="Port of the sandboxes (0: any free)."),
+    port: int = typer.Option(
+        DASHBOARD_PORT, "--port", help="Port of the dashboard that --serve keeps up."
+    ),
+    sandbox_port: int = typer.Option(
+        DEMO_PORT, "--sandbox-port", help="Port of the vendor sandboxes (0: any free)."
+    ),
     keep_serving: bool = typer.Option(False, "--serve", help="Keep sandboxes and dashboard up."),
 ) -> None:
     """Pull from the vendor sandboxes, score, push back, and show the ranked leads."""
 
     target = directory or Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     target.mkdir(parents=True, exist_ok=True)
-    with serve_sandboxes(seed=42, people=people, now=_today(), port=port) as sandboxes:
+    with serve_sandboxes(seed=42, people=people, now=_today(), port=sandbox_port) as sandboxes:
         hub = _write_hub(target, sandboxes)
         console.rule(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
         store = state.store()
@@ -83,16 +91,21 @@ def demo(
         _show_landed(store, sandboxes)
         _next_steps(target, store)
         if keep_serving:
-            _serve_dashboard(store, hub)
+            _serve_dashboard(store, hub, port)
 
 
 def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
 
     sources, destinations = sandboxes.hub_blocks()
+    for block in sources.values():
+        if block.get("connector") == "facebook_leads":
+            # With a verify token the dashboard mounts the Facebook webhook like a real hub does.
+            block.setdefault("verify_token", "sandbox-verify-token")
     shutil.copyfile(MODEL, target / "models.yaml")
     hub_file = target / "leadhub.yaml"
     text = "# Written by `leadhub demo`: every connector pointed at its sandbox.\n"
-    text += f"# `leadhub sandbox --port {sandboxes.url.rsplit(':', 1)[1]}` serves them again.\n"
+    port = sandboxes.url.rsplit(":", 1)[1]
+    text += f"# `{_leadhub()} sandbox --port {port}` serves them again.\n"
     body = {"sources": sources, "destinations": destinations, "scoring": "models.yaml"}
     hub_file.write_text(text + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     db_url = f"sqlite:///{target / 'leadhub.db'}"
@@ -141,14 +154,32 @@ def _next_steps(target: Path, store: Store) -> None:
 
     best = queries.ranked_leads(store, "default", 1)
     email = best[0]["email"] if best and best[0]["email"] else "someone@example.com"
+    leadhub = _leadhub()
     console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
+    where = shlex.quote(str(target))
     for cmd in (f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"):
-        console.print(f"  [cyan]cd {target} && leadhub {cmd}[/cyan]", soft_wrap=True)
-    console.print("  [cyan]leadhub init[/cyan]   # your own hub file, model and CSVs here")
+        console.print(f"  cd {where} && {leadhub} {cmd}", soft_wrap=True, style="cyan",
+                      markup=False, highlight=False)  # fmt: skip
+    console.print(f"  {leadhub} init   # your own hub file, model and CSVs here", soft_wrap=True,
+                  style="cyan", markup=False, highlight=False)  # fmt: skip
 
 
-def _serve_dashboard(store: Store, hub: HubConfig) -> None:
-    """Keep the sandboxes up and serve the dashboard and API on them, without auth (local only)."""
+def _leadhub() -> str:
+    """How to run leadhub from any directory: `leadhub` when that is on PATH and is this one,
+    else the absolute path of the running executable (the README's setup puts it in .venv/bin,
+    which is not on PATH)."""
+    running = Path(sys.argv[0])
+    if not running.name.startswith("leadhub") or not running.is_file():
+        running = Path(sys.executable).parent / "leadhub"  # e.g. `python -m`: the venv's script
+        if not running.is_file():
+            return "leadhub"
+    on_path = shutil.which("leadhub")
+    if on_path and Path(on_path).resolve() == running.resolve():
+        return "leadhub"
+    return shlex.quote(str(running.absolute()))
 
-    console.print("dashboard at http://127.0.0.1:8000/ (no auth: a local demo); Ctrl-C to stop")
-    uvicorn.run(create_app(store, hub, state.settings, no_auth=True), host="127.0.0.1", port=8000)
+
+def _serve_dashboard(store: Store, hub: HubConfig, port: int) -> None:
+    """Keep the sandboxes up and serve the dashboard and API on `port`, without auth (local)."""
+    console.print(f"dashboard at http://127.0.0.1:{port}/ (no auth: a local demo); Ctrl-C to stop")
+    uvicorn.run(create_app(store, hub, state.settings, no_auth=True), host="127.0.0.1", port=port)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from core.cli import analytics, bench, demo, jobs, push, scores, serve, setup, sync
+from core.cli import analytics, bench, demo, jobs, model, push, scores, serve, setup, sync
 from core.cli.common import setup_logging, state
 from core.settings import Settings
 
@@ -59,6 +59,8 @@ COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
     (None, analytics.report),
     (None, analytics.backtest),
     (None, analytics.train),
+    ("preview", model.preview_command),
+    (None, model.publish),
     (None, bench.bench),
     (None, demo.sandbox),
     (None, demo.demo),

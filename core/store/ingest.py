@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from core.channels import canonical_channel
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
 from core.store.identity import IdentityData, merge_fields, record_data
 from core.store.tables import (
@@ -259,6 +260,7 @@ class Ingest:
         for lead_id, idents in groups.items():
             fields = merge_fields(idents, self.priority)
             fields["email"] = normalize_email(fields["email"])
+            fields["channel"] = canonical_channel(fields["channel"])
             result[lead_id] = fields
         return result
 

@@ -3,7 +3,7 @@
     leads 0-3   directors (fit 30) with a quote request (+50): hot, qualified
     leads 4-7   analysts with pricing views (+25 each, up to 2): warm
     leads 8-11  analysts, no activity: cold
-    channels    referral for even ids, facebook_ads for odd ones
+    channels    referral for even ids, facebook_ads (stored as paid_social) for odd ones
     outcomes    leads 0, 1 and 4 won; 8 and 9 lost; 5 open
 The second scoring adds a pricing view to lead 4, so its history has two points.
 """

@@ -128,7 +128,7 @@ def test_report_counts_tiers_and_conversion(authed: Client) -> None:
     converted = sum(b["converted"] for b in report["conversion"])
     assert (decided, converted) == (5, 3)
     channels = {c["name"]: c["leads"] for c in report["channels"]}
-    assert channels == {"referral": 6, "facebook_ads": 6}
+    assert channels == {"referral": 6, "paid_social": 6}  # facebook_ads, stored canonical
 
 
 def test_openapi_lists_the_routes_and_both_auth_schemes(client: Client) -> None:
