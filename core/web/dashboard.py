@@ -118,6 +118,18 @@ class Column:
     label: str
     value: str
     title: str
+    anchor: str = "middle"  # of the value above the column
+
+    @property
+    def value_x(self) -> float:
+        """Where the value text is anchored: the first column's starts at its left edge and
+        the last one's ends at its right edge, so a label wider than its column stays inside
+        the chart instead of being cut off at the border."""
+        if self.anchor == "start":
+            return self.x
+        if self.anchor == "end":
+            return self.x + self.width
+        return self.x + self.width / 2
 
 
 @dataclass(frozen=True)
@@ -136,10 +148,12 @@ def column_chart(
     step = width / max(len(values), 1)
     biggest = max((v for _, v, *_ in values), default=0) or 1
     columns = []
+    last = len(values) - 1
     for i, (label, value, shown, color, title) in enumerate(values):
         h = (base - top) * value / biggest
+        anchor = "start" if i == 0 and last else ("end" if i == last and last else "middle")
         columns.append(
-            Column(i * step + gap / 2, base - h, step - gap, h, color, label, shown, title)
+            Column(i * step + gap / 2, base - h, step - gap, h, color, label, shown, title, anchor)
         )
     return ColumnChart(width, height, base, columns)
 
@@ -230,7 +244,7 @@ def conversion_columns(brackets: list[Bracket]) -> ColumnChart:
             (
                 f"{b.low:g}",
                 b.rate or 0.0,
-                f"{b.rate:.0%} of {b.decided}" if b.rate is not None else "",
+                f"{percent(b.rate)} of {b.decided}" if b.rate is not None else "",
                 "#2b8a3e",
                 f"{b.low:g} to {b.high:g}: {b.converted} of {b.decided} decided converted",
             )
