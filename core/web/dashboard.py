@@ -7,6 +7,8 @@
                   timeline and outcomes
     /models/{name}  a model's rules with how many leads each fired for and the points awarded,
                   its tier distribution and thresholds
+    /whatif       paste or upload a model file (POST) to see what publishing it would change:
+                  tier moves, (un)qualified leads, rule use, conversion by bracket
 
 `create_app` puts these pages behind the same credentials as the API. Chart geometry is worked
 out here; the templates only draw it.
@@ -18,15 +20,22 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
+import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import ConfigError
+from core.pipeline.preview import NOT_SCORED, PreviewReport, preview
+from core.store.tables import utcnow
 from core.web.api import (
     HistoryPoint,
     LeadFilter,
@@ -42,7 +51,7 @@ from core.web.api import (
     tier_stats,
 )
 from scoring.compiled import compile_model
-from scoring.model import ScoringModel
+from scoring.model import ModelError, ScoringModel, parse_models
 from scoring.report import NONE_LABEL, Bracket, Report
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -53,6 +62,8 @@ TOP = 20
 PAGE_SIZES = (25, 50, 100)
 MAX_PAGE = 1_000_000  # beyond it the offset means nothing; the route answers 422
 TIMELINE = 100  # activities shown on a lead page, newest first
+MAX_MODEL_FILE = 1_000_000  # bytes of a what-if request; a model file is a few kilobytes
+SHOWN_CHANGES = 50  # newly / no longer qualified leads listed per model
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,30}")
 
 pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -585,4 +596,111 @@ def model_page(request: Request, name: str, ctx: WebContext = Depends(context)) 
             "rules": model_rules(chosen, rule_stats(ctx.store, chosen.name)),
             "colors": tier_palette(chosen),
         },
+    )
+
+
+# -- what-if -----------------------------------------------------------------------------------
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields and uploaded files of a form POST, by field name (the first of each).
+
+    An urlencoded form (the pasted text) or multipart/form-data (an upload), read with the
+    standard library's MIME parser; a file's bytes are decoded as UTF-8."""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in parsed.items()}
+    if not content_type.startswith("multipart/form-data"):
+        raise HTTPException(415, f"expected a form (urlencoded or multipart), not {content_type!r}")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    fields: dict[str, str] = {}
+    for part in message.iter_parts() if message.is_multipart() else ():
+        if not isinstance(part, Message):
+            continue
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes) and name not in fields:
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields
+
+
+def candidate_models(text: str, base_dir: Path) -> list[ScoringModel]:
+    """The models of a pasted or uploaded model file (`models:` or a single model mapping)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelError("the model file", [f"invalid YAML: {exc}"]) from None
+    if isinstance(data, dict) and "models" not in data and "name" in data:
+        data = {"models": [data]}
+    return parse_models(data, base_dir=base_dir, source="the model file")
+
+
+@dataclass(frozen=True)
+class MoveCell:
+    leads: int
+    same: bool  # on the diagonal: the tier does not change
+    up: bool  # to a higher tier than before
+
+
+def move_matrix(found: Any) -> list[tuple[str, list[MoveCell]]]:
+    """The tier-move counts as rows of cells, marking the diagonal and moves up."""
+    rank = {t: i for i, t in enumerate(found.to_tiers)}
+    rows = []
+    for before in found.from_tiers:
+        cells = []
+        for after in found.to_tiers:
+            was = rank.get(before, len(rank)) if before != NOT_SCORED else len(rank) + 1
+            cells.append(MoveCell(found.moves[before][after], before == after, rank[after] < was))
+        rows.append((before, cells))
+    return rows
+
+
+def _whatif(request: Request, ctx: WebContext, **data: Any) -> HTMLResponse:
+    status = data.pop("status", 200)
+    page = _base(ctx) | {"text": "", "problems": [], "report": None} | data
+    return TEMPLATES.TemplateResponse(request, "whatif.html", page, status_code=status)
+
+
+@pages.get("/whatif")
+def whatif_form(request: Request, ctx: WebContext = Depends(context)) -> HTMLResponse:
+    """The what-if form: paste or upload a candidate model file."""
+    return _whatif(request, ctx)
+
+
+@pages.post("/whatif")
+async def whatif_run(request: Request, ctx: WebContext = Depends(context)) -> HTMLResponse:
+    """Preview a pasted (`model`) or uploaded (`file`) model file against the stored scores;
+    nothing is written. A file that does not validate comes back with its problems (422)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_MODEL_FILE:
+        raise HTTPException(413, f"a model file of at most {MAX_MODEL_FILE} bytes, please")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MODEL_FILE:
+            raise HTTPException(413, f"a model file of at most {MAX_MODEL_FILE} bytes, please")
+    fields = form_fields(request.headers.get("content-type", ""), body)
+    text = fields.get("file", "").strip() or fields.get("model", "")
+    if not text.strip():
+        problems = ["paste a model file or choose one to upload"]
+        return _whatif(request, ctx, problems=problems, status=422)
+    try:
+        models = candidate_models(text, ctx.hub.base_dir)
+    except ModelError as exc:
+        return _whatif(request, ctx, text=text, problems=exc.problems, status=422)
+    report: PreviewReport = await run_in_threadpool(
+        preview, ctx.store, ctx.hub, models, now=utcnow()
+    )
+    colors = {
+        name: color for m in (*ctx.hub.models, *models) for name, color in tier_palette(m).items()
+    }
+    return _whatif(
+        request,
+        ctx,
+        text=text,
+        report=report,
+        matrices={m.model: move_matrix(m) for m in report.models},
+        shown=SHOWN_CHANGES,
+        colors=colors,
     )
