@@ -1,12 +1,14 @@
 """A real browser (Debian chromium, headless) on the dashboard over real HTTP.
 
-Loads the overview with basic-auth credentials in the URL, checks the top-leads table and the
-charts, opens a lead page from its link, and saves screenshots under the test's tmp_path.
+Loads the pages with basic-auth credentials in the URL, checks what they show (the overview,
+the lead list, a lead, a model, the what-if form and result), and saves screenshots of each at
+desktop and phone widths under the test's tmp_path.
 Skips without chromium (`apt-get install chromium`); fails instead in CI, which installs it.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -22,6 +24,7 @@ from core.store.store import Store
 from core.web.app import create_app
 from tests.web import seed
 from tests.web.conftest import PASSWORD, USER, settings
+from tests.web.test_whatif import candidate
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 FLAGS = [
@@ -97,7 +100,8 @@ def browse(
     """The DOM of `url` after loading, or (with `screenshot`) a PNG of the page, in a window
     `width` pixels wide; `wait` lets the page navigate on (a form it submits) before that."""
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    args = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},1900"]
+    height = 1900 if width > 600 else 3200  # a phone's page runs longer: shoot all of it
+    args = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
     if wait:
         args.append("--virtual-time-budget=10000")
     if screenshot is None:
@@ -153,8 +157,9 @@ def rows_of(page: Dom, table: str) -> int:
 
 
 def test_every_page_at_desktop_and_phone_widths(chromium: str, tmp_path: Path) -> None:
-    """Search, filter, paging, the timeline and the model page as the browser renders them,
-    and a screenshot of each at both widths. The expected leads follow from the seed."""
+    """Search, filter, paging, the timeline, the model page and the what-if form and result as
+    the browser renders them, and a screenshot of each at both widths. The expected leads
+    follow from the seed."""
     store = Store(f"sqlite:///{tmp_path / 'leadhub.db'}")
     seed.seed(store)
     app = create_app(store, seed.hub(tmp_path), settings())
@@ -171,8 +176,19 @@ def test_every_page_at_desktop_and_phone_widths(chromium: str, tmp_path: Path) -
             "paging": "/leads?sort=email&order=asc&size=5&page=2",
             "lead": f"/leads/{lead4['id']}",
             "model": "/models/default",
+            "whatif": "/whatif",
         }
         dom = {name: Dom(browse(chromium, tmp_path, signed_in + p)) for name, p in pages.items()}
+        # The what-if result answers a form POST: a local page submits the candidate model as
+        # the form would (a browser without a person types nothing), then the result is read.
+        submit = tmp_path / "submit.html"
+        submit.write_text(
+            f'<form id="f" method="post" action="{signed_in}/whatif" '
+            'enctype="multipart/form-data">'
+            f'<textarea name="model">{html.escape(candidate())}</textarea></form>'
+            '<script>document.getElementById("f").submit()</script>'
+        )
+        result = Dom(browse(chromium, tmp_path, submit.as_uri(), wait=True))
 
         # Person1, Person10 and Person11
         assert rows_of(dom["search"], "lead-list") == 3
@@ -194,11 +210,20 @@ def test_every_page_at_desktop_and_phone_widths(chromium: str, tmp_path: Path) -
         assert rows_of(model, "rule-table") == 4
         assert "Director" in model.text("rule-table") and "+120" in model.text("rule-table")
         assert rows_of(model, "tier-table") == 3
+        assert {"whatif-form", "model-text"} <= dom["whatif"].ids
+        # The candidate's effect, worked out by hand in tests/web/test_whatif.py.
+        assert "5 of 12 leads change tier" in result.text("preview-default")
+        assert rows_of(result, "moves-default") == 3  # hot, warm, cold now
+        assert "lead4@acme.example" in result.text("newly-default")
+        assert result.text("dropped-default").count("@acme.example") == 4
 
         for name, path in pages.items():
             for device, width in WIDTHS.items():
                 shot = tmp_path / f"{name}-{device}.png"
                 browse(chromium, tmp_path, signed_in + path, screenshot=shot, width=width)
+        for device, width in WIDTHS.items():
+            shot = tmp_path / f"whatif_result-{device}.png"
+            browse(chromium, tmp_path, submit.as_uri(), screenshot=shot, width=width, wait=True)
     store.close()
     for shot in sorted(tmp_path.glob("*-*.png")):
         data = shot.read_bytes()

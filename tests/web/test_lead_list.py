@@ -125,7 +125,7 @@ def test_model_page_counts_rule_firings_and_points_from_the_seed(web: Client) ->
     for row in re.findall(r'<tr class="rule-row">(.*?)</tr>', response.text, re.S):
         name = re.search(r"<td>([^<]+)<div", row)
         assert name is not None
-        cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+        cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
         rows[name.group(1).strip()] = cells
     # points, leads fired for, matches, points awarded
     assert rows["Director"] == ["+30", "4", "4", "+120"]  # leads 0-3
