@@ -19,7 +19,7 @@ from core.config import HubConfig
 from core.errors import ConfigError
 from core.pipeline import analytics
 from core.store import store as queries
-from core.store.ingest import LEAD, OUTCOME
+from core.store.ingest import ACTIVITY, IDENTITY, LEAD, OUTCOME
 from core.store.store import Store
 from core.store.tables import Score, table
 from scoring.model import ScoringModel
@@ -229,6 +229,7 @@ def report_out(model: ScoringModel, report: Report) -> ReportOut:
 LeadSort = Literal[
     "-total", "total", "-fit", "fit", "-engagement", "engagement", "-predictive", "predictive",
     "-qualified_at", "qualified_at", "-updated_at", "updated_at", "email", "-email", "id", "-id",
+    "company", "-company",
 ]  # fmt: skip
 SORT_COLUMNS = {
     "total": SCORE.c.total,
@@ -238,11 +239,13 @@ SORT_COLUMNS = {
     "qualified_at": SCORE.c.qualified_at,
     "updated_at": LEAD.c.updated_at,
     "email": LEAD.c.email,
+    "company": LEAD.c.company,
     "id": LEAD.c.id,
 }
 LIST_COLUMNS = [
     *(LEAD.c[k] for k in ("id", "email", "first_name", "last_name", "company", "job_title")),
     LEAD.c.channel,
+    LEAD.c.updated_at,
     *(SCORE.c[k] for k in ("total", "fit", "engagement", "tier", "grade", "qualified")),
     *(SCORE.c[k] for k in ("qualified_at", "reason", "predictive")),
 ]
@@ -250,9 +253,38 @@ LIST_COLUMNS = [
 
 @dataclass(frozen=True)
 class LeadFilter:
+    """Which leads a list shows; empty means any. `search` is a case-insensitive substring of
+    the email, first or last name, full name or company; `sources` match any system that
+    knows the lead."""
+
     tiers: Sequence[str] = ()
     grades: Sequence[str] = ()
     qualified: bool | None = None
+    search: str = ""
+    sources: Sequence[str] = ()
+    channels: Sequence[str] = ()
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        found: list[sa.ColumnElement[bool]] = []
+        if self.tiers:
+            found.append(SCORE.c.tier.in_(list(self.tiers)))
+        if self.grades:
+            found.append(SCORE.c.grade.in_([g.upper() for g in self.grades]))
+        if self.qualified is not None:
+            found.append(SCORE.c.qualified.is_(self.qualified))
+        if self.search.strip():
+            needle = self.search.strip().lower()
+            full = LEAD.c.first_name + " " + LEAD.c.last_name
+            columns = (LEAD.c.email, LEAD.c.first_name, LEAD.c.last_name, LEAD.c.company, full)
+            found.append(
+                sa.or_(*(sa.func.lower(c).contains(needle, autoescape=True) for c in columns))
+            )
+        if self.sources:
+            known = sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system.in_(list(self.sources)))
+            found.append(LEAD.c.id.in_(known))
+        if self.channels:
+            found.append(LEAD.c.channel.in_(list(self.channels)))
+        return found
 
 
 def lead_page(
@@ -261,13 +293,7 @@ def lead_page(
     """(leads matching `where` under `model`, one page of them in `sort` order); a lead never
     scored under `model` matches no filter and sorts last."""
     joined = LEAD.outerjoin(SCORE, sa.and_(SCORE.c.lead_id == LEAD.c.id, SCORE.c.model == model))
-    conditions = []
-    if where.tiers:
-        conditions.append(SCORE.c.tier.in_(list(where.tiers)))
-    if where.grades:
-        conditions.append(SCORE.c.grade.in_([g.upper() for g in where.grades]))
-    if where.qualified is not None:
-        conditions.append(SCORE.c.qualified.is_(where.qualified))
+    conditions = where.conditions()
     column = SORT_COLUMNS[sort.lstrip("-")]
     order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
     page = sa.select(*LIST_COLUMNS).select_from(joined).where(*conditions)
@@ -301,6 +327,101 @@ def lead_detail(store: Store, hub: HubConfig, lead_id: int) -> LeadDetail | None
     )
 
 
+@dataclass(frozen=True)
+class FilterOptions:
+    """The values a lead-list filter offers: those present in the store."""
+
+    grades: list[str]
+    sources: list[str]
+    channels: list[str]
+
+
+def filter_options(store: Store, model: str) -> FilterOptions:
+    """Distinct grades under `model`, identity systems and channels (each one small query)."""
+    grades = sa.select(SCORE.c.grade).where(SCORE.c.model == model, SCORE.c.grade.is_not(None))
+    sources = sa.select(IDENTITY.c.system)
+    channels = sa.select(LEAD.c.channel).where(LEAD.c.channel.is_not(None))
+    with store.engine.connect() as conn:
+        found = [
+            sorted(str(v) for v in conn.execute(q.distinct()).scalars())
+            for q in (grades, sources, channels)
+        ]
+    return FilterOptions(*found)
+
+
+@dataclass(frozen=True)
+class RuleStat:
+    """A ledger line summed over the leads scored under a model."""
+
+    section: str
+    kind: str
+    name: str
+    leads: int  # leads it fired for
+    count: int  # matches counted, over those leads
+    points: float
+
+
+def rule_stats(store: Store, model: str) -> list[RuleStat]:
+    """Per ledger line (rule, decay or clamp): leads it fired for, matches and points in total,
+    summed by the database over the JSON ledgers rather than by loading every score."""
+    if store.dialect == "postgresql":
+        query = """
+            SELECT e->>'section', e->>'kind', e->>'name', COUNT(*),
+                   SUM((e->>'count')::numeric), SUM((e->>'points')::numeric)
+            FROM score, json_array_elements(score.ledger) AS e
+            WHERE score.model = :model GROUP BY 1, 2, 3"""
+    else:
+        query = """
+            SELECT json_extract(e.value, '$.section'), json_extract(e.value, '$.kind'),
+                   json_extract(e.value, '$.name'), COUNT(*),
+                   SUM(json_extract(e.value, '$.count')), SUM(json_extract(e.value, '$.points'))
+            FROM score, json_each(score.ledger) AS e
+            WHERE score.model = :model GROUP BY 1, 2, 3"""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text(query), {"model": model}).all()
+    return [
+        RuleStat(str(s), str(k), str(n), int(leads), int(count or 0), round(float(pts or 0), 2))
+        for s, k, n, leads, count, pts in rows
+    ]
+
+
+@dataclass(frozen=True)
+class TierStat:
+    tier: str | None
+    leads: int
+    qualified: int
+    average: float
+
+
+def tier_stats(store: Store, model: str) -> list[TierStat]:
+    """Leads, qualified leads and the average total per stored tier under `model`."""
+    query = (
+        sa.select(
+            SCORE.c.tier,
+            sa.func.count(),
+            sa.func.sum(sa.case((SCORE.c.qualified.is_(True), 1), else_=0)),
+            sa.func.avg(SCORE.c.total),
+        )
+        .where(SCORE.c.model == model)
+        .group_by(SCORE.c.tier)
+    )
+    with store.engine.connect() as conn:
+        return [
+            TierStat(tier, int(n), int(q or 0), float(avg or 0))
+            for tier, n, q, avg in conn.execute(query)
+        ]
+
+
+def lead_activity(store: Store, lead_id: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(activities of a lead, the newest `limit` of them, newest first)."""
+    where = ACTIVITY.c.lead_id == lead_id
+    newest = sa.select(ACTIVITY).where(where)
+    newest = newest.order_by(ACTIVITY.c.occurred_at.desc(), ACTIVITY.c.id.desc()).limit(limit)
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).where(where)).scalar_one()
+        return int(total), [r._asdict() for r in conn.execute(newest)]
+
+
 def tier_colors(hub: HubConfig) -> dict[tuple[str, str | None], str | None]:
     """(model, tier) → the tier's colour from the model file."""
     return {(m.name, t.name): t.color for m in hub.models for t in m.tiers}
@@ -331,13 +452,16 @@ def list_leads(
     tier: list[str] = Query([], description="Only these tiers (repeat for several)."),
     grade: list[str] = Query([], description="Only these grades, e.g. A1 (repeat)."),
     qualified: bool | None = Query(None, description="Only qualified (true) or not (false)."),
+    q: str = Query("", max_length=200, description="Part of the email, name or company."),
+    source: list[str] = Query([], description="Only leads known to these sources (repeat)."),
+    channel: list[str] = Query([], description="Only these channels (repeat)."),
     sort: LeadSort = Query("-total", description="Sort key; a leading `-` sorts descending."),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> LeadList:
     """Leads with their score under one model, filtered, sorted and one page at a time."""
     name = ctx.model(model).name
-    where = LeadFilter(tier, grade, qualified)
+    where = LeadFilter(tier, grade, qualified, q, source, channel)
     total, rows = lead_page(ctx.store, name, where, sort, limit, offset)
     colors = tier_colors(ctx.hub)
     items = [LeadSummary(**r, tier_color=colors.get((name, r["tier"]))) for r in rows]

@@ -55,6 +55,13 @@ def test_leads_best_first_with_tier_colour_and_total_count(authed: Client) -> No
         ({"qualified": "false"}, 8),
         ({"tier": "warm", "qualified": "false"}, 4),
         ({"tier": "none-such"}, 0),
+        ({"q": "COMPANY 1"}, 3),  # Company 1, 10 and 11
+        ({"q": "person4 test"}, 1),
+        ({"q": "_"}, 0),  # a LIKE wildcard matches itself only
+        ({"source": "crm"}, 12),
+        ({"source": "other"}, 0),
+        ({"channel": "referral"}, 6),  # the even ids
+        ({"channel": "referral", "tier": "hot"}, 2),  # leads 0 and 2
     ],
 )
 def test_filters_narrow_the_list_and_the_count(
@@ -76,7 +83,8 @@ def test_sort_and_paginate(authed: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"sort": "nonsense"}, {"limit": 0}, {"limit": 501}, {"offset": -1}]
+    "params",
+    [{"sort": "nonsense"}, {"limit": 0}, {"limit": 501}, {"offset": -1}, {"q": "x" * 201}],
 )
 def test_bad_parameters_are_422(authed: Client, params: dict[str, Any]) -> None:
     assert authed.get("/api/leads", params=params).status_code == 422
@@ -136,12 +144,16 @@ def test_openapi_lists_the_routes_and_both_auth_schemes(client: Client) -> None:
     assert {"/api/leads", "/api/leads/{lead_id}", "/api/report", "/healthz", "/metrics"} <= set(
         doc["paths"]
     )
-    assert "/" not in doc["paths"]  # the dashboard is HTML, not API
+    dashboard = {"/", "/leads", "/models/{name}", "/whatif"}
+    assert not dashboard & set(doc["paths"])  # the dashboard is HTML, not API
     schemes = doc["components"]["securitySchemes"]
     assert {s["scheme"] for s in schemes.values()} == {"bearer", "basic"}
     listing = doc["paths"]["/api/leads"]["get"]
     params = {p["name"] for p in listing["parameters"]}
-    assert params == {"model", "tier", "grade", "qualified", "sort", "limit", "offset"}
+    assert params == {
+        *("model", "tier", "grade", "qualified", "q", "source", "channel"),
+        *("sort", "limit", "offset"),
+    }
     assert listing["security"]
     item = doc["components"]["schemas"]["LeadSummary"]["properties"]
     assert {"total", "tier", "grade", "qualified", "reason"} <= set(item)

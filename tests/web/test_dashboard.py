@@ -12,6 +12,8 @@ from core.pipeline import score as scorer
 from core.records import LeadRecord
 from core.store.store import Store
 from core.web.app import create_app
+from core.web.dashboard import column_chart, number, percent
+from scoring.model import parse_models
 from tests.web import seed
 from tests.web.conftest import TOKEN, Client, settings
 
@@ -94,3 +96,59 @@ def test_lead_fields_are_escaped(store: Store, tmp_path: Path) -> None:
 
 def test_unknown_model_is_404(authed: Client) -> None:
     assert authed.get("/", params={"model": "nope"}).status_code == 404
+
+
+def test_number_and_percent_as_shown() -> None:
+    assert [number(v, 1) for v in (-0.04, -0.0, 0.04, -1.25, 35.0)] == [
+        "0.0", "0.0", "0.0", "-1.2", "35.0",
+    ]  # fmt: skip
+    assert number(-0.4) == "0" and number(None) == "\u2013"
+    assert [percent(v) for v in (0.0, 1 / 250, 0.005, 1 / 3, 0.996, 1.0)] == [
+        "0%", "<1%", "0%", "33%", ">99%", "100%",
+    ]  # fmt: skip
+
+
+def test_small_shares_and_negative_averages_are_not_shown_as_0_or_minus_0(
+    store: Store, tmp_path: Path
+) -> None:
+    """250 leads, one of them hot (0.4%: "<1%", not "0%"); the cold channel's average is
+    -0.04, shown as 0, not -0."""
+    model = {
+        **seed.MODEL,
+        "fit": {
+            "rules": [
+                {"name": "Director", "field": "job_title", "matches": "(?i)director", "points": 90},
+                {"name": "Cold", "field": "channel", "equals": "cold", "points": -0.04},
+            ]
+        },
+    }
+    leads = [
+        LeadRecord(
+            source="crm",
+            external_id=str(i),
+            email=f"l{i}@x.io",
+            job_title="Director" if i == 0 else "Analyst",
+            channel="cold" if i else "referral",
+        )
+        for i in range(250)
+    ]
+    store.save_page("crm", "leads", leads, None)
+    models = parse_models({"models": [model]})
+    scorer.score(store, models, now=seed.NOW)
+    html = page(app_client(store, HubConfig(path=tmp_path / "h.yaml", models=models)), "/")
+    assert "<b>hot</b> 1 (&lt;1%)" in html
+    assert "avg -0" not in html and "· avg 0</span>" in html  # the cold tier's legend
+    cold = re.search(
+        r"<td>cold</td>\s*<td class=\"num\">249</td>\s*<td class=\"num\">([^<]+)<", html
+    )
+    assert cold is not None and cold.group(1) == "0.0"
+
+
+def test_edge_columns_keep_their_values_inside_the_chart() -> None:
+    values = [(str(i), 1.0, "100% of 12", "#000", "") for i in range(10)]
+    chart = column_chart(values, width=560)
+    first, middle, last = chart.columns[0], chart.columns[4], chart.columns[-1]
+    assert (first.anchor, first.value_x) == ("start", first.x)
+    assert middle.anchor == "middle" and middle.value_x == middle.x + middle.width / 2
+    assert (last.anchor, last.value_x) == ("end", last.x + last.width)
+    assert last.value_x <= chart.width
