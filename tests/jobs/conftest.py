@@ -36,7 +36,8 @@ FAST = {
 os.environ.update(FAST)
 os.environ.pop("LEADHUB_BROKER_URL", None)  # this process runs the embedded (stub) broker
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = "leadhub_jobs"
+# One schema per pytest process (workers it starts inherit the URL), so two runs never collide.
+SCHEMA = f"leadhub_jobs_{os.getpid()}"
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -51,7 +52,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 @pytest.fixture
-def pg_url() -> str:
+def pg_url() -> Iterator[str]:
     """PostgreSQL in a schema of its own, empty, so other suites' resets never touch it."""
     url = need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")
     engine = create_engine(url)
@@ -60,7 +61,24 @@ def pg_url() -> str:
         conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
     engine.dispose()
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{SCHEMA}"
+    yield f"{url}{sep}options=-csearch_path%3D{SCHEMA}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_jobs_schema() -> Iterator[None]:
+    """This process's jobs schema goes at the end of the run (its workers are gone by then)."""
+    yield
+    if not PG_URL:
+        return
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    except sa.exc.SQLAlchemyError:
+        pass  # a straggler still holds it, or the server went away: nothing to clean here
+    finally:
+        engine.dispose()
 
 
 def write_hub(path: Path, sources: dict[str, Any], **sections: Any) -> Path:

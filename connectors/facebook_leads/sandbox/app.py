@@ -18,7 +18,7 @@ Test-only:
     GET  /__sandbox/state    forms, lead count, calls (without credentials), throttled, …
     POST /__sandbox/leads    submit a lead: {"person": key} or {"email": …, "full_name": …,
                              "form_id": …}; with "deliver_to": URL it is also delivered as a
-                             signed webhook (the helper is `sandbox_world.deliver`)
+                             signed webhook (the helper is `world.deliver`)
 """
 
 from __future__ import annotations
