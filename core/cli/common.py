@@ -65,6 +65,17 @@ def make_console(stderr: bool = False) -> Console:
 console = make_console()
 err_console = make_console(stderr=True)
 JSON_HELP = "Print the result as JSON, for scripts."
+
+
+def heading(text: str) -> None:
+    """A section title: a rule across a terminal; a plain line in a file or pipe, where the
+    console is as wide as a table needs and a rule would be that wide too."""
+    if console.is_terminal:
+        console.rule(text)
+    else:
+        console.print(text)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

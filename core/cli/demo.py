@@ -17,7 +17,7 @@ import yaml
 from rich.table import Table
 
 from connectors.base.sandboxes import serve_sandboxes
-from core.cli.common import console, handles_errors, state
+from core.cli.common import console, handles_errors, heading, state
 from core.cli.scores import leads
 from core.config import load_hub
 from core.pipeline.run import RunResult, run_configured
@@ -81,7 +81,7 @@ def demo(
     target.mkdir(parents=True, exist_ok=True)
     with serve_sandboxes(seed=42, people=people, now=_today(), port=sandbox_port) as sandboxes:
         hub = _write_hub(target, sandboxes)
-        console.rule(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
+        heading(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
         store = state.store()
         with console.status("pulling, scoring, pushing…"):
             result = run_configured(store, hub, sources=list(hub.sources))

@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from core.cli.common import console, handles_errors, print_json, read_model_file, state
+from core.cli.common import console, handles_errors, heading, print_json, read_model_file, state
 from core.config import interpolate
 from core.errors import ConfigError
 from core.pipeline.preview import LeadChange, ModelPreview, preview
@@ -64,7 +64,7 @@ def _pick(models: list[ScoringModel], name: str | None, path: Path) -> list[Scor
 
 
 def _print_model(p: ModelPreview, top: int) -> None:
-    console.rule(f"[bold]{p.model}[/bold]: candidate against the stored scores")
+    heading(f"[bold]{p.model}[/bold]: candidate against the stored scores")
     for note in p.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     moves = Table("now \\ candidate", *p.to_tiers, title=f"tier moves ({p.tier_changes} change)")

@@ -210,6 +210,19 @@ def test_leads_piped_shows_whole_emails(tmp_path: Path) -> None:
     assert "…" not in result.stdout
 
 
+def test_a_piped_preview_has_a_title_line_not_a_rule_as_wide_as_the_pipe(tmp_path: Path) -> None:
+    # Piped, the console is as wide as a table needs; a rule would be a 100,000-character line.
+    hub_dir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'leadhub.db'}"
+    for command in ("sync", "score"):
+        assert leadhub("--database-url", db, command, cwd=tmp_path).returncode == 0
+    result = leadhub("--database-url", db, "preview", "models.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "default: candidate against the stored scores"
+    assert max(len(line) for line in lines) < 200
+
+
 def test_every_json_option_is_described() -> None:
     def walk(command: Any, path: str) -> list[tuple[str, str | None]]:
         found = [
