@@ -230,8 +230,10 @@ def test_every_json_option_is_described() -> None:
             for p in command.params
             if "--json" in getattr(p, "opts", ())
         ]
-        for name, sub in getattr(command, "commands", {}).items():
-            found += walk(sub, f"{path} {name}")
+        if hasattr(command, "list_commands"):  # a group: its commands, built as when run
+            ctx = typer.Context(command)
+            for name in command.list_commands(ctx):
+                found += walk(command.get_command(ctx, name), f"{path} {name}")
         return found
 
     options = walk(typer.main.get_command(app), "leadhub")
