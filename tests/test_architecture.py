@@ -39,6 +39,9 @@ LAZY_ALLOWED = {
     # scikit-learn: seconds and ~100 MB to import; only `leadhub train` and predictive scoring
     # with a trained model need it.
     "sklearn": "scikit-learn, loaded only to train or apply the predictive model",
+    # scoring.predictive wraps scikit-learn (and numpy): the scorer loads it only once a
+    # predictive model is stored, so a hub without one never pays for either.
+    "scoring.predictive": "the predictive model's wrapper, loaded only when a model is stored",
     # joblib ships with scikit-learn and (un)pickles its models: loaded with them.
     "joblib": "scikit-learn's model files, loaded only with scikit-learn",
     # bench: the measurement harness (outside this rule) builds synthetic worlds and the vendor
@@ -246,7 +249,9 @@ def core_imports_of_connectors(tree: Tree) -> list[str]:
 
 def function_level_imports(tree: Tree) -> list[str]:
     return [
-        str(i) for i in tree.imports if i.in_function and i.target.split(".")[0] not in LAZY_ALLOWED
+        str(i)
+        for i in tree.imports
+        if i.in_function and not any(_under(i.target, allowed) for allowed in LAZY_ALLOWED)
     ]
 
 

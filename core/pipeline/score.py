@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,7 +25,9 @@ from core.store.store import META, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
 from scoring.model import ScoringModel, segment_matches
-from scoring.predictive import Artefact, LeadInput, Prediction, predict
+
+if TYPE_CHECKING:
+    from scoring.predictive import Artefact, Prediction
 
 SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
@@ -108,7 +110,8 @@ def load_artefact(store: Store, version: int | None = None) -> Artefact | None:
     """The stored predictive model of `version` (default: the latest), or None when none is.
 
     Without one, the `predictive` output stays empty and scikit-learn (seconds to import) is
-    never loaded: `scoring.predictive` imports it only to train or to apply a model.
+    never loaded: `scoring.predictive` (numpy, and scikit-learn to apply a model) is imported
+    only once a model is stored.
     """
     query = sa.select(PREDICTIVE.c.artefact).order_by(PREDICTIVE.c.version.desc()).limit(1)
     if version is not None:
@@ -117,6 +120,8 @@ def load_artefact(store: Store, version: int | None = None) -> Artefact | None:
         data = conn.execute(query).scalar_one_or_none()
     if data is None:
         return None
+    from scoring.predictive import Artefact
+
     return Artefact.from_bytes(data)
 
 
@@ -128,6 +133,8 @@ def _predictions(
 ) -> dict[int, Prediction]:
     if artefact is None:
         return {}
+    from scoring.predictive import LeadInput, predict
+
     rows = [LeadInput(i, f, acts.get(i, []), now) for i, f in fields.items()]
     return {p.lead_id: p for p in predict(artefact, rows)}
 
