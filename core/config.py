@@ -24,6 +24,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors.base import registry
 from connectors.base.settings import OUTPUTS, WRITEBACK_KEYS, DestinationSettings
+from connectors.base.settings import describe as settings_describe
 from core.channels import use_overrides
 from core.errors import ConfigError
 from core.http import register_secret
@@ -115,22 +116,9 @@ def _join(path: str, key: Any) -> str:
 
 
 def describe(exc: ValidationError, prefix: str, known: Iterable[str] = ()) -> list[str]:
-    """One line per pydantic error, each naming its path in the hub file.
-
-    `known`: the keys the block accepts, to suggest one for a misspelt key.
-    """
-    lines = []
-    for err in exc.errors():
-        where = prefix
-        for part in err["loc"]:
-            where = f"{where}[{part}]" if isinstance(part, int) else _join(where, part)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "field required"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown setting" + did_you_mean(str(err["loc"][-1]), known)
-        lines.append(f"{where}: {msg}")
-    return lines
+    """One line per pydantic error, each naming its path in the hub file (the contract's
+    `describe`), with a "did you mean" for a misspelt key among `known`."""
+    return _suggest_unknown(settings_describe(exc, prefix), known)
 
 
 def _problem(line: str) -> Problem:
