@@ -14,6 +14,7 @@ os.environ.setdefault("COLUMNS", "200")
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -109,3 +110,12 @@ def _restore_leadhub_env() -> Iterator[None]:
         if key not in before:
             del os.environ[key]
     os.environ.update(before)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item (`item.rep_call`), so a fixture's teardown can tell
+    whether the test body ran at all (it did not when a service it needs is absent)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -74,11 +74,13 @@ class Sandbox:
 
 
 @pytest.fixture(autouse=True)
-def conforming() -> Iterator[None]:
+def conforming(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every request the connector sends conforms to Salesforce's published shapes (the table in
     `connectors/salesforce/sandbox/conformance.py`)."""
     with recording() as seen:
         yield
+    if getattr(request.node, "rep_call", None) is None:
+        return  # skipped before its body ran (a service it needs is absent): nothing was sent
     mine = [c for c in seen if c.vendor == "salesforce"]
     assert mine, "no request reached the sandbox"
     assert [c for c in mine if c.problems] == []
