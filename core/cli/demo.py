@@ -18,7 +18,7 @@ from rich.table import Table
 
 from connectors.base.sandboxes import serve_sandboxes
 from core.cli.common import console, handles_errors, heading, state
-from core.cli.scores import leads
+from core.cli.leads import leads
 from core.config import load_hub
 from core.pipeline.run import RunResult, run_configured
 from core.settings import Settings

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
-from typing import Any
 
 import typer
 import typer.main
 from typer import _click as click  # the click that Typer vendors and TyperGroup subclasses
 from typer.core import TyperCommand, TyperGroup
 
-from core.cli.common import setup_logging, state
-from core.settings import Settings
+from core.cli.terminal import begin_invocation, command_module
 
 # Every command, in the order `leadhub --help` lists them: (name, module, function, summary).
 # A command's module is imported only when that command runs (or its own --help is asked for), so
@@ -52,7 +48,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
         "score",
         "Score leads whose data changed (everyone when a model file changed).",
     ),
-    ("leads", "scores", "leads", "Leads ranked by score, with tier, grade and the short reason."),
+    ("leads", "leads", "leads", "Leads ranked by score, with tier, grade and the short reason."),
     (
         "explain",
         "scores",
@@ -170,7 +166,7 @@ class LazyCommands(TyperGroup):
         name, module_name, attribute, summary = spec
         if self.listing:
             return TyperCommand(name, help=summary, short_help=summary)
-        target = getattr(importlib.import_module(f"core.cli.{module_name}"), attribute)
+        target = getattr(command_module(module_name), attribute)
         if isinstance(target, typer.Typer):
             group: click.Command = typer.main.get_group(target)
             group.name = name
@@ -200,17 +196,5 @@ def main(
 ) -> None:
     """Pull leads and activity, score them, push scores back to CRMs."""
 
-    overrides: dict[str, Any] = {}
-    if config is not None:
-        overrides["config"] = config
-    if database_url is not None:
-        overrides["database_url"] = database_url
-    if log_level is not None:
-        overrides["log_level"] = log_level
-    # Exported so that the job modules and worker processes this command starts see the same hub.
-    for key, value in overrides.items():
-        os.environ[f"LEADHUB_{key.upper()}"] = str(value)
-    state.settings = Settings(**overrides)
-    state._store = None
-    state._hub = None
-    setup_logging(state.settings.log_level)
+    overrides = {"config": config, "database_url": database_url, "log_level": log_level}
+    begin_invocation({key: str(value) for key, value in overrides.items() if value is not None})

@@ -1,4 +1,5 @@
-"""CLI commands that read and compute scores: score, leads, explain, history."""
+"""CLI commands that read and compute scores: score, explain, history, and `leads` when it
+cannot read the stored scores directly (`core.cli.leads`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.cli.common import (
     progress_bar,
     state,
 )
+from core.cli.leads import ModelView, Ranked, number
 from core.errors import ConfigError
 from core.pipeline import score as scorer
 from core.store import store as store_queries
@@ -38,13 +40,6 @@ def _as_of(value: str | None) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"--as-of: not an ISO 8601 date/time: {value!r}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _tier_style(model: ScoringModel, tier: str | None) -> str:
-    for t in model.tiers:
-        if t.name == tier and t.color:
-            return f"bold {t.color}"
-    return ""
 
 
 @handles_errors
@@ -113,14 +108,9 @@ def _qualified_state(lead_id: int, model: str, moment: datetime) -> QualifiedSta
     return found
 
 
-@handles_errors
-def leads(
-    top: int | None = typer.Option(None, "--top", help="Only the best N."),
-    model_name: str | None = typer.Option(None, "--model", help="Model (default: the first)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="Compute as of this ISO date/time."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """Leads ranked by score, with tier, grade and the short reason."""
+def ranked(model_name: str | None, as_of: str | None, top: int | None) -> Ranked:
+    """`leadhub leads` through the store and the validated hub file: scores as stored, or as of
+    a past moment."""
 
     hub = state.hub()
     moment = _as_of(as_of)
@@ -131,55 +121,9 @@ def leads(
         rows = _computed_rows(model, moment, top)
     else:
         rows = store_queries.ranked_leads(state.store(), model.name, top)
-    if as_json:
-        keys = (
-            "email",
-            "model",
-            "fit",
-            "engagement",
-            "total",
-            "tier",
-            "grade",
-            "qualified",
-            "qualified_at",
-            "reason",
-            "predictive",
-        )
-        print_json([{k: r.get(k) for k in keys} for r in rows])
-        return
-    table = Table(
-        "#",
-        "email",
-        "total",
-        "fit",
-        "eng.",
-        "tier",
-        "grade",
-        "qualified",
-        "reason",
-        title=f"leads — model {model.name}" if model else "leads",
-    )
-    for rank, r in enumerate(rows, 1):
-        style = _tier_style(model, r.get("tier")) if model else ""
-        table.add_row(
-            str(rank),
-            r["email"] or f"(lead {r['id']})",
-            _num(r.get("total")),
-            _num(r.get("fit")),
-            _num(r.get("engagement")),
-            r.get("tier") or "-",
-            r.get("grade") or "-",
-            "yes" if r.get("qualified") else "",
-            r.get("reason") or "",
-            style=style,
-        )
-    console.print(table)
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}"
+    if model is None:
+        return None, rows
+    return ModelView(model.name, {t.name: t.color for t in model.tiers if t.color}), rows
 
 
 def _lead(email: str) -> dict[str, Any]:
@@ -262,9 +206,9 @@ def history(
         table.add_row(
             iso(h["computed_at"]),
             h["model"],
-            _num(h["total"]),
-            _num(h["fit"]),
-            _num(h["engagement"]),
+            number(h["total"]),
+            number(h["fit"]),
+            number(h["engagement"]),
             h["tier"] or "-",
             h["grade"] or "-",
             h["event"] or "",

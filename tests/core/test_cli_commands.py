@@ -39,7 +39,7 @@ def test_the_command_list_imports_no_command_module() -> None:
         "import sys; from typer.testing import CliRunner; from core.cli import app; "
         "CliRunner().invoke(app, ['--help']); "
         "print(sorted(m for m in sys.modules if m.startswith('core.cli.') "
-        "and m not in ('core.cli.main', 'core.cli.common')))"
+        "and m not in ('core.cli.main', 'core.cli.terminal')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

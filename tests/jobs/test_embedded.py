@@ -207,7 +207,7 @@ def test_status_json_lists_targets_and_the_scheduler(
     hub: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from core.cli.jobs import show_status
-    from core.cli.main import state
+    from core.cli.common import state
     from core.jobs import actors as jobs
 
     jobs.pull.send("alpha")
