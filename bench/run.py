@@ -58,8 +58,10 @@ def run_all(
     pg_url: str | None,
     sections: list[str] | None = None,
     echo: Callable[[str, Any], None] | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen sections (default: all); `echo(section, result)` after each."""
+    """Run the chosen sections (default: all); `starting(section)` before each and
+    `echo(section, result)` after it."""
     registry: dict[str, Callable[[], Any]] = {
         "rescore": lambda: rescore_section(size, pg_url),
     }
@@ -69,6 +71,8 @@ def run_all(
     for name, fn in registry.items():
         if sections and name not in sections:
             continue
+        if starting:
+            starting(name)
         started = time.perf_counter()
         try:
             value = fn()

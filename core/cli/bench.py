@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import console, handles_errors
+from core.cli.common import console, handles_errors, progress_bar
 
 
 def _show(section: str, value: Any) -> None:
@@ -46,7 +46,16 @@ def bench(
     unknown = [s for s in section or [] if s not in SECTIONS]
     if unknown:
         raise typer.BadParameter(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
-    result = run_all(size, postgres, section or None, echo=_show)
+    chosen = [s for s in SECTIONS if not section or s in section]
+    # Sections are the steps: count, rate and time left across them; each table is printed above
+    # the bar as its section ends. Only on a terminal, as every progress bar.
+    with progress_bar("bench", total=len(chosen), rate_over=24 * 3600) as tracker:
+
+        def done(name: str, value: Any) -> None:
+            _show(name, value)
+            tracker.advance(1)
+
+        result = run_all(size, postgres, section or None, echo=done, starting=tracker.describe)
     total = sum(result["seconds"].values())
     console.print(f"{len(result['seconds'])} section(s) in {total:.0f} s")
     if json_file:

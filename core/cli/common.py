@@ -146,13 +146,20 @@ class Tracker:
     def advance(self, count: int) -> None:
         self._progress.advance(self._task, count)
 
+    def describe(self, text: str) -> None:
+        """Say what is being done now (the bench's current section)."""
+        self._progress.update(self._task, description=text)
+
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Tracker]:
+def progress_bar(
+    description: str, total: int | None = None, rate_over: float = 30.0
+) -> Iterator[Tracker]:
     """A progress line for long work: count, rate, elapsed, and time left once a total is known.
 
-    Only on a terminal, and gone when done (the result table follows): a file or pipe gets the
-    result alone.
+    The rate is measured over the last `rate_over` seconds (the whole run, for steps that take
+    minutes each). Only on a terminal, and gone when done (the result table follows): a file or
+    pipe gets the result alone.
     """
 
     class RateColumn(ProgressColumn):
@@ -160,7 +167,13 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Tracker
 
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+            if not speed:
+                rate = "-/s"
+            elif speed < 1:  # minutes per item (the bench's sections): per minute
+                rate = f"{speed * 60:,.1f}/min"
+            else:
+                rate = f"{speed:,.0f}/s"
+            return Text(rate, style="progress.data.speed")
 
     columns = (
         SpinnerColumn(),
@@ -173,9 +186,15 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Tracker
         TimeRemainingColumn(),
     )
     with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
+        *columns,
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+        speed_estimate_period=rate_over,
     ) as bar:
-        yield Tracker(bar, bar.add_task(description, total=total))
+        task = bar.add_task(description, total=total)
+        bar.advance(task, 0)  # the start, so that a rate is known from the first step done
+        yield Tracker(bar, task)
 
 
 def read_model_file(path: Path) -> list[ScoringModel]:
