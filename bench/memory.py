@@ -72,7 +72,7 @@ def pull_in_child(hub_file: str, source_name: str, db_url: str, expected: int) -
     baseline = rss_mb()
     sampled = _Samples(baseline, expected)
 
-    def progress(_stream: str, counts: PageCounts) -> None:
+    def progress(_stream: str, counts: PageCounts, _left: int | None) -> None:
         sampled.add(counts.read, rss_mb())
 
     started = time.perf_counter()

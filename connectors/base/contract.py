@@ -70,6 +70,9 @@ class Page:
 
     items: Sequence[Item]
     cursor: Cursor | None
+    # About how many records the stream still holds after this page, when the source can tell
+    # without reading them (a CSV file counts its lines): progress shows the time left from it.
+    left: int | None = None
 
 
 # -- what every connector does the same way ------------------------------------------------------

@@ -139,12 +139,24 @@ class Tracker:
     def __init__(self, progress: Any, task: Any) -> None:
         self._progress = progress
         self._task = task
+        self._done = 0
+        self._total: int | None = None
 
     def update(self, done: int, total: int | None = None) -> None:
+        self._done, self._total = done, total
         self._progress.update(self._task, completed=done, total=total)
 
-    def advance(self, count: int) -> None:
+    def advance(self, count: int, left: int | None = None) -> None:
+        """`count` more done; `left`, when known, makes the total what is done plus it.
+
+        The total only grows (the next stream of a source adds its own): rich forgets the rate
+        whenever the total changes, so an estimate that shrinks a little is left as it was.
+        """
+        self._done += count
         self._progress.advance(self._task, count)
+        if left is not None and (self._total is None or self._done + left > self._total):
+            self._total = self._done + left
+            self._progress.update(self._task, total=self._total)
 
     def describe(self, text: str) -> None:
         """Say what is being done now (the bench's current section)."""

@@ -39,11 +39,14 @@ def sync(
     results = []
     failed = False
     for name in names:
-        # A source does not say how many records it holds: count and rate, no time left.
+        # Count and rate; the time left while a stream says how many records it still holds
+        # (a CSV file does), for that stream.
         with progress_bar(f"pulling {name}") as tracker:
 
-            def progress(stream: str, counts: PageCounts, _t: Tracker = tracker) -> None:
-                _t.advance(counts.read)
+            def progress(
+                stream: str, counts: PageCounts, left: int | None, _t: Tracker = tracker
+            ) -> None:
+                _t.advance(counts.read, left)
 
             result = pipeline.pull(
                 store, hub, name, full=full, progress=None if as_json else progress

@@ -19,7 +19,9 @@ from core.store.ingest import PageCounts
 from core.store.store import Store
 
 log = logging.getLogger("leadhub.pipeline")
-Progress = Callable[[str, PageCounts], None]
+# After each page: the stream, the page's counts, and the records the stream still holds when
+# its source can tell (None when it cannot).
+Progress = Callable[[str, PageCounts, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def pull_source(
                 )
                 total.add(counts)
                 if progress:
-                    progress(stream.name, counts)
+                    progress(stream.name, counts, page.left)
     except LeadhubError as exc:
         store.finish_run(run_id, total, "failed", str(exc))
         log.error("pull %s failed: %s", source_name, exc)

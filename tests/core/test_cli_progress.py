@@ -75,3 +75,20 @@ def test_bench_shows_its_sections_progress_on_a_terminal_only(
         assert "2/2" in shown and "left" in shown
     else:
         assert "2/2" not in shown and "left" not in shown
+
+
+def test_sync_of_a_csv_counts_towards_its_rows_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows = "".join(f"p{n}@example.com,Director\n" for n in range(2500))
+    (tmp_path / "leads.csv").write_text(f"email,job_title\n{rows}", encoding="utf-8")
+    (tmp_path / "leadhub.yaml").write_text(
+        "sources:\n  crm:\n    connector: csv\n    leads: leads.csv\n    page_size: 1000\n",
+        encoding="utf-8",
+    )
+    screen = terminal(monkeypatch, is_terminal=True)
+    hub = ["-c", str(tmp_path / "leadhub.yaml")]
+    result = runner.invoke(app, [*hub, "--database-url", f"sqlite:///{tmp_path / 'x.db'}", "sync"])
+    assert result.exit_code == 0, result.output
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "pulling crm" in shown and "/2500" in shown  # the file's 2,500 rows as the total

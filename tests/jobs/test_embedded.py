@@ -206,8 +206,8 @@ def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub:
 def test_status_json_lists_targets_and_the_scheduler(
     hub: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.cli.jobs import show_status
     from core.cli.common import state
+    from core.cli.jobs import show_status
     from core.jobs import actors as jobs
 
     jobs.pull.send("alpha")

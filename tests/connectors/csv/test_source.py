@@ -287,6 +287,13 @@ def test_pages_hold_page_size_rows_and_end_on_the_last_line_read(tmp_path: Path)
     assert [p.cursor and p.cursor["line"] for p in pages] == [3, 5, 6]
 
 
+def test_each_page_says_how_many_rows_are_left_for_the_time_left(tmp_path: Path) -> None:
+    lines_file(tmp_path, 5)  # a header and 5 rows: 2 + 2 + 1 rows read, 3, 1 and 0 left
+    assert [p.left for p in stream(tmp_path, page_size=2).read(None)] == [3, 1, 0]
+    write(tmp_path, "email\na@x.com\nb@x.com")  # no newline after the last row
+    assert [p.left for p in stream(tmp_path, page_size=1).read(None)] == [1, 0]
+
+
 def test_resuming_from_any_page_cursor_loses_and_repeats_nothing(tmp_path: Path) -> None:
     lines_file(tmp_path, 7)
     s = stream(tmp_path, page_size=3)
