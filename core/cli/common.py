@@ -165,13 +165,13 @@ class Tracker:
 
 @contextmanager
 def progress_bar(
-    description: str, total: int | None = None, rate_over: float = 30.0
+    description: str, total: int | None = None, rate_over: float = 30.0, quiet: bool = False
 ) -> Iterator[Tracker]:
     """A progress line for long work: count, rate, elapsed, and time left once a total is known.
 
     The rate is measured over the last `rate_over` seconds (the whole run, for steps that take
-    minutes each). Only on a terminal, and gone when done (the result table follows): a file or
-    pipe gets the result alone.
+    minutes each). Only on a terminal and unless `quiet` (`--json`), and gone when done (the
+    result table follows): a file, a pipe or a script gets the result alone.
     """
 
     class RateColumn(ProgressColumn):
@@ -201,7 +201,7 @@ def progress_bar(
         *columns,
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=quiet or not console.is_terminal,
         speed_estimate_period=rate_over,
     ) as bar:
         task = bar.add_task(description, total=total)

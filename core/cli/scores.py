@@ -52,7 +52,7 @@ def score(
     hub, store = state.hub(), state.store()
     if not hub.models:
         raise ConfigError(f"{hub.path}: no scoring models configured (`scoring:`)")
-    with progress_bar("scoring") as tracker:
+    with progress_bar("scoring", quiet=as_json) as tracker:
         run = scorer.score(store, hub.models, full=full, progress=tracker.update)
     if as_json:
         print_json(run.__dict__)

@@ -41,7 +41,7 @@ def sync(
     for name in names:
         # Count and rate; the time left while a stream says how many records it still holds
         # (a CSV file does), for that stream.
-        with progress_bar(f"pulling {name}") as tracker:
+        with progress_bar(f"pulling {name}", quiet=as_json) as tracker:
 
             def progress(
                 stream: str, counts: PageCounts, left: int | None, _t: Tracker = tracker

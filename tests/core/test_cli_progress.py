@@ -92,3 +92,20 @@ def test_sync_of_a_csv_counts_towards_its_rows_on_a_terminal(
     assert result.exit_code == 0, result.output
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
     assert "pulling crm" in shown and "/2500" in shown  # the file's 2,500 rows as the total
+
+
+def test_sync_json_on_a_terminal_prints_the_json_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "leads.csv").write_text("email\na@example.com\n", encoding="utf-8")
+    (tmp_path / "leadhub.yaml").write_text(
+        "sources:\n  crm:\n    connector: csv\n    leads: leads.csv\n"
+        "scoring: {models: [{name: default}]}\n",
+        encoding="utf-8",
+    )
+    screen = terminal(monkeypatch, is_terminal=True)
+    hub = ["-c", str(tmp_path / "leadhub.yaml"), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+    for command in ("sync", "score"):
+        result = runner.invoke(app, [*hub, command, "--json"])
+        assert result.exit_code == 0, result.output
+    assert screen.getvalue() == ""
