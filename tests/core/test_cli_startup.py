@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from core.cli import app
+from core.cli.leads import ModelView, configured_models
 from core.cli.terminal import Invocation
 from core.settings import Settings
 from core.store import db, reader
@@ -194,3 +195,28 @@ def test_the_invocation_reads_the_environment_as_the_settings_do(
         settings.config,
         settings.broker_url,
     )
+
+
+def test_the_light_reading_of_the_hub_file_takes_only_what_is_plain(tmp_path: Path) -> None:
+    hub = tmp_path / "leadhub.yaml"
+    hub.write_text(
+        "scoring:\n  models:\n    - name: inbound\n      tiers: [{name: hot, min: 50, color: red},"
+        " {name: cold}]\n    - name: partners\n",
+        encoding="utf-8",
+    )
+    assert configured_models(hub) == [ModelView("inbound", {"hot": "red"}), ModelView("partners")]
+    hub.write_text("scoring: ${MODEL_FILE}\n", encoding="utf-8")
+    assert configured_models(hub) is None  # the full reader interpolates, and says what is unset
+    hub.write_text("scoring: models.yaml\n", encoding="utf-8")
+    assert configured_models(hub) is None  # no such file: the full reader names it
+    hub.write_text("sources: {}\n", encoding="utf-8")
+    assert configured_models(hub) == []
+
+
+def test_leads_for_a_model_the_hub_file_lacks_names_the_ones_it_has(
+    scored: dict[str, str],
+) -> None:
+    base = ["-c", scored["LEADHUB_CONFIG"], "--database-url", scored["LEADHUB_DATABASE_URL"]]
+    result = runner.invoke(app, [*base, "leads", "--model", "defualt"])
+    assert result.exit_code == 2
+    assert "no model named 'defualt' (configured: default)" in result.output
