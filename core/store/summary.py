@@ -85,10 +85,11 @@ BUILT_KEY = "report_summary"
 WIDTH = 10.0
 BRACKETS = 10
 CHUNK = 1000
-COUNTERS = ("leads", "total", "decided", "converted", "qualified")
+COUNTERS = ("leads", "total", "decided", "converted", "qualified", "count")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-Vector = tuple[int, int, int, int, int]  # leads, total (thousandths), decided, converted, qualified
+# leads, total (thousandths), decided, converted, qualified, count (rule matches)
+Vector = tuple[int, int, int, int, int, int]
 
 
 def bracket(score: float) -> int:
@@ -96,9 +97,23 @@ def bracket(score: float) -> int:
     return min(max(math.floor(score / WIDTH), 0), BRACKETS - 1)
 
 
-def cell_key(tier: str | None, grade: str | None, qualified: bool, channel: str | None) -> str:
-    """The `cell` a lead is counted in: its tier, grade, qualified flag and channel."""
-    return "\x1f".join((tier or "", grade or "", str(int(bool(qualified))), channel or ""))
+SEP = "\x1f"  # joins the parts of a composite key
+
+
+def rules_of(ledger: Sequence[Mapping[str, Any]] | None) -> list[list[Any]]:
+    """A score's ledger as [section, kind, name, count, points] lines."""
+    return [
+        [e["section"], e["kind"], e["name"], e.get("count") or 0, e.get("points") or 0]
+        for e in ledger or ()
+    ]
+
+
+def cell_key(
+    tier: str | None, grade: str | None, qualified: bool, channel: str | None, systems: str
+) -> str:
+    """The `cell` a lead is counted in: its tier, grade, qualified flag, channel and the
+    systems that know it (comma-separated)."""
+    return SEP.join((tier or "", grade or "", str(int(bool(qualified))), channel or "", systems))
 
 
 def _contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
@@ -107,19 +122,19 @@ def _contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
     decided, converted = int(outcome in DECIDED), int(outcome in CONVERTED)
     milli = round(row["total"] * 1000)
     qualified = int(bool(row["qualified"]))
-    yield "tier", row["tier"] or NONE_LABEL, (1, milli, 0, 0, qualified)
-    yield "bracket", str(bracket(row["total"])), (1, 0, decided, converted, 0)
-    yield "channel", row["channel"] or NONE_LABEL, (1, milli, decided, converted, 0)
-    yield "source", row["source"] or NONE_LABEL, (1, milli, decided, converted, 0)
-    yield (
-        "cell",
-        cell_key(row["tier"], row["grade"], row["qualified"], row["channel"]),
-        (1, 0, 0, 0, 0),
-    )
+    yield "tier", row["tier"] or NONE_LABEL, (1, milli, 0, 0, qualified, 0)
+    yield "bracket", str(bracket(row["total"])), (1, 0, decided, converted, 0, 0)
+    yield "channel", row["channel"] or NONE_LABEL, (1, milli, decided, converted, 0, 0)
+    yield "source", row["source"] or NONE_LABEL, (1, milli, decided, converted, 0, 0)
+    cell = cell_key(row["tier"], row["grade"], row["qualified"], row["channel"], row["systems"])
+    yield "cell", cell, (1, 0, 0, 0, 0, 0)
     if row["decided_total"] is not None:
         at_close = int(bool(row["decided_qualified"]))
-        yield "conversion", str(bracket(row["decided_total"])), (1, 0, 1, converted, 0)
-        yield "qbc", "", (0, 0, 0, converted, converted * at_close)
+        yield "conversion", str(bracket(row["decided_total"])), (1, 0, 1, converted, 0, 0)
+        yield "qbc", "", (0, 0, 0, converted, converted * at_close, 0)
+    for section, kind, name, count, points in row["rules"] or ():
+        key = SEP.join((section, kind, name))
+        yield "rule", key, (1, round(points * 1000), 0, 0, 0, int(count))
 
 
 def _add(
@@ -178,6 +193,7 @@ class _Attributes:
     fields: dict[str, Any]
     created_at: datetime
     source: str | None
+    systems: str
     outcome: str | None
     closed_at: datetime | None
 
@@ -185,6 +201,7 @@ class _Attributes:
 def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
     leads = {row.id: row for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids)))}
     sources: dict[int, str] = {}
+    systems: dict[int, set[str]] = defaultdict(set)
     query = (
         sa.select(IDENTITY.c.lead_id, IDENTITY.c.system)
         .where(IDENTITY.c.lead_id.in_(lead_ids))
@@ -192,6 +209,7 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
     )
     for lead_id, system in conn.execute(query):
         sources.setdefault(lead_id, system)
+        systems[lead_id].add(system)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
     query = sa.select(OUTCOME.c.lead_id, OUTCOME.c.status, OUTCOME.c.closed_at).where(
         OUTCOME.c.lead_id.in_(lead_ids)
@@ -207,7 +225,12 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
         if lead_id in outcomes:
             status, closed_at = deciding_outcome(outcomes[lead_id])
         found[lead_id] = _Attributes(
-            fields, row.created_at, sources.get(lead_id), status, closed_at
+            fields,
+            row.created_at,
+            sources.get(lead_id),
+            ",".join(sorted(systems[lead_id])),
+            status,
+            closed_at,
         )
     return found
 
@@ -265,9 +288,11 @@ def _rows(
                 "total": float(outputs["total"]),
                 "channel": found.fields["channel"],
                 "source": found.source,
+                "systems": found.systems,
                 "outcome": found.outcome,
                 "decided_total": at_close[0] if at_close else None,
                 "decided_qualified": at_close[1] if at_close else None,
+                "rules": rules_of(outputs.get("ledger")),
             }
         )
     return rows
@@ -285,14 +310,16 @@ def _stored(conn: Connection, keys: Iterable[tuple[str, int]]) -> dict[tuple[str
 
 
 _ROW_KEYS = (
-    "tier", "grade", "qualified", "total", "channel", "source", "outcome", "decided_total",
-    "decided_qualified",
+    "tier", "grade", "qualified", "total", "channel", "source", "systems", "outcome",
+    "decided_total", "decided_qualified", "rules",
 )  # fmt: skip
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     for key in _ROW_KEYS:
         a, b = old[key], new[key]
+        if key == "rules":
+            a, b = [list(x) for x in a or ()], [list(x) for x in b or ()]
         if isinstance(a, float) or isinstance(b, float):
             if a is None or b is None or abs(a - b) > 1e-9:
                 return False
@@ -340,7 +367,7 @@ def _apply_chunk(
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
     query = sa.select(
         SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-        SCORE.c.qualified,
+        SCORE.c.qualified, SCORE.c.ledger,
     ).where(SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names))  # fmt: skip
     scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
     new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored)}
@@ -476,7 +503,7 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         last = ids[-1]
         query = sa.select(
             SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-            SCORE.c.qualified,
+            SCORE.c.qualified, SCORE.c.ledger,
         ).where(SCORE.c.lead_id.in_(ids))  # fmt: skip
         scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
         rows = _rows(conn, models, scored)
@@ -570,12 +597,13 @@ def count_cells(
     grades: Sequence[str] = (),
     qualified: bool | None = None,
     channels: Sequence[str] = (),
+    sources: Sequence[str] = (),
 ) -> int:
-    """Leads scored under `model` with any of `tiers`, `grades` and `channels` and `qualified`
-    (empty or None: any), from the `cell` counters."""
+    """Leads scored under `model` with any of `tiers`, `grades` and `channels`, known to any
+    of `sources`, and `qualified` (empty or None: any), from the `cell` counters."""
     total = 0
     for key, v in figures(conn, model)["cell"].items():
-        tier, grade, flag, channel = key.split("\x1f")
+        tier, grade, flag, channel, systems = key.split(SEP)
         if tiers and tier not in tiers:
             continue
         if grades and grade not in grades:
@@ -584,5 +612,31 @@ def count_cells(
             continue
         if channels and channel not in channels:
             continue
+        if sources and not set(sources) & set(systems.split(",")):
+            continue
         total += v["leads"]
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFigure:
+    """A ledger line summed over a model's scored leads."""
+
+    section: str
+    kind: str
+    name: str
+    leads: int
+    count: int
+    points: float
+
+
+def rules(conn: Connection, model: str) -> list[RuleFigure]:
+    """Per ledger line (rule, decay or clamp): leads it fired for, matches and points."""
+    found = []
+    for key, v in figures(conn, model)["rule"].items():
+        if v["leads"]:
+            section, kind, name = key.split(SEP)
+            found.append(
+                RuleFigure(section, kind, name, v["leads"], v["count"], round(v["total"] / 1000, 2))
+            )
+    return found

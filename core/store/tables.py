@@ -269,14 +269,17 @@ class ReportLead(SQLModel, table=True):
     total: float = 0
     channel: str | None = None
     source: str | None = Field(default=None, max_length=100)
+    systems: str = ""  # every system that knows the lead, comma-separated
     outcome: str | None = Field(default=None, max_length=20)
     decided_total: float | None = None  # the score at its decision point, when decided
     decided_qualified: bool | None = None
+    rules: list[list[Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
 
 
 class ReportFigure(SQLModel, table=True):
-    """A counter of a model's report: leads, totals (in thousandths), decided, converted and
-    qualified leads per key of one figure (`core.store.summary`)."""
+    """A counter of a model's report: leads, totals or points (in thousandths), decided,
+    converted and qualified leads, and rule matches per key of one figure
+    (`core.store.summary`)."""
 
     __tablename__ = "report_figure"
 
@@ -288,6 +291,7 @@ class ReportFigure(SQLModel, table=True):
     decided: int = 0
     converted: int = 0
     qualified: int = 0
+    count: int = Field(default=0, sa_type=sa.BigInteger)  # rule matches, for `rule` lines
 
 
 class ReportQualified(SQLModel, table=True):

@@ -9,7 +9,7 @@ a changed model file, a model removed and put back.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
 from core.store import summary
 from core.store.store import Store
+from core.web.api import rule_stats, rule_stats_from_scratch, tier_stats, tier_stats_from_scratch
 from scoring.model import ScoringModel, parse_models
 
 START = datetime(2026, 9, 3, 9, tzinfo=UTC)
@@ -120,6 +121,8 @@ def same(kept: Any, scratch: Any) -> None:
 
 
 def _approx(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _approx(asdict(value))
     if isinstance(value, float):
         return round(value, 6)
     if isinstance(value, dict):
@@ -136,6 +139,12 @@ def check(store: Store, hub: list[ScoringModel]) -> None:
         kept = analytics.report(store, model)
         scratch = analytics.report_from_scratch(store, model)
         same(kept, scratch)
+        rules = sorted(rule_stats(store, model.name), key=str)
+        assert rules == sorted(rule_stats_from_scratch(store, model.name), key=str)
+        tiers = sorted(tier_stats(store, model.name), key=str)
+        assert _approx(tiers) == _approx(
+            sorted(tier_stats_from_scratch(store, model.name), key=str)
+        )
 
 
 def test_kept_report_equals_the_report_from_scratch(store: Store) -> None:

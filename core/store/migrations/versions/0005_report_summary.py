@@ -31,9 +31,11 @@ def upgrade() -> None:
         sa.Column("total", sa.Float(), nullable=False),
         sa.Column("channel", sa.String(), nullable=True),
         sa.Column("source", sa.String(length=100), nullable=True),
+        sa.Column("systems", sa.String(), nullable=False),
         sa.Column("outcome", sa.String(length=20), nullable=True),
         sa.Column("decided_total", sa.Float(), nullable=True),
         sa.Column("decided_qualified", sa.Boolean(), nullable=True),
+        sa.Column("rules", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("model", "lead_id"),
     )
     op.create_index("ix_report_lead_lead_id", "report_lead", ["lead_id"])
@@ -47,6 +49,7 @@ def upgrade() -> None:
         sa.Column("decided", sa.Integer(), nullable=False),
         sa.Column("converted", sa.Integer(), nullable=False),
         sa.Column("qualified", sa.Integer(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("model", "figure", "key"),
     )
     op.create_table(
