@@ -138,7 +138,7 @@ def _rows(leads: int, per_lead: int, model: ScoringModel, seed: int) -> dict[str
             at = created if qualified else None
             yield (
                 i, i, model.name, model.content_hash, fit, engagement, total, _tier(model, total),
-                _grade(fit, engagement), qualified, at, "", ledger, created,
+                _grade(fit, engagement), qualified, at, "drawn", ledger, created,
             )  # fmt: skip
 
     def history_rows() -> Iterator[tuple[Any, ...]]:
@@ -148,7 +148,7 @@ def _rows(leads: int, per_lead: int, model: ScoringModel, seed: int) -> dict[str
                 n += 1
                 month = _naive(NOW - timedelta(days=30 * (i % 6)))
                 yield (n, i, model.name, model.content_hash, row[4], row[5], row[6], row[7],
-                       row[8], True, "", "qualified", month)  # fmt: skip
+                       row[8], True, "drawn", "qualified", month)  # fmt: skip
 
     return {
         "lead": lead_rows,

@@ -29,7 +29,7 @@ def bench(
     section: list[str] = typer.Option(
         None,
         "--section",
-        help="Only these sections (rescore, pull, push, webhook, memory; repeat).",
+        help="Only these sections (rescore, pull, push, webhook, memory, dashboard; repeat).",
     ),
     postgres: str | None = typer.Option(
         None,
@@ -38,7 +38,8 @@ def bench(
         help="Also measure on this PostgreSQL (a throwaway schema is used).",
     ),
 ) -> None:
-    """Measure pull throughput, rescore time, push efficiency, webhook latency and memory."""
+    """Measure pull throughput, rescore time, push efficiency, webhook latency, memory and the
+    dashboard's page times."""
     from bench.run import SECTIONS, SIZES, run_all, write_json
 
     if size not in SIZES:

@@ -364,6 +364,8 @@ def _apply_chunk(
     now: datetime,
 ) -> None:
     query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
+    if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
+        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
     query = sa.select(
         SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
@@ -616,6 +618,15 @@ def count_cells(
             continue
         total += v["leads"]
     return total
+
+
+def grades(conn: Connection, model: str) -> set[str]:
+    """The grades scored leads hold under `model`."""
+    return {
+        key.split(SEP)[1]
+        for key, v in figures(conn, model)["cell"].items()
+        if v["leads"] and key.split(SEP)[1]
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,8 +284,9 @@ class LeadFilter:
             found.append(SCORE.c.qualified.is_(self.qualified))
         return found
 
-    def lead_conditions(self) -> list[sa.ColumnElement[bool]]:
-        """Conditions on the lead itself."""
+    def lead_conditions(self, lead_id: Any = LEAD.c.id) -> list[sa.ColumnElement[bool]]:
+        """Conditions on the lead itself; `lead_id` is the column the source filter probes the
+        (system, lead_id) index with, walking the list's order rather than every member."""
         found: list[sa.ColumnElement[bool]] = []
         if self.search.strip():
             needle = self.search.strip().lower()
@@ -295,7 +296,11 @@ class LeadFilter:
                 sa.or_(*(sa.func.lower(c).contains(needle, autoescape=True) for c in columns))
             )
         if self.sources:
-            found.append(LEAD.c.id.in_(_known_to(self.sources)))
+            found.append(
+                sa.exists().where(
+                    IDENTITY.c.lead_id == lead_id, IDENTITY.c.system.in_(list(self.sources))
+                )
+            )
         if self.channels:
             found.append(LEAD.c.channel.in_(list(self.channels)))
         return found
@@ -312,8 +317,9 @@ class LeadFilter:
 def _scored(model: str, where: LeadFilter) -> tuple[Any, list[sa.ColumnElement[bool]]]:
     """The scored leads matching `where` under `model`: (FROM clause, WHERE conditions); the
     lead table is joined only when a condition needs it."""
-    on_lead = where.lead_conditions()
-    joined = SCORE.join(LEAD, LEAD.c.id == SCORE.c.lead_id) if on_lead else SCORE
+    on_lead = where.lead_conditions(SCORE.c.lead_id)
+    needs_lead = where.search.strip() or where.channels
+    joined = SCORE.join(LEAD, LEAD.c.id == SCORE.c.lead_id) if needs_lead else SCORE
     return joined, [SCORE.c.model == model, *where.score_conditions(), *on_lead]
 
 
@@ -499,17 +505,34 @@ class FilterOptions:
     channels: list[str]
 
 
+def _distinct(conn: Connection, table: str, column: str) -> list[str]:
+    """The distinct non-null values of an indexed column, one index probe per value (a loose
+    index scan) rather than a read of every row."""
+    query = f"""
+        WITH RECURSIVE found(v) AS (
+            SELECT min({column}) FROM {table}
+            UNION ALL
+            SELECT (SELECT min({column}) FROM {table} WHERE {column} > found.v)
+            FROM found WHERE found.v IS NOT NULL
+        )
+        SELECT v FROM found WHERE v IS NOT NULL"""
+    return [str(v) for v in conn.execute(sa.text(query)).scalars()]
+
+
 def filter_options(store: Store, model: str) -> FilterOptions:
-    """Distinct grades under `model`, identity systems and channels (each one small query)."""
-    grades = sa.select(SCORE.c.grade).where(SCORE.c.model == model, SCORE.c.grade.is_not(None))
-    sources = sa.select(IDENTITY.c.system)
-    channels = sa.select(LEAD.c.channel).where(LEAD.c.channel.is_not(None))
+    """Distinct grades under `model` (from the kept counters once built), identity systems and
+    channels."""
     with store.engine.connect() as conn:
-        found = [
-            sorted(str(v) for v in conn.execute(q.distinct()).scalars())
-            for q in (grades, sources, channels)
-        ]
-    return FilterOptions(*found)
+        if summary.built(conn):
+            grades = sorted(summary.grades(conn, model))
+        else:
+            query = sa.select(SCORE.c.grade).where(
+                SCORE.c.model == model, SCORE.c.grade.is_not(None)
+            )
+            grades = sorted(str(v) for v in conn.execute(query.distinct()).scalars())
+        sources = sorted(_distinct(conn, "identity", "system"))
+        channels = sorted(_distinct(conn, "lead", "channel"))
+    return FilterOptions(grades, sources, channels)
 
 
 @dataclass(frozen=True)
