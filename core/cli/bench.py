@@ -38,8 +38,7 @@ def bench(
         help="Also measure on this PostgreSQL (a throwaway schema is used).",
     ),
 ) -> None:
-    """Measure pull throughput, rescore time, push efficiency, webhook latency, memory and the
-    dashboard's page times."""
+    """Measure pull throughput, rescore time, push efficiency, webhook latency and memory."""
     from bench.run import SECTIONS, SIZES, run_all, write_json
 
     if size not in SIZES:
