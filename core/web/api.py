@@ -421,14 +421,13 @@ def lead_page(
                 .order_by(order, SCORE.c.lead_id)
                 .limit(limit)
             )
-            if after is not None:
-                beyond = column < value if descending else column > value
-                query = query.where(
-                    sa.or_(beyond, sa.and_(column == value, SCORE.c.lead_id > last))
-                )
-            else:
-                query = query.offset(offset)
-            page = conn.execute(query).all()
+            if after is None:
+                page = list(conn.execute(query.offset(offset)))
+            else:  # two index range seeks: the rest of the cursor's value, then beyond it
+                page = list(conn.execute(query.where(column == value, SCORE.c.lead_id > last)))
+                if len(page) < limit:
+                    beyond = column < value if descending else column > value
+                    page += list(conn.execute(query.where(beyond).limit(limit - len(page))))
             found = [r[0] for r in page]
             if page and sort in KEYSET_SORTS:
                 cursor = f"s:{page[-1][1]!r}:{page[-1][0]}"
