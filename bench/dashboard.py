@@ -248,7 +248,7 @@ def _timed(
 TOKEN = "bench-token-0123456789"
 
 
-def pages(store: Store, model: ScoringModel, leads: int) -> list[tuple[str, str]]:
+def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
     """The pages timed: (label, path)."""
     middle = leads // 2  # ids run from 1 to `leads`
     deep = max(0, leads - 25)
@@ -279,28 +279,65 @@ def pages(store: Store, model: ScoringModel, leads: int) -> list[tuple[str, str]
     ]
 
 
-def run(url: str, leads: int, per_lead: int, repeats: int = 7, seed: int = 1) -> LoadFigures:
-    """Fill an empty store at `url`, build the report's figures, time every page."""
+def fill(url: str, leads: int, per_lead: int, seed: int = 1) -> LoadFigures:
+    """Fill an empty store at `url` and build the report's figures from it."""
     models = load_model_file(MODEL_FILE)
-    model = models[0]
     store = Store(url)
     started = time.perf_counter()
-    _load(store, _rows(leads, per_lead, model, seed))
+    _load(store, _rows(leads, per_lead, models[0], seed))
     load = time.perf_counter() - started
     started = time.perf_counter()
     with store.begin() as conn:
         summary.rebuild(conn, models)
     built = time.perf_counter() - started
-    activities = store.count("activity")
-    hub = HubConfig(path=Path("leadhub.yaml"), models=models)
-    settings = Settings(api_token=SecretStr(TOKEN))
-    app = create_app(store, hub, settings)
-    figures = LoadFigures(store.dialect, leads, activities, round(load, 1), round(built, 1))
-    for label, median, worst, status in _timed(app, pages(store, model, leads), repeats):
-        figures.pages.append(
-            PageFigure(
-                store.dialect, leads, activities, label, round(median, 1), round(worst, 1), status
-            )
-        )
+    figures = LoadFigures(
+        store.dialect, leads, store.count("activity"), round(load, 1), round(built, 1)
+    )
     store.close()
     return figures
+
+
+def measure(url: str, figures: LoadFigures, repeats: int = 7) -> LoadFigures:
+    """Time every page on the filled store at `url`."""
+    models = load_model_file(MODEL_FILE)
+    store = Store(url)
+    hub = HubConfig(path=Path("leadhub.yaml"), models=models)
+    app = create_app(store, hub, Settings(api_token=SecretStr(TOKEN)))
+    timed = _timed(app, pages(models[0], figures.leads), repeats)
+    figures.pages = [
+        PageFigure(
+            store.dialect, figures.leads, figures.activities, label, round(median, 1),
+            round(worst, 1), status,
+        )
+        for label, median, worst, status in timed
+    ]  # fmt: skip
+    store.close()
+    return figures
+
+
+def run(url: str, leads: int, per_lead: int, repeats: int = 7, seed: int = 1) -> LoadFigures:
+    """Fill an empty store at `url`, build the report's figures, time every page."""
+    return measure(url, fill(url, leads, per_lead, seed), repeats)
+
+
+def main() -> None:
+    """`python -m bench.dashboard URL LEADS [--measure-only]`: fill a store that is kept (a
+    SQLite file or a PostgreSQL database/schema of your choosing), then time its pages; with
+    `--measure-only`, time the pages of a store filled before."""
+    import sys
+
+    url, leads = sys.argv[1], int(sys.argv[2])
+    if "--measure-only" in sys.argv:
+        with Store(url).engine.connect() as conn:
+            activities = int(conn.execute(sa.text("SELECT count(*) FROM activity")).scalar_one())
+        figures = LoadFigures(Store(url).dialect, leads, activities, 0.0, 0.0)
+    else:
+        figures = fill(url, leads, 10)
+        print(f"loaded in {figures.load_seconds} s, figures built in {figures.summary_seconds} s")
+    for page in measure(url, figures).pages:
+        print(f"{page.backend:10} {page.leads:>9} {page.page:40} {page.median_ms:>8} ms"
+              f" (max {page.max_ms}) {page.status}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
