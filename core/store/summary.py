@@ -421,10 +421,12 @@ def _count_crossings(
     for model, lead_id, _ in crossings:
         by_model[model].append(lead_id)
     for model, ids in by_model.items():
-        query = sa.select(R_QUALIFIED).where(
-            R_QUALIFIED.c.model == model, R_QUALIFIED.c.lead_id.in_(ids)
-        )
-        known.update((r.model, r.lead_id, r.month) for r in conn.execute(query))
+        ids = sorted(set(ids))
+        for start in range(0, len(ids), CHUNK):
+            query = sa.select(R_QUALIFIED).where(
+                R_QUALIFIED.c.model == model, R_QUALIFIED.c.lead_id.in_(ids[start : start + CHUNK])
+            )
+            known.update((r.model, r.lead_id, r.month) for r in conn.execute(query))
     fresh = sorted(set(crossings) - known)
     if not fresh:
         return
