@@ -2,24 +2,25 @@
 
 Two tables hold them:
 
-- `report_lead`: per (model, lead), what the lead last counted as in the figures — its tier,
-  grade, qualified flag and total, its channel, first source and deciding outcome, and (when
-  decided) its score at its decision point. Keeping this rather than trusting a caller's "old"
-  values means a lead whose channel, source or outcome changed on a pull is subtracted from
-  the group it was really counted in.
-- `report_figure`: counters per (model, figure, key): leads, the sum of totals (in thousandths,
-  so sums stay exact), decided, converted and qualified. Figures: `tier`, `bracket` (current
-  score, 10-point brackets), `channel`, `source`, `conversion` (score at the decision point),
-  `qbc` (converted leads, and those qualified at their decision point), `month` (qualified
-  crossings per calendar month, one per lead and month, deduplicated through
-  `report_qualified`) and `cell` (leads per tier, grade and qualified flag, which answers the
-  lead list's counts without counting rows).
+- `report_lead`: per (model, lead), what the lead last counted as in the figures: its tier,
+  grade, qualified flag and total, its channel, first source, the systems that know it, its
+  deciding outcome, (when decided) its score at its decision point, and its ledger lines.
+  Keeping this rather than trusting a caller's "old" values means a lead whose channel, source
+  or outcome changed on a pull is subtracted from the group it was really counted in.
+- `report_figure`: counters per (model, figure, key): leads, the sum of totals or points (in
+  thousandths, so sums stay exact), decided, converted and qualified leads, and rule matches.
+  Figures: `tier`, `bracket` (current score, 10-point brackets), `channel`, `source`,
+  `conversion` (score at the decision point), `qbc` (converted leads, and those qualified at
+  their decision point), `month` (qualified crossings per calendar month, one per lead and
+  month, deduplicated through `report_qualified`), `rule` (leads, matches and points per ledger
+  line) and `cell` (leads per tier, grade, qualified flag, channel and set of systems, which
+  answers the lead list's counts without counting rows).
 
-The scorer calls `apply` in the transaction that writes the scores, with every (model, lead)
-it evaluated; `drop` when models leave the hub file; `forget` runs when a lead is merged into
-another. `rebuild` recomputes everything from the store (after an upgrade, or in tests); a
-store whose summary was never built answers `built() == False` and the report is computed
-from scratch until the next score run builds it.
+The scorer calls `apply` in the transaction that writes a chunk's scores, with the chunk's lead
+ids; `drop` when models leave the hub file; `forget` runs when a lead is merged into another.
+`rebuild` recomputes everything from the store; a store whose summary was never built (just
+upgraded) answers `built() == False`, the report is computed from scratch meanwhile, and the
+next score run builds it.
 
 Definitions follow `core.pipeline.analytics` (current scores; decided leads scored at their
 decision points; a lead's source is the system it first came from).
@@ -86,7 +87,6 @@ WIDTH = 10.0
 BRACKETS = 10
 CHUNK = 1000
 COUNTERS = ("leads", "total", "decided", "converted", "qualified", "count")
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # leads, total (thousandths), decided, converted, qualified, count (rule matches)
 Vector = tuple[int, int, int, int, int, int]
