@@ -1,8 +1,8 @@
 """`leadhub bench`: every benchmark section, printed as tables and written as JSON.
 
 Sections: 1 pull throughput, 2 full rescore vs one GROUP BY scan, 3 incremental rescore,
-4 push efficiency, 5 webhook latency, 6 peak memory. A section whose parts are not installed
-reports why instead of a figure.
+4 push efficiency, 5 webhook latency, 6 peak memory, 7 dashboard and read API latency. A section
+whose parts are not installed reports why instead of a figure.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 SIZES: dict[str, dict[str, int]] = {
     "small": {"leads": 100_000, "per_lead": 10, "pull_records": 10_000, "push_leads": 1000,
-              "webhooks": 200, "memory_records": 100_000},
+              "webhooks": 200, "memory_records": 100_000, "dashboard_leads": 100_000},
     "large": {"leads": 1_000_000, "per_lead": 10, "pull_records": 100_000, "push_leads": 1000,
-              "webhooks": 200, "memory_records": 1_000_000},
+              "webhooks": 200, "memory_records": 1_000_000, "dashboard_leads": 1_000_000},
 }  # fmt: skip
-SECTIONS = ("rescore", "pull", "push", "webhook", "memory")  # in the order they run
+SECTIONS = ("rescore", "pull", "push", "webhook", "memory", "dashboard")  # in the order they run
 
 
 def machine() -> dict[str, Any]:
@@ -53,6 +54,36 @@ def rescore_section(size: str, pg_url: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+def dashboard_section(size: str, pg_url: str | None) -> list[dict[str, Any]]:
+    """The dashboard's pages timed on a store of the size's `dashboard_leads`, per backend."""
+    from bench.dashboard import run
+
+    spec = SIZES[size]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="leadhub-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        rows += _page_rows(run(url, spec["dashboard_leads"], spec["per_lead"]))
+    if pg_url:
+        from bench.pg import fresh_schema
+
+        with fresh_schema(pg_url) as url:
+            rows += _page_rows(run(url, spec["dashboard_leads"], spec["per_lead"]))
+    return rows
+
+
+def _page_rows(figures: Any) -> list[dict[str, Any]]:
+    load = {
+        "backend": figures.backend,
+        "leads": figures.leads,
+        "activities": figures.activities,
+        "page": f"(load {figures.load_seconds} s, summary {figures.summary_seconds} s)",
+        "median_ms": None,
+        "max_ms": None,
+        "status": None,
+    }
+    return [load, *(asdict(p) for p in figures.pages)]
+
+
 def run_all(
     size: str,
     pg_url: str | None,
@@ -64,6 +95,7 @@ def run_all(
     `echo(section, result)` after it."""
     registry: dict[str, Callable[[], Any]] = {
         "rescore": lambda: rescore_section(size, pg_url),
+        "dashboard": lambda: dashboard_section(size, pg_url),
     }
     result: dict[str, Any] = {"size": size, "machine": machine(), "sections": {}, "seconds": {}}
     for name, loader in _optional_sections(size, result["sections"]).items():

@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 CONVERTED = frozenset({"won", "converted"})
 DECIDED = CONVERTED | {"lost"}
@@ -50,6 +50,39 @@ class LeadRow:
     @property
     def converted(self) -> bool:
         return self.outcome in CONVERTED
+
+
+JUST_BEFORE = timedelta(microseconds=1)
+
+
+def deciding_outcome(
+    outcomes: Sequence[tuple[str, datetime | None]],
+) -> tuple[str, datetime | None]:
+    """The (status, closed_at) that decides a lead: its earliest won or converted outcome, else
+    its earliest lost one, else open (`core.pipeline.analytics` explains decision points)."""
+    for statuses in (CONVERTED, frozenset({"lost"})):
+        found = [o for o in outcomes if o[0] in statuses]
+        if found:
+            dated = [o for o in found if o[1] is not None]
+            return min(dated, key=lambda o: o[1] or datetime.min) if dated else found[0]
+    return "open", None
+
+
+def decision_point(
+    status: str | None,
+    closed_at: datetime | None,
+    activity_times: Sequence[datetime],
+    stored_at: datetime,
+    horizon_days: float = 0,
+) -> datetime:
+    """The moment a lead is scored for reports and backtests: just before its close date when
+    decided on a known date, else its last activity (or when it was stored), `horizon_days`
+    earlier."""
+    if status in DECIDED and closed_at is not None:
+        moment = closed_at - JUST_BEFORE
+    else:
+        moment = max(activity_times, default=stored_at)
+    return moment - timedelta(days=horizon_days)
 
 
 def rate(part: int, whole: int) -> float | None:

@@ -29,7 +29,7 @@ def bench(
     section: list[str] = typer.Option(
         None,
         "--section",
-        help="Only these sections (rescore, pull, push, webhook, memory; repeat).",
+        help="Only these sections (rescore, pull, push, webhook, memory, dashboard; repeat).",
     ),
     postgres: str | None = typer.Option(
         None,

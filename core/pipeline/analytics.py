@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,17 +24,27 @@ from sqlalchemy.engine import Connection
 
 from core.errors import ConfigError
 from core.pipeline import score as scorer
+from core.store import summary
 from core.store.ingest import HISTORY, IDENTITY, LEAD, OUTCOME
 from core.store.store import Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, score_lead
 from scoring.model import ScoringModel, segment_matches
 from scoring.predictive import Algorithm, Artefact, LeadInput, train
-from scoring.report import CONVERTED, DECIDED, Backtest, LeadRow, Report, backtest, build_report
+from scoring.report import (
+    CONVERTED,
+    DECIDED,
+    Backtest,
+    LeadRow,
+    Report,
+    backtest,
+    build_report,
+    deciding_outcome,
+    decision_point,
+)
 
 PREDICTIVE = table(PredictiveModel)
 SCORE = table(Score)
-JUST_BEFORE = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,33 +57,6 @@ class Snapshot:
     at: datetime
     outcome: str | None
     source: str | None
-
-
-def deciding_outcome(
-    outcomes: Sequence[tuple[str, datetime | None]],
-) -> tuple[str, datetime | None]:
-    """The (status, closed_at) that decides a lead: see the module docstring."""
-    for statuses in (CONVERTED, frozenset({"lost"})):
-        found = [o for o in outcomes if o[0] in statuses]
-        if found:
-            dated = [o for o in found if o[1] is not None]
-            return min(dated, key=lambda o: o[1] or datetime.min) if dated else found[0]
-    return "open", None
-
-
-def decision_point(
-    status: str | None,
-    closed_at: datetime | None,
-    activity_times: Sequence[datetime],
-    stored_at: datetime,
-    horizon_days: float = 0,
-) -> datetime:
-    """The moment a lead is scored for reports and backtests (see the module docstring)."""
-    if status in DECIDED and closed_at is not None:
-        moment = closed_at - JUST_BEFORE
-    else:
-        moment = max(activity_times, default=stored_at)
-    return moment - timedelta(days=horizon_days)
 
 
 def _outcomes(conn: Connection) -> dict[int, tuple[str, datetime | None]]:
@@ -204,7 +187,23 @@ def qualified_moments(store: Store, model: ScoringModel) -> list[datetime]:
 
 
 def report(store: Store, model: ScoringModel) -> Report:
-    """The report of `model`: current stored scores, and decided leads at their decision points."""
+    """The report of `model` from the figures the scorer keeps (`core.store.summary`): a few
+    hundred counters, whatever the size of the store. Until a score run has built them, the
+    report is computed from scratch."""
+    with store.engine.connect() as conn:
+        if summary.built(conn):
+            found = summary.report(conn, model)
+            if found is None:
+                raise ConfigError(
+                    f"no stored scores under model {model.name!r} yet: run `leadhub score`"
+                )
+            return found
+    return report_from_scratch(store, model)
+
+
+def report_from_scratch(store: Store, model: ScoringModel) -> Report:
+    """The report of `model` computed from every stored score, lead, outcome and activity:
+    current stored scores, and decided leads at their decision points."""
     current = current_rows(store, model)
     if not current:
         raise ConfigError(f"no stored scores under model {model.name!r} yet: run `leadhub score`")

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
+from core.store import summary
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
@@ -144,6 +145,7 @@ def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> No
     is new again and scores everyone."""
     names = [m.name for m in models]
     conn.execute(SCORE.delete().where(SCORE.c.model.not_in(names)))
+    summary.drop(conn, names)
     kept = [_hash_key(m) for m in models]
     conn.execute(META.delete().where(META.c.key.like("model_hash:%"), META.c.key.not_in(kept)))
 
@@ -226,6 +228,8 @@ def _score_chunk(
             history.append(_history_row(lead_id, result, now))
     gone = [p.id for key, p in previous.items() if key not in seen]
     _write(conn, inserts, updates, history, gone)
+    crossed = [(h["model"], h["lead_id"]) for h in history if h["event"] == "qualified"]
+    summary.apply(conn, models, chunk, crossed, now)
     events = sum(1 for h in history if h["event"])
     return len({h["lead_id"] for h in history}), events
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from core.channels import canonical_channel
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
+from core.store import summary
 from core.store.identity import IdentityData, merge_fields, record_data
 from core.store.tables import (
     Activity,
@@ -267,6 +268,7 @@ class Ingest:
     def merge_leads(self, source_id: int, target_id: int) -> None:
         """Fold lead `source_id` into `target_id`: identities, activities, outcomes and history
         move; its scores and outbox rows go (the target is rescored and re-pushed)."""
+        summary.forget(self.conn, source_id, target_id)
         moved = (IDENTITY, ACTIVITY, OUTCOME, HISTORY)
         for moving in moved:
             self.conn.execute(

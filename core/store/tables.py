@@ -49,6 +49,8 @@ def _json() -> Any:
 class Lead(SQLModel, table=True):
     """One person, joined across systems by normalized email."""
 
+    __table_args__ = (sa.Index("ix_lead_channel", "channel"),)
+
     id: int | None = Field(default=None, primary_key=True)
     email: str | None = Field(default=None, unique=True, max_length=320)
     phone: str | None = None
@@ -72,7 +74,10 @@ class Lead(SQLModel, table=True):
 class Identity(SQLModel, table=True):
     """A lead as one system knows it: the fields that system gave, and when."""
 
-    __table_args__ = (sa.UniqueConstraint("system", "external_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("system", "external_id"),
+        sa.Index("ix_identity_system_lead", "system", "lead_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     system: str = Field(max_length=100)
@@ -114,7 +119,16 @@ class Outcome(SQLModel, table=True):
 class Score(SQLModel, table=True):
     """The current score of a lead under one model."""
 
-    __table_args__ = (sa.UniqueConstraint("lead_id", "model"),)
+    __table_args__ = (
+        sa.UniqueConstraint("lead_id", "model"),
+        # the lead list: best first under a model, and each filter in that order
+        sa.Index("ix_score_model_total", "model", sa.text("total DESC"), "lead_id"),
+        sa.Index("ix_score_model_tier_total", "model", "tier", sa.text("total DESC"), "lead_id"),
+        sa.Index("ix_score_model_grade_total", "model", "grade", sa.text("total DESC"), "lead_id"),
+        sa.Index(
+            "ix_score_model_qualified_total", "model", "qualified", sa.text("total DESC"), "lead_id"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id", index=True)
@@ -240,3 +254,51 @@ class PredictiveModel(SQLModel, table=True):
     cv_auc: float = 0
     meta: dict[str, Any] = _json()
     artefact: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+
+
+class ReportLead(SQLModel, table=True):
+    """What a lead last counted as in its model's report figures (`core.store.summary`)."""
+
+    __tablename__ = "report_lead"
+
+    model: str = Field(primary_key=True, max_length=100)
+    lead_id: int = Field(primary_key=True, index=True)
+    tier: str | None = None
+    grade: str | None = None
+    qualified: bool = False
+    total: float = 0
+    channel: str | None = None
+    source: str | None = Field(default=None, max_length=100)
+    systems: str = ""  # every system that knows the lead, comma-separated
+    outcome: str | None = Field(default=None, max_length=20)
+    decided_total: float | None = None  # the score at its decision point, when decided
+    decided_qualified: bool | None = None
+    rules: list[list[Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+
+
+class ReportFigure(SQLModel, table=True):
+    """A counter of a model's report: leads, totals or points (in thousandths), decided,
+    converted and qualified leads, and rule matches per key of one figure
+    (`core.store.summary`)."""
+
+    __tablename__ = "report_figure"
+
+    model: str = Field(primary_key=True, max_length=100)
+    figure: str = Field(primary_key=True, max_length=20)
+    key: str = Field(primary_key=True, max_length=400)
+    leads: int = 0
+    total: int = Field(default=0, sa_type=sa.BigInteger)
+    decided: int = 0
+    converted: int = 0
+    qualified: int = 0
+    count: int = Field(default=0, sa_type=sa.BigInteger)  # rule matches, for `rule` lines
+
+
+class ReportQualified(SQLModel, table=True):
+    """The months a lead crossed into qualified under a model (each counted once)."""
+
+    __tablename__ = "report_qualified"
+
+    model: str = Field(primary_key=True, max_length=100)
+    lead_id: int = Field(primary_key=True, index=True)
+    month: str = Field(primary_key=True, max_length=7)

@@ -14,16 +14,18 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Connection
 
 from core.config import HubConfig
 from core.errors import ConfigError
 from core.pipeline import analytics
 from core.store import store as queries
+from core.store import summary
 from core.store.ingest import ACTIVITY, IDENTITY, LEAD, OUTCOME
 from core.store.store import Store
 from core.store.tables import Score, table
 from scoring.model import ScoringModel
-from scoring.report import Report
+from scoring.report import NONE_LABEL, Report
 
 SCORE = table(Score)
 
@@ -83,6 +85,9 @@ class LeadList(_Out):
     limit: int
     offset: int
     items: list[LeadSummary]
+    next: str | None = Field(
+        None, description="pass as `after` for the following page; null on the last page"
+    )
 
 
 class LedgerLine(_Out):
@@ -251,6 +256,10 @@ LIST_COLUMNS = [
 ]
 
 
+MAX_OFFSET = 10_000_000  # rows skipped by `offset`; deeper than this, page with `after`
+KEYSET_SORTS = ("-total", "total", "-fit", "fit", "-engagement", "engagement")
+
+
 @dataclass(frozen=True)
 class LeadFilter:
     """Which leads a list shows; empty means any. `search` is a case-insensitive substring of
@@ -264,7 +273,8 @@ class LeadFilter:
     sources: Sequence[str] = ()
     channels: Sequence[str] = ()
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
+    def score_conditions(self) -> list[sa.ColumnElement[bool]]:
+        """Conditions on the score: a lead never scored under the model matches none."""
         found: list[sa.ColumnElement[bool]] = []
         if self.tiers:
             found.append(SCORE.c.tier.in_(list(self.tiers)))
@@ -272,6 +282,12 @@ class LeadFilter:
             found.append(SCORE.c.grade.in_([g.upper() for g in self.grades]))
         if self.qualified is not None:
             found.append(SCORE.c.qualified.is_(self.qualified))
+        return found
+
+    def lead_conditions(self, lead_id: Any = LEAD.c.id) -> list[sa.ColumnElement[bool]]:
+        """Conditions on the lead itself; `lead_id` is the column the source filter probes the
+        (system, lead_id) index with, walking the list's order rather than every member."""
+        found: list[sa.ColumnElement[bool]] = []
         if self.search.strip():
             needle = self.search.strip().lower()
             full = LEAD.c.first_name + " " + LEAD.c.last_name
@@ -280,27 +296,179 @@ class LeadFilter:
                 sa.or_(*(sa.func.lower(c).contains(needle, autoescape=True) for c in columns))
             )
         if self.sources:
-            known = sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system.in_(list(self.sources)))
-            found.append(LEAD.c.id.in_(known))
+            found.append(
+                sa.exists().where(
+                    IDENTITY.c.lead_id == lead_id, IDENTITY.c.system.in_(list(self.sources))
+                )
+            )
         if self.channels:
             found.append(LEAD.c.channel.in_(list(self.channels)))
         return found
 
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        return [*self.score_conditions(), *self.lead_conditions()]
+
+    @property
+    def counted(self) -> bool:
+        """Whether the kept counters answer the count (no search)."""
+        return not self.search.strip()
+
+
+def _scored(model: str, where: LeadFilter) -> tuple[Any, list[sa.ColumnElement[bool]]]:
+    """The scored leads matching `where` under `model`: (FROM clause, WHERE conditions); the
+    lead table is joined only when a condition needs it."""
+    on_lead = where.lead_conditions(SCORE.c.lead_id)
+    needs_lead = where.search.strip() or where.channels
+    joined = SCORE.join(LEAD, LEAD.c.id == SCORE.c.lead_id) if needs_lead else SCORE
+    return joined, [SCORE.c.model == model, *where.score_conditions(), *on_lead]
+
+
+def _unscored(model: str) -> sa.ColumnElement[bool]:
+    return ~sa.exists().where(SCORE.c.lead_id == LEAD.c.id, SCORE.c.model == model)
+
+
+def _known_to(sources: Sequence[str]) -> sa.Select[Any]:
+    return sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system.in_(list(sources)))
+
+
+def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
+    """Leads matching `where` under `model` (unscored leads too when no score filter is set).
+
+    Without a search the scored part comes from the counters the scorer keeps
+    (`core.store.summary`), and the unscored part from the lead table minus those."""
+    if where.counted and summary.built(conn):
+        grades = [g.upper() for g in where.grades]
+        scored = summary.count_cells(
+            conn, model, where.tiers, grades, where.qualified, where.channels, where.sources
+        )
+        if where.score_conditions():
+            return scored
+        everyone = sa.select(sa.func.count()).select_from(LEAD)
+        if where.channels:
+            everyone = everyone.where(LEAD.c.channel.in_(list(where.channels)))
+        if where.sources:
+            known = _known_to(where.sources)
+            if where.channels:
+                everyone = everyone.where(LEAD.c.id.in_(known))
+            else:  # from the (system, lead_id) index alone
+                everyone = sa.select(sa.func.count(sa.distinct(IDENTITY.c.lead_id))).where(
+                    IDENTITY.c.system.in_(list(where.sources))
+                )
+        every_scored = summary.count_cells(
+            conn, model, channels=where.channels, sources=where.sources
+        )
+        return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored)
+    joined, conditions = _scored(model, where)
+    query = sa.select(sa.func.count()).select_from(joined).where(*conditions)
+    found = int(conn.execute(query).scalar_one())
+    if not where.score_conditions():
+        rest = sa.select(sa.func.count()).select_from(LEAD)
+        rest = rest.where(_unscored(model), *where.lead_conditions())
+        found += int(conn.execute(rest).scalar_one())
+    return found
+
+
+def _after(sort: str, cursor: str | None) -> tuple[str, float | None, int]:
+    """The keyset cursor `after` as (part, value, lead id): part "s" walks scored leads in
+    `sort` order, "u" the unscored ones by id."""
+    if cursor is None:
+        return "s", None, 0
+    try:
+        part, value, lead_id = cursor.split(":")
+        if part not in ("s", "u"):
+            raise ValueError(part)
+        return part, float(value) if value else None, int(lead_id)
+    except ValueError:
+        raise HTTPException(422, f"after: {cursor[:40]!r} is not a cursor from `next`") from None
+
 
 def lead_page(
-    store: Store, model: str, where: LeadFilter, sort: str, limit: int, offset: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """(leads matching `where` under `model`, one page of them in `sort` order); a lead never
-    scored under `model` matches no filter and sorts last."""
-    joined = LEAD.outerjoin(SCORE, sa.and_(SCORE.c.lead_id == LEAD.c.id, SCORE.c.model == model))
-    conditions = where.conditions()
-    column = SORT_COLUMNS[sort.lstrip("-")]
-    order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
-    page = sa.select(*LIST_COLUMNS).select_from(joined).where(*conditions)
-    page = page.order_by(order, LEAD.c.id).limit(limit).offset(offset)
-    count = sa.select(sa.func.count()).select_from(joined).where(*conditions)
+    store: Store,
+    model: str,
+    where: LeadFilter,
+    sort: str,
+    limit: int,
+    offset: int = 0,
+    after: str | None = None,
+) -> tuple[int, list[dict[str, Any]], str | None]:
+    """(leads matching `where` under `model`, one page of them in `sort` order, the cursor of
+    the next page); a lead never scored under `model` matches no score filter and sorts last.
+
+    A page is found from the index alone (lead ids only) and then read: a deep `offset` skips
+    index entries, not rows; `after` (the previous page's cursor, for the sorts in
+    `KEYSET_SORTS`) skips nothing at all."""
+    key = sort.lstrip("-")
+    column = SORT_COLUMNS[key]
+    descending = sort.startswith("-")
+    order = column.desc() if descending else column.asc()
+    if column.nullable:
+        order = order.nulls_last()
     with store.engine.connect() as conn:
-        return int(conn.execute(count).scalar_one()), [r._asdict() for r in conn.execute(page)]
+        count = lead_count(conn, model, where)
+        if column.table is not SCORE:
+            ids = _lead_sorted_ids(model, where, order, limit, offset)
+            rows = _read(conn, model, [int(r[0]) for r in conn.execute(ids)])
+            return count, rows, None
+        part, value, last = _after(sort, after)
+        found: list[int] = []
+        cursor: str | None = None
+        if part == "s":
+            joined, conditions = _scored(model, where)
+            query = (
+                sa.select(SCORE.c.lead_id, column)
+                .select_from(joined)
+                .where(*conditions)
+                .order_by(order, SCORE.c.lead_id)
+                .limit(limit)
+            )
+            if after is None:
+                page = list(conn.execute(query.offset(offset)))
+            else:  # two index range seeks: the rest of the cursor's value, then beyond it
+                page = list(conn.execute(query.where(column == value, SCORE.c.lead_id > last)))
+                if len(page) < limit:
+                    beyond = column < value if descending else column > value
+                    page += list(conn.execute(query.where(beyond).limit(limit - len(page))))
+            found = [r[0] for r in page]
+            if page and sort in KEYSET_SORTS:
+                cursor = f"s:{page[-1][1]!r}:{page[-1][0]}"
+        if len(found) < limit and not where.score_conditions():
+            tail = sa.select(LEAD.c.id).where(_unscored(model), *where.lead_conditions())
+            tail = tail.order_by(LEAD.c.id).limit(limit - len(found))
+            if part == "u":
+                tail = tail.where(LEAD.c.id > last)
+            elif after is None and not found:
+                joined, conditions = _scored(model, where)
+                scored = sa.select(sa.func.count()).select_from(joined).where(*conditions)
+                tail = tail.offset(max(0, offset - int(conn.execute(scored).scalar_one())))
+            rest = list(conn.execute(tail).scalars())
+            found += rest
+            if rest and sort in KEYSET_SORTS:
+                cursor = f"u::{rest[-1]}"
+        if len(found) < limit:
+            cursor = None
+        return count, _read(conn, model, found), cursor
+
+
+def _lead_sorted_ids(
+    model: str, where: LeadFilter, order: sa.ColumnElement[Any], limit: int, offset: int
+) -> sa.Select[Any]:
+    """Ids of one page sorted by a lead column."""
+    if where.score_conditions():
+        joined = LEAD.join(SCORE, SCORE.c.lead_id == LEAD.c.id)
+        query = sa.select(LEAD.c.id).select_from(joined).where(*_scored(model, where)[1])
+    else:
+        query = sa.select(LEAD.c.id).where(*where.lead_conditions())
+    return query.order_by(order, LEAD.c.id).limit(limit).offset(offset)
+
+
+def _read(conn: Connection, model: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The list columns of `ids`, in the order given."""
+    if not ids:
+        return []
+    joined = LEAD.outerjoin(SCORE, sa.and_(SCORE.c.lead_id == LEAD.c.id, SCORE.c.model == model))
+    query = sa.select(*LIST_COLUMNS).select_from(joined).where(LEAD.c.id.in_(list(ids)))
+    rows = {r.id: r._asdict() for r in conn.execute(query)}
+    return [rows[i] for i in ids if i in rows]
 
 
 def lead_detail(store: Store, hub: HubConfig, lead_id: int) -> LeadDetail | None:
@@ -336,17 +504,34 @@ class FilterOptions:
     channels: list[str]
 
 
+def _distinct(conn: Connection, table: str, column: str) -> list[str]:
+    """The distinct non-null values of an indexed column, one index probe per value (a loose
+    index scan) rather than a read of every row."""
+    query = f"""
+        WITH RECURSIVE found(v) AS (
+            SELECT min({column}) FROM {table}
+            UNION ALL
+            SELECT (SELECT min({column}) FROM {table} WHERE {column} > found.v)
+            FROM found WHERE found.v IS NOT NULL
+        )
+        SELECT v FROM found WHERE v IS NOT NULL"""
+    return [str(v) for v in conn.execute(sa.text(query)).scalars()]
+
+
 def filter_options(store: Store, model: str) -> FilterOptions:
-    """Distinct grades under `model`, identity systems and channels (each one small query)."""
-    grades = sa.select(SCORE.c.grade).where(SCORE.c.model == model, SCORE.c.grade.is_not(None))
-    sources = sa.select(IDENTITY.c.system)
-    channels = sa.select(LEAD.c.channel).where(LEAD.c.channel.is_not(None))
+    """Distinct grades under `model` (from the kept counters once built), identity systems and
+    channels."""
     with store.engine.connect() as conn:
-        found = [
-            sorted(str(v) for v in conn.execute(q.distinct()).scalars())
-            for q in (grades, sources, channels)
-        ]
-    return FilterOptions(*found)
+        if summary.built(conn):
+            grades = sorted(summary.grades(conn, model))
+        else:
+            query = sa.select(SCORE.c.grade).where(
+                SCORE.c.model == model, SCORE.c.grade.is_not(None)
+            )
+            grades = sorted(str(v) for v in conn.execute(query.distinct()).scalars())
+        sources = sorted(_distinct(conn, "identity", "system"))
+        channels = sorted(_distinct(conn, "lead", "channel"))
+    return FilterOptions(grades, sources, channels)
 
 
 @dataclass(frozen=True)
@@ -363,7 +548,18 @@ class RuleStat:
 
 def rule_stats(store: Store, model: str) -> list[RuleStat]:
     """Per ledger line (rule, decay or clamp): leads it fired for, matches and points in total,
-    summed by the database over the JSON ledgers rather than by loading every score."""
+    from the figures the scorer keeps (`core.store.summary`) once built."""
+    with store.engine.connect() as conn:
+        if summary.built(conn):
+            return [
+                RuleStat(r.section, r.kind, r.name, r.leads, r.count, r.points)
+                for r in summary.rules(conn, model)
+            ]
+    return rule_stats_from_scratch(store, model)
+
+
+def rule_stats_from_scratch(store: Store, model: str) -> list[RuleStat]:
+    """`rule_stats` summed by the database over every JSON ledger under `model`."""
     if store.dialect == "postgresql":
         query = """
             SELECT e->>'section', e->>'kind', e->>'name', COUNT(*),
@@ -394,7 +590,26 @@ class TierStat:
 
 
 def tier_stats(store: Store, model: str) -> list[TierStat]:
-    """Leads, qualified leads and the average total per stored tier under `model`."""
+    """Leads, qualified leads and the average total per stored tier under `model`, from the
+    kept figures once built."""
+    with store.engine.connect() as conn:
+        if summary.built(conn):
+            tiers = summary.figures(conn, model)["tier"]
+            return [
+                TierStat(
+                    None if name == NONE_LABEL else name,
+                    v["leads"],
+                    v["qualified"],
+                    v["total"] / 1000 / v["leads"],
+                )
+                for name, v in tiers.items()
+                if v["leads"]
+            ]
+    return tier_stats_from_scratch(store, model)
+
+
+def tier_stats_from_scratch(store: Store, model: str) -> list[TierStat]:
+    """`tier_stats` grouped by the database over every score under `model`."""
     query = (
         sa.select(
             SCORE.c.tier,
@@ -457,15 +672,25 @@ def list_leads(
     channel: list[str] = Query([], description="Only these channels (repeat)."),
     sort: LeadSort = Query("-total", description="Sort key; a leading `-` sorts descending."),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(
+        0, ge=0, le=MAX_OFFSET, description=f"Leads to skip (at most {MAX_OFFSET:,})."
+    ),
+    after: str | None = Query(
+        None,
+        max_length=100,
+        description="The `next` of the previous page: the page after it, however deep "
+        f"(sorts {', '.join(KEYSET_SORTS)}); `offset` is then ignored.",
+    ),
 ) -> LeadList:
     """Leads with their score under one model, filtered, sorted and one page at a time."""
     name = ctx.model(model).name
     where = LeadFilter(tier, grade, qualified, q, source, channel)
-    total, rows = lead_page(ctx.store, name, where, sort, limit, offset)
+    if after is not None and sort not in KEYSET_SORTS:
+        raise HTTPException(422, f"after: works with the sorts {', '.join(KEYSET_SORTS)}")
+    total, rows, cursor = lead_page(ctx.store, name, where, sort, limit, offset, after)
     colors = tier_colors(ctx.hub)
     items = [LeadSummary(**r, tier_color=colors.get((name, r["tier"]))) for r in rows]
-    return LeadList(model=name, total=total, limit=limit, offset=offset, items=items)
+    return LeadList(model=name, total=total, limit=limit, offset=offset, items=items, next=cursor)
 
 
 @api.get("/leads/{lead_id}", response_model=LeadDetail, responses=NOT_FOUND)

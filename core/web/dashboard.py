@@ -43,6 +43,7 @@ from core.web.api import (
     context,
     filter_options,
     lead_activity,
+    lead_count,
     lead_detail,
     lead_page,
     model_report,
@@ -272,8 +273,9 @@ def overview(ctx: WebContext, model: ScoringModel) -> dict[str, Any]:
         report = model_report(ctx.store, model)
     except ConfigError as exc:
         problem = str(exc)
-    count, rows = lead_page(ctx.store, model.name, LeadFilter(), "-total", TOP, 0)
-    qualified, _ = lead_page(ctx.store, model.name, LeadFilter(qualified=True), "id", 1, 0)
+    count, rows, _ = lead_page(ctx.store, model.name, LeadFilter(), "-total", TOP, 0)
+    with ctx.store.engine.connect() as conn:
+        qualified = lead_count(conn, model.name, LeadFilter(qualified=True))
     colors = tier_palette(model)
     data: dict[str, Any] = {
         "model": model,
@@ -469,7 +471,7 @@ def leads(
         _values("channel", channel),
     )
     key = SORTS[sort] if order == "asc" else f"-{SORTS[sort]}"
-    count, rows = lead_page(ctx.store, chosen.name, where, key, size, (page - 1) * size)
+    count, rows, _ = lead_page(ctx.store, chosen.name, where, key, size, (page - 1) * size)
     pages_total = max(1, math.ceil(count / size))
     if page > pages_total:
         raise HTTPException(

@@ -20,7 +20,7 @@ from connectors.sandbox.hub import VENDORS
 from core.cli import app
 
 TINY = {"leads": 300, "per_lead": 2, "pull_records": 400, "push_leads": 40, "webhooks": 4,
-        "memory_records": 3000}  # fmt: skip
+        "memory_records": 3000, "dashboard_leads": 300}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +44,23 @@ def measurable(vendor: str) -> bool:
 
 def test_json_has_every_section_and_the_machine(figures: dict[str, Any]) -> None:
     assert figures["size"] == "small"
-    assert set(figures["sections"]) == {"rescore", "pull", "push", "webhook", "memory"}
+    sections = {"rescore", "pull", "push", "webhook", "memory", "dashboard"}
+    assert set(figures["sections"]) == sections
     assert set(figures["seconds"]) == set(figures["sections"])
     assert figures["machine"]["cpus"] >= 1 and figures["machine"]["python"].count(".") == 2
-    for title in ("rescore", "pull", "push", "webhook", "memory"):
+    for title in sections:
         assert title in figures["output"]  # each section printed its table
+
+
+def test_dashboard_times_every_page_and_each_answers(figures: dict[str, Any]) -> None:
+    load, *pages = figures["sections"]["dashboard"]
+    assert load["backend"] == "sqlite" and load["leads"] == TINY["dashboard_leads"]
+    assert load["activities"] > 0 and "load" in load["page"]
+    labels = [p["page"] for p in pages]
+    for wanted in ("home /", "report /api/report", "/api/leads deep offset", "/api/leads/{id}"):
+        assert wanted in labels
+    assert any("source=" in p for p in labels) and any("channel=" in p for p in labels)
+    assert all(p["status"] == 200 and p["median_ms"] > 0 for p in pages), pages
 
 
 def test_rescore_scores_every_lead_once_and_reports_its_own_peak(figures: dict[str, Any]) -> None:

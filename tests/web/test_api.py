@@ -90,6 +90,53 @@ def test_bad_parameters_are_422(authed: Client, params: dict[str, Any]) -> None:
     assert authed.get("/api/leads", params=params).status_code == 422
 
 
+@pytest.mark.parametrize(
+    "offset", ["10000001", "999999999999999999999", "-999999999999999999999", "1e3"]
+)
+def test_out_of_range_paging_is_422_naming_the_parameter(authed: Client, offset: str) -> None:
+    response = authed.get("/api/leads", params={"offset": offset})
+    assert response.status_code == 422
+    assert "offset" in response.text
+
+
+def test_the_deepest_offset_answers_an_empty_page(authed: Client) -> None:
+    body = leads(authed, offset=10_000_000)
+    assert (body["total"], body["items"], body["next"]) == (12, [], None)
+
+
+@pytest.mark.parametrize("sort", ["-total", "total", "-fit", "engagement"])
+def test_keyset_pages_follow_the_offset_pages(authed: Client, sort: str) -> None:
+    everyone = [i["id"] for i in leads(authed, sort=sort)["items"]]
+    walked, after = [], None
+    for _ in range(10):
+        params: dict[str, Any] = {"sort": sort, "limit": 5}
+        if after:
+            params["after"] = after
+        body = leads(authed, **params)
+        walked += [i["id"] for i in body["items"]]
+        after = body["next"]
+        if after is None:
+            break
+    assert walked == everyone and len(everyone) == 12
+
+
+def test_keyset_pages_with_a_filter(authed: Client) -> None:
+    first = leads(authed, tier="warm", sort="-total", limit=3)
+    second = leads(authed, tier="warm", sort="-total", limit=3, after=first["next"])
+    ids = [i["id"] for i in first["items"] + second["items"]]
+    assert ids == [i["id"] for i in leads(authed, tier="warm", sort="-total")["items"]]
+    assert len(ids) == 4 and second["next"] is None
+
+
+@pytest.mark.parametrize(
+    "params", [{"after": "s:x:1"}, {"after": "nonsense"}, {"after": "s:1:1", "sort": "email"}]
+)
+def test_a_bad_cursor_is_422(authed: Client, params: dict[str, Any]) -> None:
+    response = authed.get("/api/leads", params=params)
+    assert response.status_code == 422
+    assert "after" in response.json()["detail"]
+
+
 def test_unknown_model_is_404_naming_the_configured_ones(authed: Client) -> None:
     response = authed.get("/api/leads", params={"model": "other"})
     assert response.status_code == 404
@@ -152,7 +199,7 @@ def test_openapi_lists_the_routes_and_both_auth_schemes(client: Client) -> None:
     params = {p["name"] for p in listing["parameters"]}
     assert params == {
         *("model", "tier", "grade", "qualified", "q", "source", "channel"),
-        *("sort", "limit", "offset"),
+        *("sort", "limit", "offset", "after"),
     }
     assert listing["security"]
     item = doc["components"]["schemas"]["LeadSummary"]["properties"]

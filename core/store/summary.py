@@ -1,0 +1,655 @@
+"""The report's figures, kept up to date by the scorer instead of computed per page view.
+
+Two tables hold them:
+
+- `report_lead`: per (model, lead), what the lead last counted as in the figures: its tier,
+  grade, qualified flag and total, its channel, first source, the systems that know it, its
+  deciding outcome, (when decided) its score at its decision point, and its ledger lines.
+  Keeping this rather than trusting a caller's "old" values means a lead whose channel, source
+  or outcome changed on a pull is subtracted from the group it was really counted in.
+- `report_figure`: counters per (model, figure, key): leads, the sum of totals or points (in
+  thousandths, so sums stay exact), decided, converted and qualified leads, and rule matches.
+  Figures: `tier`, `bracket` (current score, 10-point brackets), `channel`, `source`,
+  `conversion` (score at the decision point), `qbc` (converted leads, and those qualified at
+  their decision point), `month` (qualified crossings per calendar month, one per lead and
+  month, deduplicated through `report_qualified`), `rule` (leads, matches and points per ledger
+  line) and `cell` (leads per tier, grade, qualified flag, channel and set of systems, which
+  answers the lead list's counts without counting rows).
+
+The scorer calls `apply` in the transaction that writes a chunk's scores, with the chunk's lead
+ids; `drop` when models leave the hub file; `forget` runs when a lead is merged into another.
+`rebuild` recomputes everything from the store; a store whose summary was never built (just
+upgraded) answers `built() == False`, the report is computed from scratch meanwhile, and the
+next score run builds it.
+
+Definitions follow `core.pipeline.analytics` (current scores; decided leads scored at their
+decision points; a lead's source is the system it first came from).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from core.records import LEAD_FIELDS
+from core.store.tables import (
+    Activity as ActivityRow,
+)
+from core.store.tables import (
+    Identity,
+    Lead,
+    Meta,
+    Outcome,
+    ReportFigure,
+    ReportLead,
+    ReportQualified,
+    Score,
+    ScoreHistory,
+    table,
+)
+from scoring.engine import Activity, score_lead
+from scoring.model import ScoringModel, segment_matches
+from scoring.report import (
+    CONVERTED,
+    DECIDED,
+    NONE_LABEL,
+    Bracket,
+    Group,
+    QualifiedBeforeClose,
+    Report,
+    TierCount,
+    deciding_outcome,
+    decision_point,
+)
+
+LEAD = table(Lead)
+IDENTITY = table(Identity)
+OUTCOME = table(Outcome)
+ACTIVITY = table(ActivityRow)
+SCORE = table(Score)
+HISTORY = table(ScoreHistory)
+META = table(Meta)
+R_LEAD = table(ReportLead)
+R_FIGURE = table(ReportFigure)
+R_QUALIFIED = table(ReportQualified)
+
+BUILT_KEY = "report_summary"
+WIDTH = 10.0
+BRACKETS = 10
+CHUNK = 1000
+COUNTERS = ("leads", "total", "decided", "converted", "qualified", "count")
+
+# leads, total (thousandths), decided, converted, qualified, count (rule matches)
+Vector = tuple[int, int, int, int, int, int]
+
+
+def bracket(score: float) -> int:
+    """The 10-point bracket a score falls in, as `scoring.report.brackets` counts it."""
+    return min(max(math.floor(score / WIDTH), 0), BRACKETS - 1)
+
+
+SEP = "\x1f"  # joins the parts of a composite key
+
+
+def rules_of(ledger: Sequence[Mapping[str, Any]] | None) -> list[list[Any]]:
+    """A score's ledger as [section, kind, name, count, points] lines."""
+    return [
+        [e["section"], e["kind"], e["name"], e.get("count") or 0, e.get("points") or 0]
+        for e in ledger or ()
+    ]
+
+
+def cell_key(
+    tier: str | None, grade: str | None, qualified: bool, channel: str | None, systems: str
+) -> str:
+    """The `cell` a lead is counted in: its tier, grade, qualified flag, channel and the
+    systems that know it (comma-separated)."""
+    return SEP.join((tier or "", grade or "", str(int(bool(qualified))), channel or "", systems))
+
+
+def _contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
+    """What one report_lead row adds to each figure."""
+    outcome = row["outcome"]
+    decided, converted = int(outcome in DECIDED), int(outcome in CONVERTED)
+    milli = round(row["total"] * 1000)
+    qualified = int(bool(row["qualified"]))
+    yield "tier", row["tier"] or NONE_LABEL, (1, milli, 0, 0, qualified, 0)
+    yield "bracket", str(bracket(row["total"])), (1, 0, decided, converted, 0, 0)
+    yield "channel", row["channel"] or NONE_LABEL, (1, milli, decided, converted, 0, 0)
+    yield "source", row["source"] or NONE_LABEL, (1, milli, decided, converted, 0, 0)
+    cell = cell_key(row["tier"], row["grade"], row["qualified"], row["channel"], row["systems"])
+    yield "cell", cell, (1, 0, 0, 0, 0, 0)
+    if row["decided_total"] is not None:
+        at_close = int(bool(row["decided_qualified"]))
+        yield "conversion", str(bracket(row["decided_total"])), (1, 0, 1, converted, 0, 0)
+        yield "qbc", "", (0, 0, 0, converted, converted * at_close, 0)
+    for section, kind, name, count, points in row["rules"] or ():
+        key = SEP.join((section, kind, name))
+        yield "rule", key, (1, round(points * 1000), 0, 0, 0, int(count))
+
+
+def _add(
+    deltas: dict[tuple[str, str, str], list[int]],
+    model: str,
+    row: Mapping[str, Any],
+    sign: int,
+) -> None:
+    for figure, key, vector in _contributions(row):
+        tally = deltas.setdefault((model, figure, key), [0] * len(COUNTERS))
+        for i, value in enumerate(vector):
+            tally[i] += sign * value
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(R_FIGURE)
+
+
+def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
+    """Add `deltas` to the counters, in key order (two writers lock rows in the same order)."""
+    moving = sorted((k, v) for k, v in deltas.items() if any(v))
+    if not moving:
+        return
+    zero = dict.fromkeys(COUNTERS, 0)
+    conn.execute(
+        _insert(conn).on_conflict_do_nothing(index_elements=["model", "figure", "key"]),
+        [{"model": m, "figure": f, "key": k, **zero} for (m, f, k), _ in moving],
+    )
+    conn.execute(
+        R_FIGURE.update()
+        .where(
+            R_FIGURE.c.model == sa.bindparam("_model"),
+            R_FIGURE.c.figure == sa.bindparam("_figure"),
+            R_FIGURE.c.key == sa.bindparam("_key"),
+        )
+        .values({c: R_FIGURE.c[c] + sa.bindparam(f"_d_{c}") for c in COUNTERS}),
+        [
+            {
+                "_model": m,
+                "_figure": f,
+                "_key": k,
+                **{f"_d_{c}": v[i] for i, c in enumerate(COUNTERS)},
+            }
+            for (m, f, k), v in moving
+        ],
+    )
+
+
+# -- what a lead counts as ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Attributes:
+    """A lead's attributes the report groups by, and what its decision point needs."""
+
+    fields: dict[str, Any]
+    created_at: datetime
+    source: str | None
+    systems: str
+    outcome: str | None
+    closed_at: datetime | None
+
+
+def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
+    leads = {row.id: row for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids)))}
+    sources: dict[int, str] = {}
+    systems: dict[int, set[str]] = defaultdict(set)
+    query = (
+        sa.select(IDENTITY.c.lead_id, IDENTITY.c.system)
+        .where(IDENTITY.c.lead_id.in_(lead_ids))
+        .order_by(IDENTITY.c.id)
+    )
+    for lead_id, system in conn.execute(query):
+        sources.setdefault(lead_id, system)
+        systems[lead_id].add(system)
+    outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
+    query = sa.select(OUTCOME.c.lead_id, OUTCOME.c.status, OUTCOME.c.closed_at).where(
+        OUTCOME.c.lead_id.in_(lead_ids)
+    )
+    for row in conn.execute(query):
+        outcomes[row.lead_id].append((row.status, row.closed_at))
+    found = {}
+    for lead_id, row in leads.items():
+        fields = {name: getattr(row, name) for name in LEAD_FIELDS}
+        fields["custom"] = row.custom or {}
+        status: str | None = None
+        closed_at: datetime | None = None
+        if lead_id in outcomes:
+            status, closed_at = deciding_outcome(outcomes[lead_id])
+        found[lead_id] = _Attributes(
+            fields,
+            row.created_at,
+            sources.get(lead_id),
+            ",".join(sorted(systems[lead_id])),
+            status,
+            closed_at,
+        )
+    return found
+
+
+def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Activity]]:
+    found: dict[int, list[Activity]] = defaultdict(list)
+    if not lead_ids:
+        return found
+    query = sa.select(
+        ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
+    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
+    for lead_id, kind, occurred_at, props in conn.execute(query):
+        found[lead_id].append(Activity(kind, occurred_at, MappingProxyType(props or {})))
+    return found
+
+
+def _at_decision(
+    model: ScoringModel, attrs: _Attributes, activities: Sequence[Activity]
+) -> tuple[float, bool] | None:
+    """(total, qualified) of a decided lead scored at its decision point; None when undecided."""
+    if attrs.outcome not in DECIDED or not segment_matches(model, attrs.fields):
+        return None
+    times = [a.occurred_at for a in activities]
+    at = decision_point(attrs.outcome, attrs.closed_at, times, attrs.created_at)
+    before = [a for a in activities if a.occurred_at <= at]
+    result = score_lead(attrs.fields, before, model, at)
+    return result.total, result.qualified
+
+
+def _rows(
+    conn: Connection,
+    models: Sequence[ScoringModel],
+    scored: Sequence[tuple[str, int, Mapping[str, Any]]],
+) -> list[dict[str, Any]]:
+    """report_lead rows for (model, lead, outputs), reading the leads' attributes."""
+    by_name = {m.name: m for m in models}
+    ids = sorted({lead_id for _, lead_id, _ in scored})
+    attrs = _attributes(conn, ids)
+    decided = [i for i in ids if i in attrs and attrs[i].outcome in DECIDED]
+    activities = _activities(conn, decided)
+    rows = []
+    for name, lead_id, outputs in scored:
+        found = attrs.get(lead_id)
+        if found is None:
+            continue
+        model = by_name.get(name)
+        at_close = _at_decision(model, found, activities[lead_id]) if model else None
+        rows.append(
+            {
+                "model": name,
+                "lead_id": lead_id,
+                "tier": outputs["tier"],
+                "grade": outputs["grade"],
+                "qualified": bool(outputs["qualified"]),
+                "total": float(outputs["total"]),
+                "channel": found.fields["channel"],
+                "source": found.source,
+                "systems": found.systems,
+                "outcome": found.outcome,
+                "decided_total": at_close[0] if at_close else None,
+                "decided_qualified": at_close[1] if at_close else None,
+                "rules": rules_of(outputs.get("ledger")),
+            }
+        )
+    return rows
+
+
+def _stored(conn: Connection, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for model, lead_id in keys:
+        by_model[model].append(lead_id)
+    found = {}
+    for model, ids in by_model.items():
+        query = sa.select(R_LEAD).where(R_LEAD.c.model == model, R_LEAD.c.lead_id.in_(ids))
+        found.update({(r.model, r.lead_id): r._asdict() for r in conn.execute(query)})
+    return found
+
+
+_ROW_KEYS = (
+    "tier", "grade", "qualified", "total", "channel", "source", "systems", "outcome",
+    "decided_total", "decided_qualified", "rules",
+)  # fmt: skip
+
+
+def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    for key in _ROW_KEYS:
+        a, b = old[key], new[key]
+        if key == "rules":
+            a, b = [list(x) for x in a or ()], [list(x) for x in b or ()]
+        if isinstance(a, float) or isinstance(b, float):
+            if a is None or b is None or abs(a - b) > 1e-9:
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+# -- the hooks ----------------------------------------------------------------------------------
+
+
+def apply(
+    conn: Connection,
+    models: Sequence[ScoringModel],
+    lead_ids: Sequence[int],
+    crossed: Iterable[tuple[str, int]],
+    now: datetime,
+) -> None:
+    """Bring the figures of `models` up to date for `lead_ids`, in the caller's transaction,
+    after it wrote their scores: each lead counts as its score row now says (no row: it leaves
+    the figures), with its current channel, source and outcome — those may have moved on a
+    pull although the score did not. `crossed` lists the (model, lead) that crossed into
+    qualified at `now`. Builds the whole summary first when the store has none yet."""
+    if not built(conn):
+        rebuild(conn, models)
+        return  # the rebuild read the scores this transaction just wrote
+    ids = sorted(set(lead_ids))
+    names = [m.name for m in models]
+    crossed = list(crossed)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        mine = set(chunk)
+        _apply_chunk(conn, models, names, chunk, [c for c in crossed if c[1] in mine], now)
+
+
+def _apply_chunk(
+    conn: Connection,
+    models: Sequence[ScoringModel],
+    names: Sequence[str],
+    ids: Sequence[int],
+    crossed: Sequence[tuple[str, int]],
+    now: datetime,
+) -> None:
+    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
+    if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
+        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
+    old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
+    query = sa.select(
+        SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
+        SCORE.c.qualified, SCORE.c.ledger,
+    ).where(SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names))  # fmt: skip
+    scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
+    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored)}
+    deltas: dict[tuple[str, str, str], list[int]] = {}
+    inserts, updates, deletes = [], [], []
+    for key in sorted({*old, *new}):
+        before, after = old.get(key), new.get(key)
+        if before is not None and after is not None and _same(before, after):
+            continue
+        if before is not None:
+            _add(deltas, key[0], before, -1)
+        if after is not None:
+            _add(deltas, key[0], after, +1)
+        if before is None and after is not None:
+            inserts.append(after)
+        elif before is not None and after is not None:
+            updates.append({"_model": key[0], "_lead_id": key[1], **after})
+        else:
+            deletes.append(key)
+    for model, lead_id in deletes:
+        conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
+    if inserts:
+        conn.execute(R_LEAD.insert(), inserts)
+    if updates:
+        conn.execute(
+            R_LEAD.update()
+            .where(
+                R_LEAD.c.model == sa.bindparam("_model"),
+                R_LEAD.c.lead_id == sa.bindparam("_lead_id"),
+            )
+            .values({k: sa.bindparam(k) for k in _ROW_KEYS}),
+            [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates],
+        )
+    month = f"{now:%Y-%m}"
+    _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
+    _write_deltas(conn, deltas)
+
+
+def _count_crossings(
+    conn: Connection,
+    crossings: Sequence[tuple[str, int, str]],
+    deltas: dict[tuple[str, str, str], list[int]],
+) -> None:
+    """Record qualified crossings, one per (model, lead, month), and count the new ones."""
+    if not crossings:
+        return
+    known: set[tuple[str, int, str]] = set()
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for model, lead_id, _ in crossings:
+        by_model[model].append(lead_id)
+    for model, ids in by_model.items():
+        ids = sorted(set(ids))
+        for start in range(0, len(ids), CHUNK):
+            query = sa.select(R_QUALIFIED).where(
+                R_QUALIFIED.c.model == model, R_QUALIFIED.c.lead_id.in_(ids[start : start + CHUNK])
+            )
+            known.update((r.model, r.lead_id, r.month) for r in conn.execute(query))
+    fresh = sorted(set(crossings) - known)
+    if not fresh:
+        return
+    conn.execute(
+        R_QUALIFIED.insert(), [{"model": m, "lead_id": i, "month": mo} for m, i, mo in fresh]
+    )
+    for model, _, month in fresh:
+        tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
+        tally[0] += 1
+
+
+def drop(conn: Connection, kept: Sequence[str]) -> None:
+    """Forget the figures of models no longer in the hub file (their scores are deleted).
+
+    Qualified crossings stay, as the score history they count does."""
+    conn.execute(R_LEAD.delete().where(R_LEAD.c.model.not_in(list(kept))))
+    conn.execute(
+        R_FIGURE.delete().where(R_FIGURE.c.model.not_in(list(kept)), R_FIGURE.c.figure != "month")
+    )
+
+
+def forget(conn: Connection, source_id: int, target_id: int) -> None:
+    """Lead `source_id` is being merged into `target_id`: take it out of every figure (its scores
+    go; the target is rescored), and move its qualified crossings to the target, counting a
+    (lead, month) the target already has once."""
+    rows = conn.execute(sa.select(R_LEAD).where(R_LEAD.c.lead_id == source_id)).all()
+    deltas: dict[tuple[str, str, str], list[int]] = {}
+    for row in rows:
+        _add(deltas, row.model, row._asdict(), -1)
+    conn.execute(R_LEAD.delete().where(R_LEAD.c.lead_id == source_id))
+    moving = conn.execute(sa.select(R_QUALIFIED).where(R_QUALIFIED.c.lead_id == source_id)).all()
+    if moving:
+        held = {
+            (r.model, r.month)
+            for r in conn.execute(sa.select(R_QUALIFIED).where(R_QUALIFIED.c.lead_id == target_id))
+        }
+        for r in moving:
+            if (r.model, r.month) in held:
+                tally = deltas.setdefault((r.model, "month", r.month), [0] * len(COUNTERS))
+                tally[0] -= 1
+        conn.execute(R_QUALIFIED.delete().where(R_QUALIFIED.c.lead_id == source_id))
+        fresh = [r for r in moving if (r.model, r.month) not in held]
+        if fresh:
+            conn.execute(
+                R_QUALIFIED.insert(),
+                [{"model": r.model, "lead_id": target_id, "month": r.month} for r in fresh],
+            )
+    _write_deltas(conn, deltas)
+
+
+# -- from scratch ---------------------------------------------------------------------------------
+
+
+def built(conn: Connection) -> bool:
+    query = sa.select(META.c.value).where(META.c.key == BUILT_KEY)
+    return conn.execute(query).scalar_one_or_none() == "1"
+
+
+def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
+    """Recompute every figure from the stored scores, leads, outcomes and score history."""
+    conn.execute(R_LEAD.delete())
+    conn.execute(R_FIGURE.delete())
+    conn.execute(R_QUALIFIED.delete())
+    deltas: dict[tuple[str, str, str], list[int]] = {}
+    last = 0
+    while True:
+        ids = list(
+            conn.execute(
+                sa.select(SCORE.c.lead_id)
+                .where(SCORE.c.lead_id > last)
+                .group_by(SCORE.c.lead_id)
+                .order_by(SCORE.c.lead_id)
+                .limit(CHUNK)
+            ).scalars()
+        )
+        if not ids:
+            break
+        last = ids[-1]
+        query = sa.select(
+            SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
+            SCORE.c.qualified, SCORE.c.ledger,
+        ).where(SCORE.c.lead_id.in_(ids))  # fmt: skip
+        scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
+        rows = _rows(conn, models, scored)
+        if rows:
+            conn.execute(R_LEAD.insert(), rows)
+        for row in rows:
+            _add(deltas, row["model"], row, +1)
+    query = sa.select(HISTORY.c.model, HISTORY.c.lead_id, HISTORY.c.computed_at).where(
+        HISTORY.c.event == "qualified"
+    )
+    crossings = {(r.model, r.lead_id, f"{r.computed_at:%Y-%m}") for r in conn.execute(query)}
+    _count_crossings(conn, sorted(crossings), deltas)
+    _write_deltas(conn, deltas)
+    if conn.execute(META.update().where(META.c.key == BUILT_KEY).values(value="1")).rowcount == 0:
+        conn.execute(META.insert().values(key=BUILT_KEY, value="1"))
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def figures(conn: Connection, model: str) -> dict[str, dict[str, dict[str, int]]]:
+    """figure → key → counters of `model` (a few hundred rows at most)."""
+    found: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    query = sa.select(R_FIGURE).where(R_FIGURE.c.model == model)
+    for row in conn.execute(query):
+        found[row.figure][row.key] = {c: int(getattr(row, c)) for c in COUNTERS}
+    return found
+
+
+def report(conn: Connection, model: ScoringModel) -> Report | None:
+    """The report of `model` from the summary; None when nothing is scored under it."""
+    found = figures(conn, model.name)
+    tiers = {k: v for k, v in found["tier"].items() if v["leads"]}
+    leads = sum(v["leads"] for v in tiers.values())
+    if not leads:
+        return None
+    names = [t.name for t in model.tiers]
+    names += sorted(t for t in tiers if t not in names)
+    tier_rows = []
+    for name in names:
+        v = tiers.get(name)
+        n = v["leads"] if v else 0
+        average = v["total"] / 1000 / n if v and n else None
+        tier_rows.append(TierCount(name, n, n / leads, average))
+
+    def brackets(figure: str) -> list[Bracket]:
+        rows = found[figure]
+        result = []
+        for i in range(BRACKETS):
+            v = rows.get(str(i), {})
+            high = min((i + 1) * WIDTH, 100)
+            result.append(
+                Bracket(
+                    i * WIDTH,
+                    high,
+                    v.get("leads", 0),
+                    v.get("decided", 0),
+                    v.get("converted", 0),
+                )
+            )
+        return result
+
+    def groups(figure: str) -> list[Group]:
+        rows = [
+            Group(k, v["leads"], v["total"] / 1000 / v["leads"], v["decided"], v["converted"])
+            for k, v in found[figure].items()
+            if v["leads"]
+        ]
+        return sorted(rows, key=lambda g: (-g.leads, g.name))
+
+    qbc = found["qbc"].get("", {})
+    months = sorted((k, v["leads"]) for k, v in found["month"].items() if v["leads"])
+    return Report(
+        leads=leads,
+        tiers=tier_rows,
+        brackets=brackets("bracket"),
+        conversion=brackets("conversion"),
+        channels=groups("channel"),
+        sources=groups("source"),
+        qualified_before_close=QualifiedBeforeClose(
+            qbc.get("converted", 0), qbc.get("qualified", 0)
+        ),
+        qualified_per_month=months,
+    )
+
+
+def count_cells(
+    conn: Connection,
+    model: str,
+    tiers: Sequence[str] = (),
+    grades: Sequence[str] = (),
+    qualified: bool | None = None,
+    channels: Sequence[str] = (),
+    sources: Sequence[str] = (),
+) -> int:
+    """Leads scored under `model` with any of `tiers`, `grades` and `channels`, known to any
+    of `sources`, and `qualified` (empty or None: any), from the `cell` counters."""
+    total = 0
+    for key, v in figures(conn, model)["cell"].items():
+        tier, grade, flag, channel, systems = key.split(SEP)
+        if tiers and tier not in tiers:
+            continue
+        if grades and grade not in grades:
+            continue
+        if qualified is not None and flag != str(int(qualified)):
+            continue
+        if channels and channel not in channels:
+            continue
+        if sources and not set(sources) & set(systems.split(",")):
+            continue
+        total += v["leads"]
+    return total
+
+
+def grades(conn: Connection, model: str) -> set[str]:
+    """The grades scored leads hold under `model`."""
+    return {
+        key.split(SEP)[1]
+        for key, v in figures(conn, model)["cell"].items()
+        if v["leads"] and key.split(SEP)[1]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFigure:
+    """A ledger line summed over a model's scored leads."""
+
+    section: str
+    kind: str
+    name: str
+    leads: int
+    count: int
+    points: float
+
+
+def rules(conn: Connection, model: str) -> list[RuleFigure]:
+    """Per ledger line (rule, decay or clamp): leads it fired for, matches and points."""
+    found = []
+    for key, v in figures(conn, model)["rule"].items():
+        if v["leads"]:
+            section, kind, name = key.split(SEP)
+            found.append(
+                RuleFigure(section, kind, name, v["leads"], v["count"], round(v["total"] / 1000, 2))
+            )
+    return found

@@ -1,0 +1,252 @@
+"""The report the scorer keeps up to date equals the report computed from scratch over the store.
+
+The oracle is `analytics.report_from_scratch`: every stored score joined with its lead, the
+first identity of each lead, its outcomes, and each decided lead rescored at its decision point
+— nothing of the kept figures. The store goes through pulls that add leads, move channels,
+add outcomes, add sources and merge two people; incremental and full rescores as time passes;
+a changed model file, a model removed and put back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.pipeline import analytics
+from core.pipeline import score as scorer
+from core.records import ActivityRecord, LeadRecord, OutcomeRecord
+from core.store import summary
+from core.store.store import Store
+from core.web.api import rule_stats, rule_stats_from_scratch, tier_stats, tier_stats_from_scratch
+from scoring.model import ScoringModel, parse_models
+
+START = datetime(2026, 9, 3, 9, tzinfo=UTC)
+CHANNELS = ("paid_search", "referral", "organic_search", None)
+
+
+def models(hot: int = 70, quote: int = 50, with_us: bool = True) -> list[ScoringModel]:
+    everyone = {
+        "name": "default",
+        "fit": {
+            "rules": [
+                {"name": "Director", "field": "job_title", "matches": "(?i)director", "points": 20},
+                {"name": "Big", "field": "company_size", "gte": 500, "points": 10},
+            ]
+        },
+        "engagement": {
+            "rules": [
+                {
+                    "name": "Quote",
+                    "event": "form_submitted",
+                    "where": {"form": "request-quote"},
+                    "points": quote,
+                },
+                {
+                    "name": "Pricing",
+                    "event": "page_viewed",
+                    "url": "*/pricing*",
+                    "points": 15,
+                    "limit": 3,
+                },
+            ],
+            "decay": {"expire_after_days": 40},
+        },
+        "tiers": [{"name": "hot", "min": hot}, {"name": "warm", "min": 30}, {"name": "cold"}],
+        "qualified": {"total": hot, "release_below": hot - 10},
+    }
+    us = {
+        "name": "us",
+        "segment": {"country": "US"},
+        "engagement": {
+            "rules": [{"name": "Any page", "event": "page_viewed", "points": 12, "limit": 8}]
+        },
+        "tiers": [{"name": "A", "min": 50}, {"name": "B"}],
+        "qualified": {"total": 50},
+    }
+    return parse_models({"models": [everyone, us] if with_us else [everyone]})
+
+
+def lead(i: int, source: str = "crm", **fields: Any) -> LeadRecord:
+    base: dict[str, Any] = {
+        "email": f"p{i}@acme{i % 5}.com",
+        "job_title": "Director of Sales" if i % 3 == 0 else "Analyst",
+        "company_size": 100 * (i % 9),
+        "country": "US" if i % 2 else "GB",
+        "channel": CHANNELS[i % len(CHANNELS)],
+    }
+    return LeadRecord(source=source, external_id=f"{source}-{i}", **(base | fields))
+
+
+def views(i: int, at: datetime, n: int, url: str = "https://x.io/pricing") -> list[ActivityRecord]:
+    return [
+        ActivityRecord(
+            source="crm",
+            external_id=f"v-{i}-{at:%m%d%H}-{k}",
+            lead=f"crm-{i}",
+            type="page_viewed",
+            occurred_at=at - timedelta(hours=k),
+            properties={"url": url},
+        )
+        for k in range(n)
+    ]
+
+
+def quote(i: int, at: datetime) -> ActivityRecord:
+    return ActivityRecord(
+        source="crm",
+        external_id=f"q-{i}-{at:%m%d}",
+        lead=f"crm-{i}",
+        type="form_submitted",
+        occurred_at=at,
+        properties={"form": "request-quote"},
+    )
+
+
+def outcome(i: int, status: str, closed: datetime | None) -> OutcomeRecord:
+    return OutcomeRecord(
+        source="crm", external_id=f"o-{i}-{status}", lead=f"crm-{i}", status=status,
+        closed_at=closed,
+    )  # fmt: skip
+
+
+def same(kept: Any, scratch: Any) -> None:
+    """Equal figure by figure; averages and shares to floating-point precision."""
+    a, b = asdict(kept), asdict(scratch)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert _approx(a[key]) == _approx(b[key]), key
+
+
+def _approx(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _approx(asdict(value))
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _approx(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_approx(v) for v in value]
+    return value
+
+
+def check(store: Store, hub: list[ScoringModel]) -> None:
+    with store.engine.connect() as conn:
+        assert summary.built(conn)
+    for model in hub:
+        kept = analytics.report(store, model)
+        scratch = analytics.report_from_scratch(store, model)
+        same(kept, scratch)
+        rules = sorted(rule_stats(store, model.name), key=str)
+        assert rules == sorted(rule_stats_from_scratch(store, model.name), key=str)
+        tiers = sorted(tier_stats(store, model.name), key=str)
+        assert _approx(tiers) == _approx(
+            sorted(tier_stats_from_scratch(store, model.name), key=str)
+        )
+
+
+def test_kept_report_equals_the_report_from_scratch(store: Store) -> None:
+    hub = models()
+    # a first pull: 40 leads, activity for most, a few decided outcomes
+    store.save_page("crm", "leads", [lead(i) for i in range(40)], None)
+    acts: list[Any] = []
+    for i in range(40):
+        acts += views(i, START - timedelta(days=i % 7), i % 5)
+        if i % 4 == 0:
+            acts.append(quote(i, START - timedelta(days=2)))
+    store.save_page("crm", "acts", acts, None)
+    store.save_page(
+        "crm",
+        "outcomes",
+        [outcome(i, "won", START - timedelta(days=1)) for i in range(0, 40, 8)]
+        + [outcome(i, "lost", START - timedelta(days=3)) for i in range(3, 40, 7)]
+        + [outcome(5, "open", None), outcome(6, "converted", None)],
+        None,
+    )
+    scorer.score(store, hub, now=START)
+    check(store, hub)
+    first = analytics.report(store, hub[0])
+    assert first.leads == 40 and first.qualified_per_month == [("2026-09", 10)]
+    assert sum(b.decided for b in first.conversion) == 11
+
+    # a month later: channels and countries move, new activity and outcomes, a second source
+    # knows two of the leads and brings a new one, and lead 11 takes lead 12's email (a merge)
+    later = START + timedelta(days=31)
+    moved = [lead(i, channel="events") for i in range(0, 40, 3)]
+    moved += [lead(i, country="US") for i in range(0, 10, 2)]
+    moved.append(lead(11, email="p12@acme2.com"))
+    store.save_page("crm", "leads", moved, None)
+    store.save_page(
+        "ads",
+        "leads",
+        [lead(1, "ads"), lead(2, "ads"), lead(99, "ads", channel="paid_social")],
+        None,
+    )
+    acts = [quote(i, later - timedelta(days=1)) for i in range(1, 40, 5)]
+    acts += views(13, later, 4) + views(12, later, 3)
+    store.save_page("crm", "acts", acts, None)
+    store.save_page(
+        "crm",
+        "outcomes",
+        [outcome(1, "won", later), outcome(13, "lost", later), outcome(5, "won", None)],
+        None,
+    )
+    run = scorer.score(store, hub, now=later)
+    assert 0 < run.leads < 41  # incremental: only the leads the pulls touched
+    check(store, hub)
+
+    # time passes: a full rescore lets engagement expire; leads are released
+    scorer.score(store, hub, now=later + timedelta(days=45), full=True)
+    check(store, hub)
+
+    # the model file changes (new thresholds and points): every lead is rescored
+    changed = models(hot=60, quote=70)
+    scorer.score(store, changed, now=later + timedelta(days=46))
+    check(store, changed)
+
+    # a model is removed, then put back
+    alone = models(hot=60, quote=70, with_us=False)
+    scorer.score(store, alone, now=later + timedelta(days=47))
+    check(store, alone)
+    with store.engine.connect() as conn:
+        assert summary.figures(conn, "us") == {} or not any(
+            f != "month" for f in summary.figures(conn, "us")
+        )
+    scorer.score(store, changed, now=later + timedelta(days=48))
+    check(store, changed)
+
+
+def test_rebuild_from_scratch_matches_the_kept_figures(store: Store) -> None:
+    hub = models()
+    store.save_page("crm", "leads", [lead(i) for i in range(12)], None)
+    store.save_page("crm", "acts", [quote(i, START) for i in range(0, 12, 2)], None)
+    store.save_page("crm", "outcomes", [outcome(2, "won", START + timedelta(days=1))], None)
+    scorer.score(store, hub, now=START)
+    with store.engine.connect() as conn:
+        kept = {m.name: summary.figures(conn, m.name) for m in hub}
+    with store.begin() as conn:
+        summary.rebuild(conn, hub)
+    with store.engine.connect() as conn:
+        rebuilt = {m.name: summary.figures(conn, m.name) for m in hub}
+    nonzero = {
+        model: {f: {k: v for k, v in keys.items() if any(v.values())} for f, keys in figs.items()}
+        for model, figs in kept.items()
+    }
+    assert nonzero == rebuilt
+
+
+def test_a_store_without_the_summary_builds_it_on_the_next_score_run(store: Store) -> None:
+    hub = models()
+    store.save_page("crm", "leads", [lead(i) for i in range(6)], None)
+    scorer.score(store, hub, now=START)
+    with store.begin() as conn:  # as after the upgrade that adds the tables
+        conn.execute(sa.text("DELETE FROM report_figure"))
+        conn.execute(sa.text("DELETE FROM report_lead"))
+        conn.execute(sa.text("DELETE FROM meta WHERE key = 'report_summary'"))
+    scratch = analytics.report_from_scratch(store, hub[0])
+    same(analytics.report(store, hub[0]), scratch)  # computed from scratch meanwhile
+    store.save_page("crm", "acts", [quote(1, START)], None)
+    scorer.score(store, hub, now=START + timedelta(hours=1))
+    check(store, hub)
