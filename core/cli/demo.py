@@ -17,6 +17,7 @@ import yaml
 from rich.table import Table
 
 from connectors.base.sandboxes import serve_sandboxes
+from core.cli import story
 from core.cli.common import console, handles_errors, heading, state
 from core.cli.scores import leads
 from core.config import load_hub
@@ -66,7 +67,15 @@ def demo(
         None, "--dir", help="Where to write the demo hub (default: a new temporary directory)."
     ),
     top: int = typer.Option(15, "--top", help="How many leads to show."),
-    people: int = typer.Option(300, "--people", help="People in the synthetic world."),
+    people: int = typer.Option(1200, "--people", help="People in the synthetic world."),
+    days: int = typer.Option(
+        90,
+        "--days",
+        min=0,
+        help="Days of the world to replay, one pull, score, push and decay pass a day "
+        "(0: one pass over a world that is all there at once).",
+    ),
+    seed: int = typer.Option(42, "--seed", help="Seed of the synthetic world: same seed, same demo."),
     port: int = typer.Option(
         DASHBOARD_PORT, "--port", help="Port of the dashboard that --serve keeps up."
     ),
@@ -75,28 +84,37 @@ def demo(
     ),
     keep_serving: bool = typer.Option(False, "--serve", help="Keep sandboxes and dashboard up."),
 ) -> None:
-    """Pull from the vendor sandboxes, score, push back, and show the ranked leads."""
+    """Replay days of a synthetic world through the vendor sandboxes (pull, score, push back,
+    decay), then show the ranked leads and what to look at."""
 
     target = directory or Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     target.mkdir(parents=True, exist_ok=True)
-    with serve_sandboxes(seed=42, people=people, now=_today(), port=sandbox_port) as sandboxes:
-        hub = _write_hub(target, sandboxes)
+    today = _today()
+    with serve_sandboxes(
+        seed=seed, people=people, now=today, port=sandbox_port, days=days or None
+    ) as sandboxes:
+        hub = _write_hub(target, sandboxes, follow_ups=days > 0)
         heading(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
         store = state.store()
-        with console.status("pulling, scoring, pushing…"):
-            result = run_configured(store, hub, sources=list(hub.sources))
-        _print_run(result)
+        if days:
+            story.run_replay(store, hub, sandboxes, days=days, end=today)
+        else:
+            with console.status("pulling, scoring, pushing…"):
+                result = run_configured(store, hub, sources=list(hub.sources))
+            _print_run(result)
 
         leads(top=top, model_name=None, as_of=None, as_json=False)
         _show_landed(store, sandboxes)
-        _next_steps(target, store)
+        if days:
+            story.show_highlights(store, hub, sandboxes)
+        _next_steps(target, store, trained=days > 0)
         if keep_serving:
             _serve_dashboard(store, hub, port)
 
 
-def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
+def _write_hub(target: Path, sandboxes: Sandboxes, *, follow_ups: bool = False) -> HubConfig:
 
-    sources, destinations = sandboxes.hub_blocks()
+    sources, destinations = sandboxes.hub_blocks(follow_ups=follow_ups)
     for block in sources.values():
         if block.get("connector") == "facebook_leads":
             # With a verify token the dashboard mounts the Facebook webhook like a real hub does.
@@ -150,14 +168,17 @@ def _show_landed(store: Store, sandboxes: Sandboxes, top: int = 5) -> None:
     console.print(table)
 
 
-def _next_steps(target: Path, store: Store) -> None:
+def _next_steps(target: Path, store: Store, *, trained: bool = False) -> None:
 
     best = queries.ranked_leads(store, "default", 1)
     email = best[0]["email"] if best and best[0]["email"] else "someone@example.com"
     leadhub = _leadhub()
     console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
     where = shlex.quote(str(target))
-    for cmd in (f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"):
+    commands = [f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"]
+    if trained:
+        commands[2] = "backtest"
+    for cmd in commands:
         console.print(f"  cd {where} && {leadhub} {cmd}", soft_wrap=True, style="cyan",
                       markup=False, highlight=False)  # fmt: skip
     console.print(f"  {leadhub} init   # your own hub file, model and CSVs here", soft_wrap=True,

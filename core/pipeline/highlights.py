@@ -1,0 +1,100 @@
+"""What to look at in a store that has lived a while: the leads whose histories tell the story.
+
+- a lead that **crossed into qualified** (the most recent crossing of a lead still qualified, else
+  the most recent crossing): what its CRM follow-up task is about;
+- a lead that **decayed**: released from qualified as its activity went quiet (else the lead whose
+  total fell furthest from its peak with no activity since);
+- the **tier shares** of the current scores.
+
+`leadhub demo` closes on them and the dashboard's home page links them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core.pipeline.plan import SCORE
+from core.store.ingest import HISTORY, LEAD
+from core.store.store import Store
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One lead's notable moment: `total` went from `before` to `after` at `at`."""
+
+    lead_id: int
+    email: str | None
+    at: datetime
+    before: float
+    after: float
+    event: str | None
+
+
+@dataclass
+class Highlights:
+    crossed: Moment | None = None
+    decayed: Moment | None = None
+    tiers: dict[str, int] = field(default_factory=dict)  # tier -> current leads
+
+    @property
+    def leads(self) -> int:
+        return sum(self.tiers.values())
+
+
+def highlights(store: Store, model: str) -> Highlights:
+    """The highlights of `model`'s scores: see the module docstring."""
+    with store.engine.connect() as conn:
+        tiers = dict(
+            conn.execute(
+                sa.select(SCORE.c.tier, sa.func.count())
+                .where(SCORE.c.model == model)
+                .group_by(SCORE.c.tier)
+            ).all()
+        )
+        history = conn.execute(
+            sa.select(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.total, HISTORY.c.event)
+            .where(HISTORY.c.model == model)
+            .order_by(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.id)
+        ).all()
+        qualified_now = set(
+            conn.execute(
+                sa.select(SCORE.c.lead_id).where(SCORE.c.model == model, SCORE.c.qualified)
+            ).scalars()
+        )
+        emails = dict(conn.execute(sa.select(LEAD.c.id, LEAD.c.email)).all())
+    return Highlights(
+        _crossed(history, qualified_now, emails),
+        _decayed(history, emails),
+        {str(k or ""): int(v) for k, v in tiers.items()},
+    )
+
+
+def _moments(history: list[sa.Row], emails: dict[int, str | None]) -> list[Moment]:
+    found, previous = [], None
+    for row in history:
+        before = previous.total if previous is not None and previous.lead_id == row.lead_id else 0
+        found.append(Moment(row.lead_id, emails.get(row.lead_id), row.computed_at, float(before),
+                            float(row.total), row.event))  # fmt: skip
+        previous = row
+    return found
+
+
+def _crossed(
+    history: list[sa.Row], qualified_now: set[int], emails: dict[int, str | None]
+) -> Moment | None:
+    crossings = [m for m in _moments(history, emails) if m.event == "qualified"]
+    still = [m for m in crossings if m.lead_id in qualified_now]
+    best = still or crossings
+    return max(best, key=lambda m: (m.at, m.lead_id)) if best else None
+
+
+def _decayed(history: list[sa.Row], emails: dict[int, str | None]) -> Moment | None:
+    moments = _moments(history, emails)
+    released = [m for m in moments if m.event == "released"]
+    if released:
+        return max(released, key=lambda m: (m.before - m.after, m.at, m.lead_id))
+    falls = [m for m in moments if m.after < m.before]
+    return max(falls, key=lambda m: (m.before - m.after, m.at, m.lead_id)) if falls else None
