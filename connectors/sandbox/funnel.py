@@ -11,8 +11,8 @@ every person, so what people do and whether they buy follow from who they are an
   among them), newsletter opens and clicks, webinar sign-ups and attendance, and at most one
   request for a quote.
 - **Propensity** to buy is a logistic function of fit, the quote, pricing-page visits, webinars
-  and clicks, lowered by inactivity before the decision, plus noise. About three in four people
-  whose burst ended long enough ago get a decision (won, converted or lost) on a day of their own;
+  and clicks, lowered by inactivity before the decision, plus noise. Nine in ten people whose
+  burst ended long enough ago get a decision (won, converted or lost) on a day of their own;
   the rest stay open.
 
 `World.build` stays as it was (the sandboxes' tests pin its records); `build_funnel` returns the
@@ -27,20 +27,41 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.sandbox.world import (
+    CHANNELS,
+    CITIES,
+    FIRST,
     FREE_DOMAINS,
+    INDUSTRIES,
+    LAST,
+    PRODUCTS,
+    Company,
     Event,
     Person,
     Result,
     World,
-    _company,
-    _person,
+    _weighted,
 )
 
+# Who fills in the forms of a product that found its market: more senior people, mostly from the
+# markets it sells in, than the scattered world's.
+TITLES = (
+    ("Chief Executive Officer", 5), ("VP Marketing", 9), ("Director of Sales", 10),
+    ("Head of Growth", 9), ("Founder", 6), ("Marketing Manager", 14),
+    ("Sales Operations Manager", 8), ("Software Engineer", 6), ("Student", 3),
+    ("Marketing Coordinator", 8), ("Analyst", 7), ("Consultant", 6),
+)  # fmt: skip
+COUNTRIES = (("US", 48), ("GB", 16), ("CA", 9), ("DE", 9), ("FR", 5), ("IN", 8), ("BR", 3),
+             ("AU", 2))  # fmt: skip
+STEMS = ("Acme", "Globex", "Initech", "Umbra", "Vertex", "Northwind", "Contoso", "Helix", "Orbit",
+         "Quanta", "Nimbus", "Pioneer")  # fmt: skip
+SUFFIXES = ("Labs", "Systems", "Group", "Health", "Logistics", "Media", "Works")
+PASSIVE = ("email_opened", "unsubscribed")  # what a person lets happen rather than does
 SENIOR = ("Chief", "VP", "Director", "Head", "Founder")
 TARGET_INDUSTRIES = ("Software", "Financial Services")
 CORE_MARKETS = ("US", "GB", "CA")
@@ -92,6 +113,31 @@ def build_funnel(
     return World(seed, now, companies, persons, events, outcomes, malformed)
 
 
+def _company(rng: random.Random, i: int) -> Company:
+    stem, suffix = rng.choice(STEMS), rng.choice(SUFFIXES)
+    size = int(rng.lognormvariate(4.6, 1.3)) + 1
+    domain = f"{stem.lower()}{suffix.lower()}{i}.com"
+    return Company(f"{stem} {suffix} {i}", domain, rng.choice(INDUSTRIES), size,
+                   _weighted(rng, COUNTRIES))  # fmt: skip
+
+
+def _person(rng: random.Random, i: int, company: Company, now: datetime, days: int) -> Person:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    domain = rng.choice(FREE_DOMAINS) if rng.random() < 0.12 else company.domain
+    country = company.country if rng.random() < 0.9 else _weighted(rng, COUNTRIES)
+    channel = _weighted(rng, CHANNELS)
+    created = now - timedelta(days=rng.uniform(0, days), seconds=rng.randrange(86400))
+    return Person(
+        key=i, email=f"{first.lower()}.{last.lower()}{i}@{domain}", first_name=first,
+        last_name=last, phone=f"+1555{rng.randrange(10**6, 10**7)}", company=company,
+        job_title=_weighted(rng, TITLES), country=country, city=CITIES[country], channel=channel,
+        product_interest=rng.choice(PRODUCTS), created_at=created.replace(microsecond=0),
+        in_facebook=channel == "facebook_ads" or rng.random() < 0.1,
+        in_mailchimp=rng.random() < 0.7, in_hubspot=rng.random() < 0.8,
+        in_salesforce=rng.random() < 0.55,
+    )  # fmt: skip
+
+
 def _renumber(person: Person, key: int) -> Person:
     """The person under key `key` (the email's number follows, so emails stay unique)."""
     local, domain = person.email.split("@")
@@ -123,12 +169,12 @@ def fit_of(person: Person) -> float:
 def _live(rng: random.Random, person: Person, start: datetime, now: datetime) -> _Life:
     """Walk the person's days from arrival to `now`: bursts of activity, then quiet."""
     fit = fit_of(person)
-    interest = min(1.0, max(0.02, rng.betavariate(1.3, 3.0) + 0.12 * fit))
+    interest = min(1.0, max(0.02, rng.betavariate(1.3, 3.0) + 0.15 * fit))
     life = _Life(person, fit, interest, [])
     if person.in_facebook:
         _add(life, "ad_form_submitted", {"form": "fb-lead-form", "campaign": "autumn"},
              person.created_at)  # fmt: skip
-    active_until = person.created_at + timedelta(days=rng.expovariate(1 / (4 + 26 * interest)))
+    active_until = person.created_at + timedelta(days=rng.expovariate(1 / (6 + 40 * interest)))
     day = person.created_at.replace(hour=0, minute=0, second=0) + timedelta(days=1)
     while day < now:
         index = (day - start).days
@@ -163,7 +209,7 @@ def _active_day(rng: random.Random, life: _Life, moment: datetime, index: int) -
             life.webinars += 1
             _add(life, "webinar_attended", {"webinar": name}, moment + timedelta(hours=1))
     ready = life.pricing >= 1 or life.webinars >= 1
-    chance = (0.002 + 0.05 * interest * (1 if ready else 0.3)) * math.exp(0.35 * life.fit)
+    chance = (0.002 + 0.07 * interest * (1 if ready else 0.3)) * math.exp(0.35 * life.fit)
     if not life.quote and rng.random() < chance:
         life.quote = True
         form = {"form": "request-quote", "url": f"{SITE}/quote"}
@@ -187,32 +233,46 @@ def _newsletter(
 def _add(life: _Life, kind: str, props: dict[str, Any], at: datetime) -> None:
     key = f"{life.person.key}-{len(life.events)}"
     life.events.append(Event(key, life.person.key, kind, at.replace(microsecond=0), props))
-    if kind not in ("email_opened", "unsubscribed"):
+    if kind not in PASSIVE:
         life.last_active = max(life.last_active or at, at)
 
 
 def propensity(life: _Life, decided_at: datetime, noise: float) -> float:
-    """The chance that the person buys when decided at `decided_at`."""
-    quiet = (decided_at - (life.last_active or life.person.created_at)).days
+    """The chance that the person buys when decided at `decided_at`, from what they did before."""
+    before = [e for e in life.events if e.occurred_at < decided_at]
+    count = Counter(_signal(e) for e in before)
+    active = [e.occurred_at for e in before if e.type not in PASSIVE]
+    quiet = (decided_at - max(active, default=life.person.created_at)).days
     logit = (
-        -2.6
+        -3.1
         + 0.9 * life.fit
-        + 2.0 * life.quote
-        + 0.45 * min(life.pricing, 3)
-        + 0.7 * min(life.webinars, 2)
-        + 0.15 * min(life.clicks, 4)
+        + 2.0 * min(count["quote"], 1)
+        + 0.45 * min(count["pricing"], 3)
+        + 0.7 * min(count["webinar_attended"], 2)
+        + 0.15 * min(count["email_clicked"], 4)
         - 0.04 * max(0, quiet - 10)
         + noise
     )
     return 1 / (1 + math.exp(-logit))
 
 
+def _signal(event: Event) -> str:
+    if event.type == "form_submitted":
+        return "quote"
+    if event.type == "page_viewed" and str(event.properties.get("url", "")).endswith("/pricing"):
+        return "pricing"
+    return event.type
+
+
 def _decide(rng: random.Random, life: _Life, now: datetime) -> Result | None:
-    """Won, converted or lost some days after the burst, or None (still open)."""
-    if rng.random() > 0.8:
+    """Won, converted or lost at the end of a sales cycle, or some days after the person went
+    quiet, whichever comes first; None when still open at `now`."""
+    if rng.random() > 0.9:
         return None
     last = life.last_active or life.person.created_at
-    closed = last + timedelta(days=rng.uniform(2, 30), seconds=rng.randrange(3600, 80_000))
+    quiet = last + timedelta(days=rng.uniform(2, 24))
+    cycle = life.person.created_at + timedelta(days=rng.uniform(12, 70))
+    closed = min(quiet, cycle) + timedelta(seconds=rng.randrange(3600, 80_000))
     if closed >= now:
         return None
     chance = propensity(life, closed, rng.gauss(0, 0.6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -9,7 +10,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
@@ -119,7 +120,7 @@ def _write_hub(target: Path, sandboxes: Sandboxes, *, follow_ups: bool = False) 
         if block.get("connector") == "facebook_leads":
             # With a verify token the dashboard mounts the Facebook webhook like a real hub does.
             block.setdefault("verify_token", "sandbox-verify-token")
-    shutil.copyfile(MODEL, target / "models.yaml")
+    (target / "models.yaml").write_text(_demo_model(sources), encoding="utf-8")
     hub_file = target / "leadhub.yaml"
     text = "# Written by `leadhub demo`: every connector pointed at its sandbox.\n"
     port = sandboxes.url.rsplit(":", 1)[1]
@@ -131,6 +132,17 @@ def _write_hub(target: Path, sandboxes: Sandboxes, *, follow_ups: bool = False) 
     hub = load_hub(hub_file)
     state._hub, state._store = hub, Store(db_url)
     return hub
+
+
+def _demo_model(sources: dict[str, Any]) -> str:
+    """The example model, its quote rule also matching the sandbox forms the sources read (a form
+    submission's `form` is the vendor's form id)."""
+    text = MODEL.read_text(encoding="utf-8")
+    forms = [str(f) for block in sources.values() for f in block.get("form_ids") or ()]
+    if forms:
+        names = ", ".join(["request-quote", *(json.dumps(f) for f in forms)])
+        text = text.replace("where: {form: request-quote}", f"where: {{form: [{names}]}}")
+    return text
 
 
 def _print_run(result: RunResult) -> None:
