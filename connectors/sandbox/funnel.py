@@ -220,7 +220,7 @@ def _newsletter(
     rng: random.Random, life: _Life, moment: datetime, index: int, active: bool
 ) -> None:
     campaign = {"campaign": f"newsletter-{index // NEWSLETTER_EVERY}"}
-    if rng.random() < (0.25 + 0.45 * life.interest) * (1 if active else 0.4):
+    if rng.random() < (0.25 + 0.45 * life.interest) * (1 if active else 0.12):
         _add(life, "email_opened", campaign, moment)
         if rng.random() < 0.15 + 0.45 * life.interest:
             life.clicks += 1
@@ -275,7 +275,7 @@ def _decide(rng: random.Random, life: _Life, now: datetime) -> Result | None:
     closed = min(quiet, cycle) + timedelta(seconds=rng.randrange(3600, 80_000))
     if closed >= now:
         return None
-    chance = propensity(life, closed, rng.gauss(0, 0.6))
+    chance = propensity(life, closed, rng.gauss(0, 1.0))
     key, closed = life.person.key, closed.replace(microsecond=0)
     if rng.random() < chance:
         won = rng.random() < 0.6

@@ -189,7 +189,7 @@ def _next_steps(target: Path, store: Store, *, trained: bool = False) -> None:
     where = shlex.quote(str(target))
     commands = [f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"]
     if trained:
-        commands[2] = "backtest"
+        commands[2] = "backtest --model models.yaml"
     for cmd in commands:
         console.print(f"  cd {where} && {leadhub} {cmd}", soft_wrap=True, style="cyan",
                       markup=False, highlight=False)  # fmt: skip
