@@ -76,7 +76,9 @@ def demo(
         help="Days of the world to replay, one pull, score, push and decay pass a day "
         "(0: one pass over a world that is all there at once).",
     ),
-    seed: int = typer.Option(42, "--seed", help="Seed of the synthetic world: same seed, same demo."),
+    seed: int = typer.Option(
+        42, "--seed", help="Seed of the synthetic world: same seed, same demo."
+    ),
     port: int = typer.Option(
         DASHBOARD_PORT, "--port", help="Port of the dashboard that --serve keeps up."
     ),

@@ -102,16 +102,16 @@ class _DayStream:
         yield Page(self.items, None)
 
 
-def record(
-    source: Source, arrivals: Mapping[str, datetime], start: datetime
-) -> list[Dated]:
+def record(source: Source, arrivals: Mapping[str, datetime], start: datetime) -> list[Dated]:
     """Every record of `source` in one read from the beginning, dated: an activity when it
     happened, an outcome when it closed, a lead when its person arrived (records that carry no
     date, and payloads that did not validate, at `start`)."""
     found: list[Dated] = []
     for stream in source.streams():
         for page in stream.read(None):
-            found.extend(Dated(_when(item, arrivals, start), stream.name, item) for item in page.items)
+            found.extend(
+                Dated(_when(item, arrivals, start), stream.name, item) for item in page.items
+            )
     return found
 
 

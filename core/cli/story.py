@@ -42,13 +42,13 @@ def run_replay(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
-        task = bar.add_task("", total=days, rate="–")
+        task = bar.add_task("", total=days, rate="-")
 
         def advance(day: DayResult) -> None:
             bar.advance(task)
             speed = bar.tasks[task].speed
             bar.update(task, description=f"{day.day:%Y-%m-%d}",
-                       rate=f"{speed:.1f}" if speed else "–")  # fmt: skip
+                       rate=f"{speed:.1f}" if speed else "-")  # fmt: skip
 
         result = replay(store, hub, sandboxes.arrivals(), days=days, end=end, progress=advance)
     first, last = result.start, result.end
@@ -97,16 +97,20 @@ def _crossing(moment: Moment, sandboxes: Sandboxes) -> tuple[str, str, str]:
         if vendor in sandboxes.apps and moment.email
         for subject in sandboxes.tasks(vendor, moment.email)
     ]
-    what = (f"crossed into qualified on {moment.at:%Y-%m-%d} ({moment.before:.0f} → "
-            f"{moment.after:.0f}); " + ("; ".join(tasks) or "no CRM record to put a task on"))  # fmt: skip
+    crossed = f"crossed into qualified on {moment.at:%Y-%m-%d} ({_move(moment)})"
+    what = f"{crossed}; " + ("; ".join(tasks) or "no CRM record to put a task on")
     return email, what, f"leadhub history {email} · /leads/{moment.lead_id}"
 
 
 def _decay(moment: Moment) -> tuple[str, str, str]:
     email = moment.email or f"lead {moment.lead_id}"
     verb = "released from qualified" if moment.event == "released" else "decayed"
-    what = f"{verb} on {moment.at:%Y-%m-%d} as it went quiet ({moment.before:.0f} → {moment.after:.0f})"
+    what = f"{verb} on {moment.at:%Y-%m-%d} as it went quiet ({_move(moment)})"
     return email, what, f"leadhub history {email} · /leads/{moment.lead_id}"
+
+
+def _move(moment: Moment) -> str:
+    return f"{moment.before:.0f} → {moment.after:.0f}"
 
 
 def _conversion(store: Store, hub: HubConfig) -> None:
@@ -119,15 +123,15 @@ def _conversion(store: Store, hub: HubConfig) -> None:
         if not bracket.decided:
             continue
         rate = bracket.rate or 0.0
-        table.add_row(f"{bracket.low:.0f}–{bracket.high:.0f}", str(bracket.decided),
+        table.add_row(f"{bracket.low:.0f}-{bracket.high:.0f}", str(bracket.decided),
                       str(bracket.converted), f"{rate:.0%}", "█" * round(rate * 30))  # fmt: skip
     console.print(table)
     (backtest,) = run_backtests(store, [model])
     top = backtest.deciles[0] if backtest.deciles else None
     if top is not None and top.lift is not None:
         console.print(
-            f"backtest: the top tenth of scores converts at {top.rate:.0%}, {top.lift:.1f}× the "
-            f"{backtest.base_rate or 0:.0%} of all {backtest.leads} decided leads (AUC "
+            f"backtest: the top tenth of scores converts at {top.rate:.0%}, {top.lift:.1f} times "
+            f"the {backtest.base_rate or 0:.0%} of all {backtest.leads} decided leads (AUC "
             f"{backtest.auc or 0:.2f})"
         )
     if backtest.leads >= MIN_TO_TRAIN:

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -47,7 +49,7 @@ class Highlights:
 def highlights(store: Store, model: str) -> Highlights:
     """The highlights of `model`'s scores: see the module docstring."""
     with store.engine.connect() as conn:
-        tiers = dict(
+        tiers: dict[Any, Any] = dict(
             conn.execute(
                 sa.select(SCORE.c.tier, sa.func.count())
                 .where(SCORE.c.model == model)
@@ -72,7 +74,7 @@ def highlights(store: Store, model: str) -> Highlights:
     )
 
 
-def _moments(history: list[sa.Row], emails: dict[int, str | None]) -> list[Moment]:
+def _moments(history: Sequence[Any], emails: dict[int, str | None]) -> list[Moment]:
     found, previous = [], None
     for row in history:
         before = previous.total if previous is not None and previous.lead_id == row.lead_id else 0
@@ -83,7 +85,7 @@ def _moments(history: list[sa.Row], emails: dict[int, str | None]) -> list[Momen
 
 
 def _crossed(
-    history: list[sa.Row], qualified_now: set[int], emails: dict[int, str | None]
+    history: Sequence[Any], qualified_now: set[int], emails: dict[int, str | None]
 ) -> Moment | None:
     crossings = [m for m in _moments(history, emails) if m.event == "qualified"]
     still = [m for m in crossings if m.lead_id in qualified_now]
@@ -91,7 +93,7 @@ def _crossed(
     return max(best, key=lambda m: (m.at, m.lead_id)) if best else None
 
 
-def _decayed(history: list[sa.Row], emails: dict[int, str | None]) -> Moment | None:
+def _decayed(history: Sequence[Any], emails: dict[int, str | None]) -> Moment | None:
     moments = _moments(history, emails)
     released = [m for m in moments if m.event == "released"]
     if released:

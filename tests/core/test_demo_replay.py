@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +59,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def decided_scores(home: Path) -> list[tuple[float, bool]]:
-    """(score just before close, converted) of every decided lead that had a score by then."""
-    outcomes: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
-    for lead_id, status, closed_at in rows(
-        home, "SELECT lead_id, status, closed_at FROM outcome WHERE closed_at IS NOT NULL"
-    ):
+    """(score at the decision point, converted) of every decided lead scored by then.
+
+    The decision point, as the reports define it: just before the deciding outcome closed (the
+    earliest won or converted, else the earliest lost); without a close date, the lead's last
+    activity. The score there is the last history row written by then (one pass a day, at the
+    day's end: a row at the day's end counts for a moment during that day when undated)."""
+    outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
+    for lead_id, status, closed_at in rows(home, "SELECT lead_id, status, closed_at FROM outcome"):
         if status in ("won", "converted", "lost"):
-            outcomes[lead_id].append((status, as_time(closed_at)))
+            outcomes[lead_id].append((status, as_time(closed_at) if closed_at else None))
+    last_activity: dict[int, datetime] = {}
+    for lead_id, at in rows(home, "SELECT lead_id, max(occurred_at) FROM activity GROUP BY 1"):
+        last_activity[lead_id] = as_time(at)
     history: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
     for lead_id, at, total in rows(
         home, "SELECT lead_id, computed_at, total FROM score_history ORDER BY computed_at, id"
@@ -74,8 +80,15 @@ def decided_scores(home: Path) -> list[tuple[float, bool]]:
     found = []
     for lead_id, mine in outcomes.items():
         won = [m for m in mine if m[0] != "lost"]
-        _, closed = min(won or mine, key=lambda m: m[1])
-        before = [total for at, total in history[lead_id] if at < closed]
+        deciding = won or mine
+        dated = [m[1] for m in deciding if m[1] is not None]
+        if dated:
+            before = [total for at, total in history[lead_id] if at < min(dated)]
+        elif lead_id in last_activity:
+            until = last_activity[lead_id] + timedelta(days=1)
+            before = [total for at, total in history[lead_id] if at <= until]
+        else:
+            continue
         if before:
             found.append((before[-1], bool(won)))
     return found
