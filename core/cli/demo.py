@@ -87,8 +87,11 @@ def demo(
     ),
     keep_serving: bool = typer.Option(False, "--serve", help="Keep sandboxes and dashboard up."),
 ) -> None:
-    """Replay days of a synthetic world through the vendor sandboxes (pull, score, push back,
-    decay), then show the ranked leads and what to look at."""
+    """Replay days of a synthetic world through the vendor sandboxes, then show what happened.
+
+    Each day the sandboxes show that day's leads, activity and outcomes; leadhub pulls them,
+    scores everyone as of the day (inactivity decays), and pushes scores and follow-up tasks back.
+    """
 
     target = directory or Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     target.mkdir(parents=True, exist_ok=True)

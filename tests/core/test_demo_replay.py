@@ -19,6 +19,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from core.cli import app
+from core.config import load_hub
+from core.settings import Settings
+from core.store.store import Store
+from core.web.app import create_app
+from tests.web.conftest import Client
 
 runner = CliRunner()
 
@@ -177,3 +182,27 @@ def test_the_replay_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     first = history_of(tmp_path / "a")
     assert first and first == history_of(tmp_path / "b")
     assert first != history_of(tmp_path / "c")
+
+
+def test_the_dashboard_points_at_a_crossing_and_a_release(world: tuple[Path, str]) -> None:
+    home, _ = world
+    settings = Settings(
+        config=home / "leadhub.yaml", database_url=f"sqlite:///{home / 'leadhub.db'}"
+    )
+    store = Store(settings.database_url)
+    try:
+        page = Client(create_app(store, load_hub(home / "leadhub.yaml"), settings, no_auth=True))
+        html = page.get("/").text
+    finally:
+        store.close()
+    box = html[html.index("What to look at") :]
+    box = box[: box.index("</section>")]
+    linked = [int(i) for i in re.findall(r'href="/leads/(\d+)"', box)]
+    crossed = {
+        i for (i,) in rows(home, "SELECT lead_id FROM score_history WHERE event = 'qualified'")
+    }
+    released = {
+        i for (i,) in rows(home, "SELECT lead_id FROM score_history WHERE event = 'released'")
+    }
+    assert len(linked) == 2 and linked[0] in crossed and linked[1] in released
+    assert 'href="#conversion"' in box and 'id="conversion"' in html
