@@ -58,6 +58,7 @@ class ReplayResult:
     start: datetime
     end: datetime
     days: list[DayResult] = field(default_factory=list)
+    pulled: dict[str, int] = field(default_factory=dict)  # source -> records handed over
 
     @property
     def records(self) -> int:
@@ -147,7 +148,7 @@ def replay(
         for name in hub.sources
     }
     destinations = [open_configured(hub, name) for name in hub.destinations]
-    result = ReplayResult(start, end)
+    result = ReplayResult(start, end, pulled={name: len(found) for name, found in recorded.items()})
     taken = dict.fromkeys(recorded, 0)
     for n in range(1, days + 1):
         now = start + n * DAY

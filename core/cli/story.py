@@ -38,8 +38,9 @@ def run_replay(
         MofNCompleteColumn(),
         TextColumn("days · {task.fields[rate]} days/s"),
         TimeElapsedColumn(),
-        TextColumn("left"),
+        TextColumn("elapsed ·"),
         TimeRemainingColumn(),
+        TextColumn("left"),
     )
     with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
         task = bar.add_task("", total=days, rate="-")
@@ -57,8 +58,8 @@ def run_replay(
         f"pulled, {result.events} qualified/released crossings, {result.sent} values written "
         f"back, {result.tasks} follow-up tasks created"
     )
-    for source in hub.sources:
-        console.print(f"pulled [bold]{source}[/bold] day by day")
+    for source, records in result.pulled.items():
+        console.print(f"pulled [bold]{source}[/bold]: {records} records, each on its day")
     for error in result.errors[:5]:
         console.print(f"[red]{error}[/red]")
     return result

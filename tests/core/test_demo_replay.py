@@ -206,3 +206,10 @@ def test_the_dashboard_points_at_a_crossing_and_a_release(world: tuple[Path, str
     }
     assert len(linked) == 2 and linked[0] in crossed and linked[1] in released
     assert 'href="#conversion"' in box and 'id="conversion"' in html
+
+
+def test_days_zero_is_one_pass_over_a_world_all_there_at_once(tmp_path: Path) -> None:
+    output = replay(tmp_path, "--days", "0", "--people", "60")
+    assert "pulled hubspot:" in output and "replayed" not in output
+    (scored,) = rows(tmp_path, "SELECT count(DISTINCT computed_at) FROM score_history")
+    assert scored[0] == 1  # every history row from the one scoring pass
