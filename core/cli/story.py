@@ -72,8 +72,9 @@ def show_highlights(store: Store, hub: HubConfig, sandboxes: Sandboxes) -> None:
     found = highlights(store, model.name)
     _tiers(found, [t.name for t in model.tiers])
     table = Table("what to look at", "lead", "what happened", "see", title="the story so far")
-    if found.crossed is not None:
-        table.add_row("a qualified crossing", *_crossing(found.crossed, sandboxes))
+    crossed = _with_task(found.crossings[:50], sandboxes) or found.crossed
+    if crossed is not None:
+        table.add_row("a qualified crossing", *_crossing(crossed, sandboxes))
     if found.decayed is not None:
         table.add_row("a lead that decayed", *_decay(found.decayed))
     if table.rows:
@@ -90,14 +91,23 @@ def _tiers(found: Highlights, order: list[str]) -> None:
     console.print(f"tiers now: {shares}")
 
 
-def _crossing(moment: Moment, sandboxes: Sandboxes) -> tuple[str, str, str]:
-    email = moment.email or f"lead {moment.lead_id}"
-    tasks = [
+def _tasks(moment: Moment, sandboxes: Sandboxes) -> list[str]:
+    return [
         f"{vendor} task “{subject}”"
         for vendor in ("hubspot", "salesforce")
         if vendor in sandboxes.apps and moment.email
         for subject in sandboxes.tasks(vendor, moment.email)
     ]
+
+
+def _with_task(crossings: list[Moment], sandboxes: Sandboxes) -> Moment | None:
+    """The first crossing whose lead has a follow-up task in a sandbox CRM."""
+    return next((m for m in crossings if _tasks(m, sandboxes)), None)
+
+
+def _crossing(moment: Moment, sandboxes: Sandboxes) -> tuple[str, str, str]:
+    email = moment.email or f"lead {moment.lead_id}"
+    tasks = _tasks(moment, sandboxes)
     crossed = f"crossed into qualified on {moment.at:%Y-%m-%d} ({_move(moment)})"
     what = f"{crossed}; " + ("; ".join(tasks) or "no CRM record to put a task on")
     return email, what, f"leadhub history {email} · /leads/{moment.lead_id}"

@@ -1,7 +1,7 @@
 """What to look at in a store that has lived a while: the leads whose histories tell the story.
 
-- a lead that **crossed into qualified** (the most recent crossing of a lead still qualified, else
-  the most recent crossing): what its CRM follow-up task is about;
+- the leads that **crossed into qualified** (those still qualified first, the most recent crossing
+  first): the moment destinations with `on_qualified` create a follow-up task;
 - a lead that **decayed**: released from qualified as its activity went quiet (else the lead whose
   total fell furthest from its peak with no activity since);
 - the **tier shares** of the current scores.
@@ -37,9 +37,13 @@ class Moment:
 
 @dataclass
 class Highlights:
-    crossed: Moment | None = None
+    crossings: list[Moment] = field(default_factory=list)  # best first: see `_crossings`
     decayed: Moment | None = None
     tiers: dict[str, int] = field(default_factory=dict)  # tier -> current leads
+
+    @property
+    def crossed(self) -> Moment | None:
+        return self.crossings[0] if self.crossings else None
 
     @property
     def leads(self) -> int:
@@ -68,7 +72,7 @@ def highlights(store: Store, model: str) -> Highlights:
         )
         emails = dict(conn.execute(sa.select(LEAD.c.id, LEAD.c.email)).all())
     return Highlights(
-        _crossed(history, qualified_now, emails),
+        _crossings(history, qualified_now, emails),
         _decayed(history, emails),
         {str(k or ""): int(v) for k, v in tiers.items()},
     )
@@ -84,13 +88,13 @@ def _moments(history: Sequence[Any], emails: dict[int, str | None]) -> list[Mome
     return found
 
 
-def _crossed(
+def _crossings(
     history: Sequence[Any], qualified_now: set[int], emails: dict[int, str | None]
-) -> Moment | None:
+) -> list[Moment]:
+    """Every crossing into qualified: of leads still qualified first, the most recent first."""
     crossings = [m for m in _moments(history, emails) if m.event == "qualified"]
-    still = [m for m in crossings if m.lead_id in qualified_now]
-    best = still or crossings
-    return max(best, key=lambda m: (m.at, m.lead_id)) if best else None
+    return sorted(crossings, key=lambda m: (m.lead_id in qualified_now, m.at, m.lead_id),
+                  reverse=True)  # fmt: skip
 
 
 def _decayed(history: Sequence[Any], emails: dict[int, str | None]) -> Moment | None:
