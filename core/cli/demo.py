@@ -113,7 +113,7 @@ def demo(
         _show_landed(store, sandboxes)
         if days:
             story.show_highlights(store, hub, sandboxes)
-        _next_steps(target, store, trained=days > 0)
+        _next_steps(target, store, replayed=days > 0)
         if keep_serving:
             _serve_dashboard(store, hub, port)
 
@@ -185,7 +185,7 @@ def _show_landed(store: Store, sandboxes: Sandboxes, top: int = 5) -> None:
     console.print(table)
 
 
-def _next_steps(target: Path, store: Store, *, trained: bool = False) -> None:
+def _next_steps(target: Path, store: Store, *, replayed: bool = False) -> None:
 
     best = queries.ranked_leads(store, "default", 1)
     email = best[0]["email"] if best and best[0]["email"] else "someone@example.com"
@@ -193,7 +193,7 @@ def _next_steps(target: Path, store: Store, *, trained: bool = False) -> None:
     console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
     where = shlex.quote(str(target))
     commands = [f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"]
-    if trained:
+    if replayed:  # a replay decides enough outcomes to backtest the model on
         commands[2] = "backtest --model models.yaml"
     for cmd in commands:
         console.print(f"  cd {where} && {leadhub} {cmd}", soft_wrap=True, style="cyan",

@@ -82,16 +82,17 @@ class ReplayResult:
 
 
 class DaySource:
-    """A source that shows the records of one day (a Source to `pull_source`)."""
+    """A source that shows the records of one day (a Source to `pull_source`), stream by stream
+    in the order the connector reads them (`order`)."""
 
-    def __init__(self, name: str, records: Sequence[Dated]) -> None:
+    def __init__(self, name: str, records: Sequence[Dated], order: Sequence[str] = ()) -> None:
         self.name = name
-        self._streams: dict[str, list[Item]] = {}
+        self._streams: dict[str, list[Item]] = {stream: [] for stream in order}
         for dated in records:
             self._streams.setdefault(dated.stream, []).append(dated.item)
 
     def streams(self) -> Sequence[Stream]:
-        return [_DayStream(name, items) for name, items in self._streams.items()]
+        return [_DayStream(name, items) for name, items in self._streams.items() if items]
 
 
 @dataclass
@@ -143,10 +144,9 @@ def replay(
         progress: called after each day with what it did.
     """
     start = end - days * DAY
-    recorded = {
-        name: sorted(record(open_source(hub, name), arrivals, start), key=lambda d: d.at)
-        for name in hub.sources
-    }
+    read = {name: record(open_source(hub, name), arrivals, start) for name in hub.sources}
+    order = {name: list(dict.fromkeys(d.stream for d in found)) for name, found in read.items()}
+    recorded = {name: sorted(found, key=lambda d: d.at) for name, found in read.items()}
     destinations = [open_configured(hub, name) for name in hub.destinations]
     result = ReplayResult(start, end, pulled={name: len(found) for name, found in recorded.items()})
     taken = dict.fromkeys(recorded, 0)
@@ -161,7 +161,8 @@ def replay(
             if not todays:
                 continue
             day.records += len(todays)
-            pulled = pull_source(store, name, DaySource(name, todays), priority=hub.field_priority)
+            source = DaySource(name, todays, order[name])
+            pulled = pull_source(store, name, source, priority=hub.field_priority)
             if pulled.error:
                 day.errors.append(f"pull {name}: {pulled.error}")
         # The day's scoring: the daily decay pass scores everyone as of the day, which takes in

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from core.cli.common import console
 from core.cli.replay import DayResult, ReplayResult, replay
@@ -47,7 +48,7 @@ def run_replay(
 
         def advance(day: DayResult) -> None:
             bar.advance(task)
-            speed = bar.tasks[task].speed
+            speed = next(t.speed for t in bar.tasks if t.id == task)
             bar.update(task, description=f"{day.day:%Y-%m-%d}",
                        rate=f"{speed:.1f}" if speed else "-")  # fmt: skip
 
@@ -61,7 +62,11 @@ def run_replay(
     for source, records in result.pulled.items():
         console.print(f"pulled [bold]{source}[/bold]: {records} records, each on its day")
     for error in result.errors[:5]:
-        console.print(f"[red]{error}[/red]")
+        console.print(Text(error, style="red"))
+    if len(result.errors) > 5:
+        console.print(
+            f"… and {len(result.errors) - 5} more failed pulls or pushes (`leadhub status`)"
+        )
     return result
 
 
