@@ -2,8 +2,8 @@
 
 - the leads that **crossed into qualified** (those still qualified first, the most recent crossing
   first): the moment destinations with `on_qualified` create a follow-up task;
-- a lead that **decayed**: released from qualified as its activity went quiet (else the lead whose
-  total fell furthest from its peak with no activity since);
+- a lead that **decayed**: its total fell with no activity since its previous score, so time
+  alone took the points (a release from qualified first, then the biggest fall);
 - the **tier shares** of the current scores.
 
 `leadhub demo` closes on them and the dashboard's home page links them.
@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.pipeline.plan import SCORE
-from core.store.ingest import HISTORY, LEAD
+from core.store.ingest import ACTIVITY, HISTORY, LEAD
 from core.store.store import Store
 
 
@@ -33,6 +33,7 @@ class Moment:
     before: float
     after: float
     event: str | None
+    since: datetime | None = None  # when the lead's previous score was written
 
 
 @dataclass
@@ -71,19 +72,24 @@ def highlights(store: Store, model: str) -> Highlights:
             ).scalars()
         )
         emails = dict(conn.execute(sa.select(LEAD.c.id, LEAD.c.email)).all())
+        active: dict[int, list[datetime]] = {}
+        for lead_id, moment in conn.execute(sa.select(ACTIVITY.c.lead_id, ACTIVITY.c.occurred_at)):
+            active.setdefault(lead_id, []).append(moment)
     return Highlights(
         _crossings(history, qualified_now, emails),
-        _decayed(history, emails),
+        _decayed(history, emails, active),
         {str(k or ""): int(v) for k, v in tiers.items()},
     )
 
 
 def _moments(history: Sequence[Any], emails: dict[int, str | None]) -> list[Moment]:
-    found, previous = [], None
+    found: list[Moment] = []
+    previous: Any = None
     for row in history:
-        before = previous.total if previous is not None and previous.lead_id == row.lead_id else 0
+        same = previous is not None and previous.lead_id == row.lead_id
+        before, since = (previous.total, previous.computed_at) if same else (0, None)
         found.append(Moment(row.lead_id, emails.get(row.lead_id), row.computed_at, float(before),
-                            float(row.total), row.event))  # fmt: skip
+                            float(row.total), row.event, since))  # fmt: skip
         previous = row
     return found
 
@@ -97,10 +103,20 @@ def _crossings(
                   reverse=True)  # fmt: skip
 
 
-def _decayed(history: Sequence[Any], emails: dict[int, str | None]) -> Moment | None:
-    moments = _moments(history, emails)
-    released = [m for m in moments if m.event == "released"]
-    if released:
-        return max(released, key=lambda m: (m.before - m.after, m.at, m.lead_id))
-    falls = [m for m in moments if m.after < m.before]
-    return max(falls, key=lambda m: (m.before - m.after, m.at, m.lead_id)) if falls else None
+def _decayed(
+    history: Sequence[Any], emails: dict[int, str | None], active: dict[int, list[datetime]]
+) -> Moment | None:
+    """The biggest fall of a total with no activity since the lead's previous score (time alone
+    took the points), a release from qualified first."""
+
+    def quiet(m: Moment) -> bool:
+        return m.since is not None and not any(
+            m.since < a <= m.at for a in active.get(m.lead_id, ())
+        )
+
+    falls = [m for m in _moments(history, emails) if m.after < m.before and quiet(m)]
+    return max(
+        falls,
+        key=lambda m: (m.event == "released", m.before - m.after, m.at, m.lead_id),
+        default=None,
+    )
