@@ -11,9 +11,9 @@ every person, so what people do and whether they buy follow from who they are an
   among them), newsletter opens and clicks, webinar sign-ups and attendance, and at most one
   request for a quote.
 - **Propensity** to buy is a logistic function of fit, the quote, pricing-page visits, webinars
-  and clicks, lowered by inactivity before the decision, plus noise. Nine in ten people whose
-  burst ended long enough ago get a decision (won, converted or lost) on a day of their own;
-  the rest stay open.
+  and clicks before the decision, lowered by inactivity before it, plus noise. Nine in ten people
+  get a decision (won, converted or lost) at the end of their sales cycle or some days after they
+  went quiet, whichever comes first, once that day has come; the rest stay open.
 
 `World.build` stays as it was (the sandboxes' tests pin its records); `build_funnel` returns the
 same `World`, so every vendor sandbox serves it unchanged.
@@ -82,7 +82,6 @@ class _Life:
     quote: bool = False
     pricing: int = 0
     webinars: int = 0
-    clicks: int = 0
     last_active: datetime | None = None
 
 
@@ -126,7 +125,7 @@ def _person(rng: random.Random, i: int, company: Company, now: datetime, days: i
     domain = rng.choice(FREE_DOMAINS) if rng.random() < 0.12 else company.domain
     country = company.country if rng.random() < 0.9 else _weighted(rng, COUNTRIES)
     channel = _weighted(rng, CHANNELS)
-    created = now - timedelta(days=rng.uniform(0, days), seconds=rng.randrange(86400))
+    created = now - timedelta(seconds=rng.uniform(0, days * 86400))
     return Person(
         key=i, email=f"{first.lower()}.{last.lower()}{i}@{domain}", first_name=first,
         last_name=last, phone=f"+1555{rng.randrange(10**6, 10**7)}", company=company,
@@ -223,7 +222,6 @@ def _newsletter(
     if rng.random() < (0.25 + 0.45 * life.interest) * (1 if active else 0.12):
         _add(life, "email_opened", campaign, moment)
         if rng.random() < 0.15 + 0.45 * life.interest:
-            life.clicks += 1
             props = {**campaign, "url": f"{SITE}/pricing"}
             _add(life, "email_clicked", props, moment + timedelta(minutes=2))
     elif rng.random() < 0.006:
