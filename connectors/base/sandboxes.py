@@ -63,9 +63,11 @@ class Sandboxes:
         found: list[str] = _shared("demo").tasks(vendor, self.apps[vendor], email)
         return found
 
-    def arrivals(self) -> dict[str, datetime]:
-        """When each person of the world (by lowercased email) first appeared."""
-        return {p.email.lower(): p.created_at for p in self.world.people} if self.world else {}
+    def advance(self, to: datetime | None) -> None:
+        """Set the sandboxes' clock: from now on they show the world as it stood at `to`
+        (records made by then, statuses as of then) and stamp their writes with it; None: the
+        whole world, and real time (`connectors.sandbox.world.World.clock`)."""
+        self.world.clock = to
 
 
 @contextmanager

@@ -1,43 +1,35 @@
 """`leadhub demo --days N`: the synthetic world lived day by day through the pipeline.
 
 The vendor sandboxes hold a world whose people arrive and act over `days` days
-(`connectors.sandbox.funnel`). Each source is read once, over HTTP through its real connector;
-its records are then handed to the pipeline on the day they happened, as the vendor would have
-shown them to a pull that day. Each replayed day runs what the scheduler runs:
+(`connectors.sandbox.funnel`), behind a clock: each sandbox shows only what had happened by its
+clock (records made by then, statuses as of then, modification stamps at the day of the change).
+Each replayed day moves the clock to the day's end and runs what the scheduler runs:
 
-    pull (that day's records) → the daily decay pass (score everyone as of the day, which
+    an incremental pull of every source over HTTP through its real connector (its cursors
+    carried from the day before) → the daily decay pass (score everyone as of the day, which
     takes in what the pulls brought too) → push what changed to every destination
 
 with the day as every stage's clock (`now`), so scores decay with inactivity, leads cross into
 qualified and out again, and each crossing creates a follow-up task in the sandbox CRMs.
 
-    result = replay(store, hub, sandboxes, days=90, end=today, progress=bar.advance)
+    result = replay(store, hub, sandboxes.advance, days=90, end=today, progress=bar.advance)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from connectors.base.contract import Item, Page, Source, Stream
+from connectors.base.contract import Destination, Source
+from connectors.base.settings import DestinationSettings
 from core.config import HubConfig
 from core.pipeline import score as scorer
 from core.pipeline.outbox import open_configured, push
 from core.pipeline.pull import open_source, pull_source
-from core.records import ActivityRecord, LeadRecord, OutcomeRecord
 from core.store.store import Store
 
 DAY = timedelta(days=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Dated:
-    """A record read from a source, and the moment the vendor first showed it."""
-
-    at: datetime
-    stream: str
-    item: Item
 
 
 @dataclass
@@ -81,57 +73,10 @@ class ReplayResult:
         return [e for d in self.days for e in d.errors]
 
 
-class DaySource:
-    """A source that shows the records of one day (a Source to `pull_source`), stream by stream
-    in the order the connector reads them (`order`)."""
-
-    def __init__(self, name: str, records: Sequence[Dated], order: Sequence[str] = ()) -> None:
-        self.name = name
-        self._streams: dict[str, list[Item]] = {stream: [] for stream in order}
-        for dated in records:
-            self._streams.setdefault(dated.stream, []).append(dated.item)
-
-    def streams(self) -> Sequence[Stream]:
-        return [_DayStream(name, items) for name, items in self._streams.items() if items]
-
-
-@dataclass
-class _DayStream:
-    name: str
-    items: list[Item]
-
-    def read(self, cursor: object = None) -> Iterator[Page]:
-        yield Page(self.items, None)
-
-
-def record(source: Source, arrivals: Mapping[str, datetime], start: datetime) -> list[Dated]:
-    """Every record of `source` in one read from the beginning, dated: an activity when it
-    happened, an outcome when it closed, a lead when its person arrived (records that carry no
-    date, and payloads that did not validate, at `start`)."""
-    found: list[Dated] = []
-    for stream in source.streams():
-        for page in stream.read(None):
-            found.extend(
-                Dated(_when(item, arrivals, start), stream.name, item) for item in page.items
-            )
-    return found
-
-
-def _when(item: Item, arrivals: Mapping[str, datetime], start: datetime) -> datetime:
-    moment: datetime | None = None
-    if isinstance(item, ActivityRecord):
-        moment = item.occurred_at
-    elif isinstance(item, OutcomeRecord):
-        moment = item.closed_at or arrivals.get(item.lead.lower())
-    elif isinstance(item, LeadRecord):
-        moment = arrivals.get((item.email or "").lower()) or item.updated_at
-    return max(moment or start, start)
-
-
 def replay(
     store: Store,
     hub: HubConfig,
-    arrivals: Mapping[str, datetime],
+    advance: Callable[[datetime | None], None],
     *,
     days: int,
     end: datetime,
@@ -140,42 +85,53 @@ def replay(
     """Replay the `days` days before `end` through the pipeline: see the module docstring.
 
     Parameters:
-        arrivals: when each person (lowercased email) first appeared in the world.
+        advance: sets the sandboxes' clock (None: real time again, once the replay is over).
         progress: called after each day with what it did.
     """
     start = end - days * DAY
-    read = {name: record(open_source(hub, name), arrivals, start) for name in hub.sources}
-    order = {name: list(dict.fromkeys(d.stream for d in found)) for name, found in read.items()}
-    recorded = {name: sorted(found, key=lambda d: d.at) for name, found in read.items()}
+    clock = {"now": start}
+    advance(start)
+    sources = {name: open_source(hub, name, lambda: clock["now"].timestamp())
+               for name in hub.sources}  # fmt: skip
     destinations = [open_configured(hub, name) for name in hub.destinations]
-    result = ReplayResult(start, end, pulled={name: len(found) for name, found in recorded.items()})
-    taken = dict.fromkeys(recorded, 0)
-    for n in range(1, days + 1):
-        now = start + n * DAY
-        day = DayResult(now)
-        for name, dated in recorded.items():
-            first = taken[name]
-            while taken[name] < len(dated) and dated[taken[name]].at < now:
-                taken[name] += 1
-            todays = dated[first : taken[name]]
-            if not todays:
-                continue
-            day.records += len(todays)
-            source = DaySource(name, todays, order[name])
-            pulled = pull_source(store, name, source, priority=hub.field_priority)
-            if pulled.error:
-                day.errors.append(f"pull {name}: {pulled.error}")
-        # The day's scoring: the daily decay pass scores everyone as of the day, which takes in
-        # what the pulls brought too; then every destination is pushed what changed.
-        run = scorer.score(store, hub.models, full=True, now=now)
-        day.scored, day.events = run.changed, run.events
-        for config, destination in destinations:
-            pushed = push(store, config, destination, now=now)
-            day.sent += pushed.accepted
-            day.tasks += pushed.actions
-            if pushed.error:
-                day.errors.append(f"push {config.name}: {pushed.error}")
-        result.days.append(day)
-        if progress:
-            progress(day)
+    result = ReplayResult(start, end, pulled=dict.fromkeys(sources, 0))
+    try:
+        for n in range(1, days + 1):
+            clock["now"] = now = start + n * DAY
+            advance(now)
+            result.days.append(_day(store, hub, sources, destinations, now, result))
+            if progress:
+                progress(result.days[-1])
+    finally:
+        advance(None)
     return result
+
+
+def _day(
+    store: Store,
+    hub: HubConfig,
+    sources: dict[str, Source],
+    destinations: list[tuple[DestinationSettings, Destination]],
+    now: datetime,
+    result: ReplayResult,
+) -> DayResult:
+    """One day: every source pulled from its cursor, everyone scored as of `now`, then every
+    destination pushed what changed."""
+    day = DayResult(now)
+    for name, source in sources.items():
+        pulled = pull_source(store, name, source, priority=hub.field_priority)
+        day.records += pulled.counts.read
+        result.pulled[name] += pulled.counts.read
+        if pulled.error:
+            day.errors.append(f"pull {name}: {pulled.error}")
+    # The daily decay pass scores everyone as of the day, which takes in what the pulls brought
+    # too; then every destination is pushed what changed.
+    run = scorer.score(store, hub.models, full=True, now=now)
+    day.scored, day.events = run.changed, run.events
+    for config, destination in destinations:
+        pushed = push(store, config, destination, now=now)
+        day.sent += pushed.accepted
+        day.tasks += pushed.actions
+        if pushed.error:
+            day.errors.append(f"push {config.name}: {pushed.error}")
+    return day

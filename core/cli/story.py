@@ -52,7 +52,7 @@ def run_replay(
             bar.update(task, description=f"{day.day:%Y-%m-%d}",
                        rate=f"{speed:.1f}" if speed else "-")  # fmt: skip
 
-        result = replay(store, hub, sandboxes.arrivals(), days=days, end=end, progress=advance)
+        result = replay(store, hub, sandboxes.advance, days=days, end=end, progress=advance)
     first, last = result.start, result.end
     console.print(
         f"replayed {days} days ({first:%Y-%m-%d} → {last:%Y-%m-%d}): {result.records} records "
@@ -60,7 +60,9 @@ def run_replay(
         f"back, {result.tasks} follow-up tasks created"
     )
     for source, records in result.pulled.items():
-        console.print(f"pulled [bold]{source}[/bold]: {records} records, each on its day")
+        console.print(
+            f"pulled [bold]{source}[/bold]: {records} records in {days} daily incremental pulls"
+        )
     for error in result.errors[:5]:
         console.print(Text(error, style="red"))
     if len(result.errors) > 5:
