@@ -56,6 +56,7 @@ class Member:
     tags: dict[str, datetime] = field(default_factory=dict)  # active tags → date added
     unsubscribe_reason: str = ""
     statuses: list[tuple[datetime, str]] = field(default_factory=list)  # the world's changes
+    engaged: list[datetime] = field(default_factory=list)  # the opens and clicks its rating counts
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,15 @@ class Audience:
         return self.as_of is None or when <= self.as_of
 
     def seen(self, member: Member) -> Member | None:
-        """`member` as it stood at the world's clock: None before it joined, its status as of
-        then and changed at its last change by then; the member itself when the clock is unset."""
+        """`member` as it stood at the world's clock: None before it joined; its status and
+        rating as of then, changed at its last change by then; the member itself when the clock
+        is unset."""
         at = self.as_of
-        if at is None or (not member.statuses and member.last_changed <= at):
-            return member if self.shows(member.timestamp_opt) else None
+        if at is None:
+            return member
         if member.timestamp_opt > at:
             return None
+        rating = min(member.rating, 2 + sum(1 for when in member.engaged if when <= at))
         status, stamps = "subscribed", [member.timestamp_opt]
         stamps += [member.last_changed] if member.last_changed <= at else []
         for when, value in member.statuses:
@@ -128,7 +131,7 @@ class Audience:
                 stamps.append(when)
         if status == "subscribed" and member.status not in ("unsubscribed", "cleaned"):
             status = member.status  # a change made through the API since
-        return replace(member, status=status, last_changed=max(stamps))
+        return replace(member, status=status, last_changed=max(stamps), rating=rating)
 
     def clock(self) -> datetime:
         """The world's clock when set; else the world's `now`, moving on with real time (whole
@@ -215,10 +218,10 @@ def _member(person: Person, events: list[Event], malformed: set[int]) -> Member:
     merge = {"FNAME": person.first_name, "LNAME": person.last_name, "ADDRESS": "",
              "PHONE": person.phone, "COMPANY": person.company.name,
              "JOBTITLE": person.job_title}  # fmt: skip
-    opens = sum(1 for e in events if e.type.startswith("email_"))
+    opens = [e.occurred_at for e in events if e.type.startswith("email_")]
     return Member(subscriber_hash(email), email, "subscribed", merge, person.country,
-                  min(5, 2 + opens), person.created_at, person.created_at,
-                  100000 + person.key)  # fmt: skip
+                  min(5, 2 + len(opens)), person.created_at, person.created_at,
+                  100000 + person.key, engaged=opens)  # fmt: skip
 
 
 def seed(world: World, list_id: str) -> Audience:
