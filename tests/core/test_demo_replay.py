@@ -215,3 +215,19 @@ def test_days_zero_is_one_pass_over_a_world_all_there_at_once(tmp_path: Path) ->
     assert "pulled hubspot:" in output and "replayed" not in output
     (scored,) = rows(tmp_path, "SELECT count(DISTINCT computed_at) FROM score_history")
     assert scored[0] == 1  # every history row from the one scoring pass
+
+
+def test_each_day_pulls_every_source_incrementally(world: tuple[Path, str]) -> None:
+    home, _ = world
+    runs: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for target, status, read in rows(
+        home, "SELECT target, status, read FROM sync_run WHERE kind = 'pull' ORDER BY id"
+    ):
+        runs[target].append((status, read))
+    assert set(runs) == {"hubspot", "salesforce", "facebook", "mailchimp"}
+    for target, found in runs.items():
+        assert len(found) == 90 and {s for s, _ in found} == {"ok"}, target
+        reads = [r for _, r in found]
+        # the world arrives over the days: no pull reads most of it, and most days bring news
+        assert max(reads) < sum(reads) / 4, (target, reads)
+        assert sum(1 for r in reads if r) > 45, (target, reads)
