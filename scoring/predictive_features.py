@@ -221,6 +221,8 @@ def _edges(given: np.ndarray) -> tuple[float, ...]:
     cuts = np.quantile(given, np.linspace(0, 1, BINS + 1)[1:-1], method="inverted_cdf")
     edges = sorted({round(float(c), 2) for c in cuts} - {round(float(given.min()), 2)})
     edges = [e for e in edges if e > given.min()]
+    if not edges:  # nearly every value is the minimum: one bin
+        return ()
     uppers = [*edges[1:], math.inf]
     return tuple(
         e for e, upper in zip(edges, uppers, strict=True) if ((given >= e) & (given < upper)).any()

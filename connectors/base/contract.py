@@ -152,6 +152,9 @@ class SourceContext:
 
     name: str
     base_dir: Path = Path(".")
+    # The time its read windows are measured from (seconds since the epoch), where a source
+    # measures them from "now": real time when None; a replayed world's day in `leadhub demo`.
+    clock: Callable[[], float] | None = None
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ class HubSpotConnector:
     settings_model: ClassVar[type[ConnectorSettings]] = HubSpotSettings
 
     def source(self, settings: HubSpotSettings, context: SourceContext) -> HubSpotSource:
-        return HubSpotSource(context.name, settings, base_dir=context.base_dir)
+        return HubSpotSource(context.name, settings, base_dir=context.base_dir, now=context.clock)
 
     def destination(
         self, settings: HubSpotSettings, context: DestinationContext

@@ -36,6 +36,8 @@ class HubSpotSource:
         settings: the validated block.
         base_dir: the hub file's folder (where OAuth keeps a rotated refresh token).
         transport, sleep, clock, budget: for tests.
+        now: what the streams measure their windows from (default: `clock`); the client's
+            token expiry and rate budget keep `clock`.
     """
 
     def __init__(
@@ -48,8 +50,9 @@ class HubSpotSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         budget: RateBudget | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
-        self.name, self.settings, self._clock = name, settings, clock
+        self.name, self.settings, self._clock = name, settings, now or clock
         self.client = HubSpotClient(
             settings, where=f"sources.{name}", label=f"hubspot source {name!r}",
             token_file=default_token_file(settings, base_dir), transport=transport, sleep=sleep,

@@ -113,3 +113,44 @@ def landed(vendor: str, app: Any, email: str) -> str:
         tags = ",".join(sorted(member.tags))
         return f"LSCORE={score}" + (f", tags={tags}" if tags else "")
     return ""
+
+
+FOLLOW_UP = "Follow up: {name} qualified (score {total:.0f})"
+
+
+def with_follow_ups(destinations: dict[str, Any]) -> dict[str, Any]:
+    """The destination blocks with `on_qualified` on each CRM's: a follow-up task per crossing."""
+    out = {}
+    for name, block in destinations.items():
+        if block.get("connector") in ("hubspot", "salesforce"):
+            block = {**block, "on_qualified": {"subject": FOLLOW_UP, "due_in_days": 1}}
+        out[name] = block
+    return out
+
+
+def tasks(vendor: str, app: Any, email: str) -> list[str]:
+    """The subjects of the follow-up tasks leadhub created on `email`'s record in `vendor`'s
+    sandbox CRM (the seeded reps' calls and emails left out)."""
+    sandbox = app.state.sandbox
+    email = email.lower()
+    if vendor == "hubspot":
+        contact = sandbox.portal.by_email(email)
+        if contact is None:
+            return []
+        return [
+            str(t["properties"].get("hs_task_subject"))
+            for t in sandbox.portal.tasks.values()
+            if contact.id in t["contacts"]
+        ]
+    if vendor == "salesforce":
+        ids = {
+            r["Id"]
+            for r in sandbox.org.records.get("Lead", {}).values()
+            if (r.get("Email") or "").lower() == email
+        }
+        return [
+            str(t.get("Subject"))
+            for t in sandbox.org.records.get("Task", {}).values()
+            if t.get("WhoId") in ids and str(t.get("Subject") or "").startswith("Follow up")
+        ]
+    return []

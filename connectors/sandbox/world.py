@@ -200,6 +200,15 @@ class World:
     events: list[Event]
     outcomes: list[Result]
     malformed: list[int]  # keys of people whose source records are deliberately broken
+    # The sandboxes' clock. None (the default): every sandbox shows the whole world and stamps
+    # its writes with real time. Set: each shows the world as it stood at `clock` (records made
+    # by then, statuses as of then) and stamps its writes with `clock`; moving it forward lets
+    # the world happen day by day under incremental pulls (`leadhub demo --days`).
+    clock: datetime | None = None
+
+    def shows(self, when: datetime) -> bool:
+        """Whether something made at `when` exists yet on the sandboxes' clock."""
+        return self.clock is None or when <= self.clock
 
     @classmethod
     def build(

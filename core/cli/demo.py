@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -9,7 +10,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
@@ -17,6 +18,7 @@ import yaml
 from rich.table import Table
 
 from connectors.base.sandboxes import serve_sandboxes
+from core.cli import story
 from core.cli.common import console, handles_errors, heading, state
 from core.cli.leads import leads
 from core.config import load_hub
@@ -66,7 +68,17 @@ def demo(
         None, "--dir", help="Where to write the demo hub (default: a new temporary directory)."
     ),
     top: int = typer.Option(15, "--top", help="How many leads to show."),
-    people: int = typer.Option(300, "--people", help="People in the synthetic world."),
+    people: int = typer.Option(1200, "--people", help="People in the synthetic world."),
+    days: int = typer.Option(
+        90,
+        "--days",
+        min=0,
+        help="Days of the world to replay, one pull, score, push and decay pass a day "
+        "(0: one pass over a world that is all there at once).",
+    ),
+    seed: int = typer.Option(
+        42, "--seed", help="Seed of the synthetic world: same seed, same demo."
+    ),
     port: int = typer.Option(
         DASHBOARD_PORT, "--port", help="Port of the dashboard that --serve keeps up."
     ),
@@ -75,33 +87,45 @@ def demo(
     ),
     keep_serving: bool = typer.Option(False, "--serve", help="Keep sandboxes and dashboard up."),
 ) -> None:
-    """Pull from the vendor sandboxes, score, push back, and show the ranked leads."""
+    """Replay days of a synthetic world through the vendor sandboxes, then show what happened.
+
+    Each day the sandboxes show that day's leads, activity and outcomes; leadhub pulls them,
+    scores everyone as of the day (inactivity decays), and pushes scores and follow-up tasks back.
+    """
 
     target = directory or Path(tempfile.mkdtemp(prefix="leadhub-demo-"))
     target.mkdir(parents=True, exist_ok=True)
-    with serve_sandboxes(seed=42, people=people, now=_today(), port=sandbox_port) as sandboxes:
-        hub = _write_hub(target, sandboxes)
+    today = _today()
+    with serve_sandboxes(
+        seed=seed, people=people, now=today, port=sandbox_port, days=days or None
+    ) as sandboxes:
+        hub = _write_hub(target, sandboxes, follow_ups=days > 0)
         heading(f"[bold]leadhub demo[/bold] — sandboxes at {sandboxes.url}, hub in {target}")
         store = state.store()
-        with console.status("pulling, scoring, pushing…"):
-            result = run_configured(store, hub, sources=list(hub.sources))
-        _print_run(result)
+        if days:
+            story.run_replay(store, hub, sandboxes, days=days, end=today)
+        else:
+            with console.status("pulling, scoring, pushing…"):
+                result = run_configured(store, hub, sources=list(hub.sources))
+            _print_run(result)
 
         leads(top=top, model_name=None, as_of=None, as_json=False)
         _show_landed(store, sandboxes)
-        _next_steps(target, store)
+        if days:
+            story.show_highlights(store, hub, sandboxes)
+        _next_steps(target, store, replayed=days > 0)
         if keep_serving:
             _serve_dashboard(store, hub, port)
 
 
-def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
+def _write_hub(target: Path, sandboxes: Sandboxes, *, follow_ups: bool = False) -> HubConfig:
 
-    sources, destinations = sandboxes.hub_blocks()
+    sources, destinations = sandboxes.hub_blocks(follow_ups=follow_ups)
     for block in sources.values():
         if block.get("connector") == "facebook_leads":
             # With a verify token the dashboard mounts the Facebook webhook like a real hub does.
             block.setdefault("verify_token", "sandbox-verify-token")
-    shutil.copyfile(MODEL, target / "models.yaml")
+    (target / "models.yaml").write_text(_demo_model(sources), encoding="utf-8")
     hub_file = target / "leadhub.yaml"
     text = "# Written by `leadhub demo`: every connector pointed at its sandbox.\n"
     port = sandboxes.url.rsplit(":", 1)[1]
@@ -113,6 +137,17 @@ def _write_hub(target: Path, sandboxes: Sandboxes) -> HubConfig:
     hub = load_hub(hub_file)
     state._hub, state._store = hub, Store(db_url)
     return hub
+
+
+def _demo_model(sources: dict[str, Any]) -> str:
+    """The example model, its quote rule also matching the sandbox forms the sources read (a form
+    submission's `form` is the vendor's form id)."""
+    text = MODEL.read_text(encoding="utf-8")
+    forms = [str(f) for block in sources.values() for f in block.get("form_ids") or ()]
+    if forms:
+        names = ", ".join(["request-quote", *(json.dumps(f) for f in forms)])
+        text = text.replace("where: {form: request-quote}", f"where: {{form: [{names}]}}")
+    return text
 
 
 def _print_run(result: RunResult) -> None:
@@ -150,14 +185,17 @@ def _show_landed(store: Store, sandboxes: Sandboxes, top: int = 5) -> None:
     console.print(table)
 
 
-def _next_steps(target: Path, store: Store) -> None:
+def _next_steps(target: Path, store: Store, *, replayed: bool = False) -> None:
 
     best = queries.ranked_leads(store, "default", 1)
     email = best[0]["email"] if best and best[0]["email"] else "someone@example.com"
     leadhub = _leadhub()
     console.print(f"\nnext, try (the demo's hub file and store are in {target}):")
     where = shlex.quote(str(target))
-    for cmd in (f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"):
+    commands = [f"explain {email}", "status", "quarantine", "report", "leads --json --top 3"]
+    if replayed:  # a replay decides enough outcomes to backtest the model on
+        commands[2] = "backtest --model models.yaml"
+    for cmd in commands:
         console.print(f"  cd {where} && {leadhub} {cmd}", soft_wrap=True, style="cyan",
                       markup=False, highlight=False)  # fmt: skip
     console.print(f"  {leadhub} init   # your own hub file, model and CSVs here", soft_wrap=True,

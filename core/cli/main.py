@@ -107,7 +107,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
         "demo",
         "demo",
         "demo",
-        "Pull from the vendor sandboxes, score, push back, and show the ranked leads.",
+        "Replay days of a synthetic world through the vendor sandboxes, then show what happened.",
     ),
     ("worker", "jobs", "worker", "Run dramatiq worker processes on Redis (LEADHUB_BROKER_URL)."),
     (

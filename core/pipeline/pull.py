@@ -41,11 +41,14 @@ class PullResult:
         return None if self.exception is None else str(self.exception)
 
 
-def open_source(hub: HubConfig, source_name: str) -> Source:
-    """The source named `source_name` in the hub file, opened by its connector."""
+def open_source(
+    hub: HubConfig, source_name: str, clock: Callable[[], float] | None = None
+) -> Source:
+    """The source named `source_name` in the hub file, opened by its connector (`clock`: what
+    its read windows are measured from, when not real time; see `SourceContext`)."""
     config = hub.source(source_name)
     return registry.open_source(
-        config.connector, config.settings, SourceContext(source_name, hub.base_dir)
+        config.connector, config.settings, SourceContext(source_name, hub.base_dir, clock)
     )
 
 

@@ -100,6 +100,20 @@ def test_gradient_boosting_is_an_option(rows: list[LeadInput]) -> None:
         as_rules(boosted)
 
 
+def test_a_number_that_nearly_every_lead_shares_trains_as_one_bin(rows: list[LeadInput]) -> None:
+    # A field at its lowest value for 49 leads in 50 (a rarely set revenue, a count mostly 0):
+    # every quantile cut falls on that value, so the column has no edges and one bin.
+    mostly_zero = [
+        LeadInput(r.lead_id, {**r.fields, "annual_revenue": 0 if i % 50 else 1e6},
+                  r.activities, r.at, r.converted)
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+    trained = train(mostly_zero, now=AT)
+    column = next(c for c in trained.spec.columns if c.field == "annual_revenue")
+    assert isinstance(column, NumericColumn) and column.edges == ()
+    assert trained.cv_auc > 0.9
+
+
 def test_too_few_outcomes_is_refused_with_a_reason(rows: list[LeadInput]) -> None:
     with pytest.raises(InsufficientData, match=r"only 100 decided outcome\(s\).*at least 500"):
         train(rows[:100], now=AT)

@@ -238,7 +238,7 @@ class GraphSandbox:
     # -- reads --------------------------------------------------------------------------------
 
     def node(self, node_id: str, fields: str | None) -> dict[str, Any]:
-        lead = next((x for x in self.leads if x.id == node_id), None)
+        lead = next((x for x in self.leads if x.id == node_id and self.shows(x)), None)
         if lead is not None:
             return select(lead.graph(), _known(fields, LEAD_FIELDS, "Lead", "lead"))
         form = next((f for f in self.forms if f.id == node_id), None)
@@ -258,7 +258,7 @@ class GraphSandbox:
             return self.page(request, rows)
         if edge == "leads" and any(f.id == node for f in self.forms):
             conditions = self.lead_filter(request.query_params.get("filtering"))
-            leads = [x for x in self.leads if x.form_id == node]
+            leads = [x for x in self.leads if x.form_id == node and self.shows(x)]
             leads = [
                 x for x in leads if all(OPERATORS[o](x.created_time, v) for o, v in conditions)
             ]
@@ -269,6 +269,11 @@ class GraphSandbox:
                 request, [(x.id, functools.partial(_lead_object, x, wanted)) for x in leads]
             )
         raise self.unknown(node)
+
+    def shows(self, lead: SandboxLead) -> bool:
+        """Whether `lead` was submitted by the world's clock (always, when it is not set)."""
+        at = self.world.clock
+        return at is None or lead.created_time <= at.timestamp()
 
     def unknown(self, node_id: str) -> GraphFault:
         if not node_id.isdigit():  # a name Graph would resolve as an alias, and cannot

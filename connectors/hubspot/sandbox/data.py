@@ -10,7 +10,7 @@ get an email address HubSpot would never hold, so the connector has something to
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,10 +146,40 @@ class Contact:
     updated_ms: int
     archived_ms: int | None = None
     merged_into: str | None = None
+    # What the world changed after the contact was made, in order: (ms, properties set then;
+    # None unsets), and the values those properties had before (see `as_of`).
+    changes: list[tuple[int, dict[str, str | None]]] = field(default_factory=list)
+    initial: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
         return self.archived_ms is None and self.merged_into is None
+
+    def change(self, ms: int, values: dict[str, str | None]) -> None:
+        """Set `values` as of `ms`, remembered so that `as_of` shows them only from then."""
+        for name in values:
+            self.initial.setdefault(name, self.properties.get(name))
+        self.changes.append((ms, values))
+        _apply(self.properties, values)
+        self.updated_ms = max(self.updated_ms, ms)
+
+    def as_of(self, ms: int) -> Contact | None:
+        """The contact as it stood at `ms`: None before it was made; the world's later changes
+        undone, modified at its last change by then. Writes made since (at or before `ms` on a
+        clock that only moves on) are kept."""
+        if self.created_ms > ms:
+            return None
+        if not self.changes and self.updated_ms <= ms:
+            return self
+        props = dict(self.properties)
+        _apply(props, self.initial)
+        stamps = [self.created_ms, *([self.updated_ms] if self.updated_ms <= ms else ())]
+        for when, values in self.changes:
+            if when <= ms:
+                _apply(props, values)
+                stamps.append(when)
+        return Contact(self.id, props, self.created_ms, max(stamps), self.archived_ms,
+                       self.merged_into)  # fmt: skip
 
     def value(self, name: str) -> str | None:
         if name == "lastmodifieddate":
@@ -174,8 +204,17 @@ class Contact:
         return body
 
 
+def _apply(props: dict[str, str], values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            props.pop(name, None)
+        else:
+            props[name] = value
+
+
 def person_contact(person: Person, world: World, malformed: bool) -> Contact:
-    """A world person as a HubSpot contact (outcome folded into stage or lead status)."""
+    """A world person as a HubSpot contact (outcome folded into stage or lead status, as of the
+    day it closed)."""
     created = to_ms(person.created_at)
     updated = min(to_ms(world.now), created + (person.key % 9) * 3_600_000 + 61_000)
     email = person.email.replace("@", " at ") if malformed else person.email
@@ -194,18 +233,19 @@ def person_contact(person: Person, world: World, malformed: bool) -> Contact:
         "lifecyclestage": "lead",
         "hs_lead_status": "NEW",
     }
+    contact = Contact(str(100_000 + person.key), props, created, created)
+    contact.change(updated, {})  # a first edit a few hours after it was made
     for result in world.outcomes_of(person.key):
         closed = to_ms(result.closed_at)
-        updated = max(updated, closed)
         if result.status == "lost":
-            props["hs_lead_status"] = "UNQUALIFIED"
+            contact.change(closed, {"hs_lead_status": "UNQUALIFIED"})
             continue
         stage = "customer" if result.status == "won" else "opportunity"
-        props["lifecyclestage"] = stage
-        props[f"hs_lifecyclestage_{stage}_date"] = iso(closed)
+        values = {"lifecyclestage": stage, f"hs_lifecyclestage_{stage}_date": iso(closed)}
         if result.amount is not None:
-            props["total_revenue"] = f"{result.amount:.2f}"
-    return Contact(str(100_000 + person.key), props, created, updated)
+            values["total_revenue"] = f"{result.amount:.2f}"
+        contact.change(closed, dict(values))
+    return contact
 
 
 def email_events(person: Person, events: Iterable[Event]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from connectors.hubspot.sandbox.data import (
     iso,
     seed,
     standard_properties,
+    to_ms,
 )
 from connectors.sandbox.world import World
 
@@ -111,18 +112,37 @@ class Portal:
         self.next_id = max((int(c) for c in self.contacts), default=100_000) + 1
         self._index: list[tuple[int, int]] | None = None  # (modified ms, id) of live contacts
         self._emails: dict[str, str] | None = None
+        self.world, self._version = world, 0
+        self._shown: tuple[tuple[int, int], dict[str, Contact]] | None = None
+
+    def at_ms(self) -> int | None:
+        """The world's clock in milliseconds, when it is set (see `World.clock`)."""
+        return None if self.world.clock is None else to_ms(self.world.clock)
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        at = self.at_ms()
+        return int(self.clock() * 1000) if at is None else at
 
     def changed(self) -> None:
         self._index = self._emails = None
+        self._version += 1
+
+    def shown(self) -> dict[str, Contact]:
+        """The contacts reads see: all of them, or as they stood at the world's clock."""
+        at = self.at_ms()
+        if at is None:
+            return self.contacts
+        key = (at, self._version)
+        if self._shown is None or self._shown[0] != key:
+            seen = {cid: c.as_of(at) for cid, c in self.contacts.items()}
+            self._shown = (key, {cid: c for cid, c in seen.items() if c is not None})
+            self._index = None
+        return self._shown[1]
 
     def index(self) -> list[tuple[int, int]]:
+        shown = self.shown()
         if self._index is None:
-            self._index = sorted(
-                (c.updated_ms, int(c.id)) for c in self.contacts.values() if c.live
-            )
+            self._index = sorted((c.updated_ms, int(c.id)) for c in shown.values() if c.live)
         return self._index
 
     def by_email(self, email: str) -> Contact | None:
@@ -161,11 +181,12 @@ class Portal:
     def list_page(self, limit: int, after: str | None, archived: bool, names: list[str]) -> Answer:
         if limit > 100:
             return 400, error("VALIDATION_ERROR", "limit must be at most 100")
-        chosen = sorted(int(c.id) for c in self.contacts.values()
+        shown = self.shown()
+        chosen = sorted(int(c.id) for c in shown.values()
                         if (c.archived_ms is not None if archived else c.live))  # fmt: skip
         start = bisect_left(chosen, int(after)) if after and after.isdigit() else 0
         page = chosen[start : start + limit]
-        body: dict[str, Any] = {"results": [self.contacts[str(i)].view(names) for i in page]}
+        body: dict[str, Any] = {"results": [shown[str(i)].view(names) for i in page]}
         if start + limit < len(chosen):
             nxt = str(page[-1] + 1)
             body["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
@@ -196,6 +217,10 @@ class Portal:
         return 200, contact.view(names)
 
     def _read_one(self, ref: str, by_email: bool, archived: bool) -> Contact | None:
+        found = self._find_one(ref, by_email, archived)
+        return None if found is None else self.shown().get(found.id)
+
+    def _find_one(self, ref: str, by_email: bool, archived: bool) -> Contact | None:
         if by_email and not archived:
             return self.by_email(ref)
         if by_email:
@@ -245,13 +270,13 @@ class Portal:
             pairs, rest = narrowed
             in_order = prop == "lastmodifieddate" and not descending
             if in_order and not rest:
-                return _Contacts(self.contacts, pairs)  # read lazily: only one page is viewed
-            found = [self.contacts[str(cid)] for _, cid in pairs]
+                return _Contacts(self.shown(), pairs)  # read lazily: only one page is viewed
+            found = [self.shown()[str(cid)] for _, cid in pairs]
             found = [c for c in found if all(self._matches(c, f) for f in rest)]
             if in_order:
                 return found  # the index is in this order already
         else:
-            pool = [c for c in self.contacts.values() if c.live]
+            pool = [c for c in self.shown().values() if c.live]
             found = [c for c in pool if not groups or any(self._group(c, g) for g in groups)]
         return sorted(
             found, key=lambda c: (self._key(prop, c.value(prop)), int(c.id)), reverse=descending

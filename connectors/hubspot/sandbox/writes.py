@@ -231,6 +231,7 @@ def email_events(portal: Portal, params: dict[str, str]) -> Answer:
     if limit > 1000:
         return 400, error("VALIDATION_ERROR", "limit must be at most 1000")
     skip_filtered = params.get("excludeFilteredEvents") == "true"
+    end = min(end, portal.at_ms() or end)  # nothing after the world's clock, when set
     found = [e for e in portal.events if start <= e["created"] <= end
              and not (skip_filtered and e.get("filteredEvent"))
              and params.get("recipient") in (None, e["recipient"])
@@ -249,6 +250,9 @@ def form_submissions(portal: Portal, form_id: str, params: dict[str, str]) -> An
     if limit > 50:
         return 400, error("VALIDATION_ERROR", "limit must be at most 50")
     rows, first = portal.submissions[form_id], _index(params.get("after"))
+    at = portal.at_ms()
+    if at is not None:  # only what was submitted by the world's clock
+        rows = [r for r in rows if r["submittedAt"] <= at]
     body: dict[str, Any] = {"results": rows[first : first + limit]}
     if first + limit < len(rows):
         body["paging"] = {"next": {"after": _token(first + limit), "link": ""}}

@@ -123,7 +123,10 @@ async def member(request: Request, audience: Audience) -> Response:
             raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
         found.status, found.last_changed = "archived", audience.clock()
         return Response(status_code=204)
-    rendered = data.render_member(found, audience.list_id, audience.tag_ids)
+    seen = audience.seen(found)
+    if seen is None:  # not joined yet on the world's clock
+        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+    rendered = data.render_member(seen, audience.list_id, audience.tag_ids)
     return _answer(request, rendered)
 
 
@@ -132,10 +135,12 @@ async def members(request: Request, audience: Audience) -> Response:
     q = request.query_params
     since = _when(q.get("since_last_changed"), "since_last_changed")
     before = _when(q.get("before_last_changed"), "before_last_changed")
+    seen = (audience.seen(m) for m in audience.members.values())
     found = [
         m
-        for m in audience.members.values()
-        if (since is None or m.last_changed > since)
+        for m in seen
+        if m is not None
+        and (since is None or m.last_changed > since)
         and (before is None or m.last_changed < before)
         and (not q.get("status") or m.status == q.get("status"))
     ]
@@ -336,7 +341,8 @@ async def segment_batch(request: Request, audience: Audience) -> Response:
 async def campaigns(request: Request, audience: Audience) -> Response:
     q = request.query_params
     since = _when(q.get("since_send_time"), "since_send_time")
-    found = [c for c in audience.campaigns if since is None or c.send_time >= since]
+    found = [c for c in audience.campaigns if (since is None or c.send_time >= since)
+             and audience.shows(c.send_time)]  # fmt: skip
     if q.get("status") not in (None, "sent") or q.get("list_id") not in (None, audience.list_id):
         found = []
     found.sort(key=lambda c: c.send_time, reverse=q.get("sort_dir") == "DESC")
@@ -357,7 +363,11 @@ async def email_activity(request: Request, audience: Audience) -> Response:
     since = _when(request.query_params.get("since"), "since")
     rows: dict[str, list[Activity]] = {}
     for event in audience.activity:
-        if event.campaign_id == cid and (since is None or event.timestamp > since):
+        if (
+            event.campaign_id == cid
+            and (since is None or event.timestamp > since)
+            and audience.shows(event.timestamp)
+        ):
             rows.setdefault(event.member_id, []).append(event)
     page, total = _page(request, sorted(rows.items()))
     audience.counters["activity_served"] += sum(len(events) for _, events in page)
@@ -372,7 +382,8 @@ async def email_activity(request: Request, audience: Audience) -> Response:
 
 async def unsubscribed(request: Request, audience: Audience) -> Response:
     cid = _campaign(request, audience)
-    found = [u for u in audience.unsubscribes if u.campaign_id == cid]
+    found = [u for u in audience.unsubscribes
+             if u.campaign_id == cid and audience.shows(u.timestamp)]  # fmt: skip
     page, total = _page(request, found)
     rows = []
     for u in page:

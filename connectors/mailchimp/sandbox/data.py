@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,8 @@ class Member:
     web_id: int
     tags: dict[str, datetime] = field(default_factory=dict)  # active tags → date added
     unsubscribe_reason: str = ""
+    statuses: list[tuple[datetime, str]] = field(default_factory=list)  # the world's changes
+    engaged: list[datetime] = field(default_factory=list)  # the opens and clicks its rating counts
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,41 @@ class Audience:
     tag_events: list[dict[str, Any]] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    world: World | None = None  # whose `clock`, when set, is the audience's (see `seen`)
+
+    @property
+    def as_of(self) -> datetime | None:
+        return self.world.clock if self.world is not None else None
+
+    def shows(self, when: datetime) -> bool:
+        """Whether something dated `when` has happened on the world's clock (always, unset)."""
+        return self.as_of is None or when <= self.as_of
+
+    def seen(self, member: Member) -> Member | None:
+        """`member` as it stood at the world's clock: None before it joined; its status and
+        rating as of then, changed at its last change by then; the member itself when the clock
+        is unset."""
+        at = self.as_of
+        if at is None:
+            return member
+        if member.timestamp_opt > at:
+            return None
+        rating = min(member.rating, 2 + sum(1 for when in member.engaged if when <= at))
+        status, stamps = "subscribed", [member.timestamp_opt]
+        stamps += [member.last_changed] if member.last_changed <= at else []
+        for when, value in member.statuses:
+            if when <= at:
+                status = value
+                stamps.append(when)
+        if status == "subscribed" and member.status not in ("unsubscribed", "cleaned"):
+            status = member.status  # a change made through the API since
+        return replace(member, status=status, last_changed=max(stamps), rating=rating)
 
     def clock(self) -> datetime:
-        """The world's `now`, moving on with real time (whole seconds, as Mailchimp reports)."""
+        """The world's clock when set; else the world's `now`, moving on with real time (whole
+        seconds, as Mailchimp reports)."""
+        if self.as_of is not None:
+            return self.as_of
         return (self.now + timedelta(seconds=time.monotonic() - self.started)).replace(
             microsecond=0
         )
@@ -184,15 +218,15 @@ def _member(person: Person, events: list[Event], malformed: set[int]) -> Member:
     merge = {"FNAME": person.first_name, "LNAME": person.last_name, "ADDRESS": "",
              "PHONE": person.phone, "COMPANY": person.company.name,
              "JOBTITLE": person.job_title}  # fmt: skip
-    opens = sum(1 for e in events if e.type.startswith("email_"))
+    opens = [e.occurred_at for e in events if e.type.startswith("email_")]
     return Member(subscriber_hash(email), email, "subscribed", merge, person.country,
-                  min(5, 2 + opens), person.created_at, person.created_at,
-                  100000 + person.key)  # fmt: skip
+                  min(5, 2 + len(opens)), person.created_at, person.created_at,
+                  100000 + person.key, engaged=opens)  # fmt: skip
 
 
 def seed(world: World, list_id: str) -> Audience:
     """The audience of `world`: members, merge fields, campaigns, activity and unsubscribes."""
-    audience = Audience(list_id, world.now)
+    audience = Audience(list_id, world.now, world=world)
     for tag, name, kind in MERGE_FIELDS:
         audience.add_merge_field(name, kind, tag)
     audience.campaigns = _campaigns(world)
@@ -211,6 +245,7 @@ def seed(world: World, list_id: str) -> Audience:
             if event.type == "unsubscribed":
                 member.status, member.unsubscribe_reason = "unsubscribed", UNSUBSCRIBE_REASON
                 member.last_changed = max(member.last_changed, event.occurred_at)
+                member.statuses.append((event.occurred_at, "unsubscribed"))
                 audience.unsubscribes.append(Unsubscribe(campaign.id, member.id, event.occurred_at))
             elif event.type in ("email_opened", "email_clicked"):
                 action = "open" if event.type == "email_opened" else "click"
@@ -230,6 +265,7 @@ def _bounce(audience: Audience, member: Member) -> None:
     when = max(campaign.send_time, member.timestamp_opt) + timedelta(minutes=5)
     audience.activity.append(Activity(campaign.id, member.id, "bounce", when, type="hard"))
     member.status, member.last_changed = "cleaned", max(member.last_changed, when)
+    member.statuses.append((when, "cleaned"))
 
 
 # -- rendering (the vendor's documented shapes) --------------------------------------------------

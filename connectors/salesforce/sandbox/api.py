@@ -146,8 +146,11 @@ class Api:
         found = self.org.find(request.path_params["id"])
         if found is None or found[0] != obj or found[1]["IsDeleted"]:
             raise NOT_FOUND
+        seen = self.org.seen(obj, found[1])  # as it stood at the world's clock, when set
+        if seen is None:
+            raise NOT_FOUND
         if request.method == "GET":
-            return self._render(request, obj, found[1])
+            return self._render(request, obj, seen)
         if request.method == "DELETE":
             outcome = check(self.org, obj, "delete", {"Id": found[1]["Id"]})
             if not outcome.ok:

@@ -68,13 +68,25 @@ class Org:
     counters: Counter[str] = field(default_factory=Counter)
     blanks: dict[str, Record] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    world: World | None = None  # whose `clock`, when set, is the org's (see `seen`)
+    # Per record id, what changed after it was made, in the order it was applied: (when, values).
+    timeline: dict[str, list[tuple[datetime, Record]]] = field(default_factory=dict)
+    initial: dict[str, Record] = field(default_factory=dict)  # values before the first change
 
     def __post_init__(self) -> None:
         for obj in self.schema.fields:
             self.records.setdefault(obj, {})
 
+    @property
+    def as_of(self) -> datetime | None:
+        """The world's clock when set: the org then shows itself as it stood at that moment."""
+        return self.world.clock if self.world is not None else None
+
     def clock(self) -> datetime:
-        """The world's `now`, moving on with real time, to the millisecond."""
+        """The world's clock when set; else the world's `now`, moving on with real time, to the
+        millisecond."""
+        if self.as_of is not None:
+            return self.as_of
         moved = self.now + timedelta(seconds=time.monotonic() - self.started)
         return moved.replace(microsecond=moved.microsecond // 1000 * 1000)
 
@@ -123,6 +135,43 @@ class Org:
         when = when or self.clock()
         record["LastModifiedDate"] = record["SystemModstamp"] = when
         record["LastModifiedById"] = by
+        self.note(record, when, LastModifiedById=by)
+
+    def note(self, record: Record, when: datetime, **values: Any) -> None:
+        """Remember that `values` were set on `record` at `when` (applied by the caller) and that
+        it was modified then, so `seen` shows them, and the modification, only from `when` on."""
+        initial = self.initial.setdefault(record["Id"], {})
+        for name in values:
+            initial.setdefault(name, record.get(name))
+        self.timeline.setdefault(record["Id"], []).append((when, values))
+
+    def change(self, record: Record, when: datetime, **values: Any) -> None:
+        """Set `values` on `record` as of `when` (see `note`)."""
+        self.note(record, when, **values)
+        record.update(values)
+
+    def seen(self, obj: str, record: Record) -> Record | None:
+        """`record` as it stood at the world's clock: None when made after it; its changes
+        after it undone and its modification stamps at its last change by then. The record
+        itself when the clock is not set."""
+        at = self.as_of
+        if at is None:
+            return record
+        if record["CreatedDate"] > at:
+            return None
+        line = self.timeline.get(record["Id"])
+        if not line:
+            return record
+        view = {**record, **self.initial.get(record["Id"], {})}
+        stamp, by = record["CreatedDate"], record["CreatedById"]
+        for when, values in line:
+            if when <= at:
+                view.update(values)
+                if when >= stamp:
+                    stamp, by = when, values.get("LastModifiedById", by)
+        view.update(LastModifiedDate=stamp, SystemModstamp=stamp, LastModifiedById=by)
+        derive(obj, view)
+        return view
 
 
 def derive(obj: str, record: Record) -> None:
@@ -211,7 +260,8 @@ def _at(d: datetime, now: datetime) -> datetime:
 
 def seed(world: World, schema: Schema) -> Org:
     """The org of `world`: leads, conversions, campaigns and members, tasks and events."""
-    org = Org(schema, world.now)
+    org = Org(schema, world.now, world=world)
+    clock, world.clock = world.clock, None  # seeded whole; the clock only hides what is later
     events: dict[int, list[Event]] = {}
     for event in world.events:  # grouped once: `World.events_of` scans every event
         events.setdefault(event.person, []).append(event)
@@ -228,11 +278,13 @@ def seed(world: World, schema: Schema) -> Org:
         result = outcomes.get(person.key)
         if result is not None:
             _outcome(org, accounts, rng, person, lead, result, members)
-        lead["LastModifiedDate"] = lead["SystemModstamp"] = max(
-            [lead["SystemModstamp"]] + [e.occurred_at for e in mine if e.type != "page_viewed"]
-        )
+        engaged = [e.occurred_at for e in mine if e.type != "page_viewed"]
+        for when in engaged:  # marketing automation touches the lead on each engagement
+            org.note(lead, when)
+        lead["LastModifiedDate"] = lead["SystemModstamp"] = max([lead["SystemModstamp"], *engaged])
         if person.key % 97 == 5:  # in the recycle bin: only queryAll sees it
             lead["IsDeleted"] = True
+    world.clock = clock
     return org
 
 
@@ -277,7 +329,7 @@ def _members(
                 "CampaignMember", {"CampaignId": campaign["Id"], "LeadId": lead["Id"],
                                    "Status": status}, event.occurred_at)  # fmt: skip
         elif member["Status"] in ("Sent", "Registered"):
-            member["Status"] = status
+            org.change(member, event.occurred_at, Status=status)
             org.touch(member, event.occurred_at)
         derive("CampaignMember", member)
         if member["HasResponded"] and member["FirstRespondedDate"] is None:
@@ -310,8 +362,8 @@ def _tasks(org: Org, rng: random.Random, lead: Record, events: list[Event], now:
             IsArchived=lead["CreatedDate"].day == 13 and n == 0,
         )
         org.insert("Task", values, when)
-        lead["Status"] = "Working - Contacted"
-        lead["LastActivityDate"] = max(lead["LastActivityDate"] or when.date(), when.date())
+        last = max(lead["LastActivityDate"] or when.date(), when.date())
+        org.change(lead, when, Status="Working - Contacted", LastActivityDate=last)
     for event in events:
         if event.type == "form_submitted":
             when = _at(event.occurred_at + timedelta(hours=2), now)
@@ -332,7 +384,7 @@ def _tasks(org: Org, rng: random.Random, lead: Record, events: list[Event], now:
 def _outcome(org: Org, accounts: dict[str, Record], rng: random.Random, person: Person,
              lead: Record, result: Result, members: list[Record]) -> None:  # fmt: skip
     if result.status == "lost" and person.key % 2:
-        lead["Status"] = "Closed - Not Converted"
+        org.change(lead, result.closed_at, Status="Closed - Not Converted")
         org.touch(lead, max(result.closed_at, lead["SystemModstamp"]))
         return
     converted = result.closed_at
@@ -369,6 +421,16 @@ def _outcome(org: Org, accounts: dict[str, Record], rng: random.Random, person: 
         converted,
     )
     if stage != "Qualification":
+        org.change(
+            opportunity,
+            converted,
+            StageName="Qualification",
+            Probability=20,
+            CloseDate=(converted + timedelta(days=30)).date(),
+        )  # open until it closes
+        org.change(opportunity, result.closed_at, StageName=stage,
+                   Probability={"Closed Won": 100, "Closed Lost": 0}[stage],
+                   CloseDate=result.closed_at.date())  # fmt: skip
         org.touch(opportunity, result.closed_at)
     meeting = max(lead["CreatedDate"], converted - timedelta(days=rng.uniform(1, 4)))
     meeting = meeting.replace(microsecond=0)
@@ -377,10 +439,11 @@ def _outcome(org: Org, accounts: dict[str, Record], rng: random.Random, person: 
                          "EndDateTime": meeting + timedelta(minutes=45), "DurationInMinutes": 45,
                          "ActivityDate": meeting.date(), "EventSubtype": "Event"},
                meeting)  # fmt: skip
-    lead.update(IsConverted=True, ConvertedDate=converted.date(), Status="Closed - Converted",
-                ConvertedAccountId=account["Id"], ConvertedContactId=contact["Id"],
-                ConvertedOpportunityId=opportunity["Id"])  # fmt: skip
+    ids = {"ConvertedAccountId": account["Id"], "ConvertedContactId": contact["Id"],
+           "ConvertedOpportunityId": opportunity["Id"]}  # fmt: skip
+    org.change(lead, converted, IsConverted=True, ConvertedDate=converted.date(),
+               Status="Closed - Converted", **ids)  # fmt: skip
     org.touch(lead, max(converted, lead["SystemModstamp"]))
     for member in members:
-        member["ContactId"] = contact["Id"]
+        org.change(member, converted, ContactId=contact["Id"])
         derive("CampaignMember", member)

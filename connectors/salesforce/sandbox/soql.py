@@ -446,8 +446,9 @@ def parse(org: Org, soql: str) -> Query:
 
 def run(org: Org, query: Query, include_deleted: bool) -> list[Record]:
     """The records of `query`, filtered, sorted and sliced (before field selection)."""
-    rows = [r for r in org.records[query.obj].values()
-            if include_deleted or not (r["IsDeleted"] or r.get("IsArchived"))]  # fmt: skip
+    seen = (org.seen(query.obj, r) for r in org.records[query.obj].values())
+    rows = [r for r in seen if r is not None
+            and (include_deleted or not (r["IsDeleted"] or r.get("IsArchived")))]  # fmt: skip
     if query.where is not None:
         rows = [r for r in rows if query.where(r)]
     parser = Parser(org, "")

@@ -94,6 +94,7 @@ def check(
                 r
                 for r in org.records[obj].values()
                 if not r["IsDeleted"]
+                and org.seen(obj, r) is not None
                 and key
                 and str(r.get(external_id) or "").casefold() == str(key).casefold()
             ]
@@ -172,13 +173,14 @@ def _existing(
             errors=[problem("MALFORMED_ID", f"{obj} ID: id value of incorrect type: {text}", "Id")]
         )
     record = org.records[obj].get(id18(text) if len(text) == 15 else text)
-    if record is None:
+    seen = None if record is None else org.seen(obj, record)
+    if record is None or seen is None:
         return Outcome(
             errors=[problem("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")]
         )
     if record["IsDeleted"]:
         return Outcome(errors=[problem("ENTITY_IS_DELETED", "entity is deleted")])
-    if obj == "Lead" and record["IsConverted"]:
+    if obj == "Lead" and seen["IsConverted"]:
         return Outcome(errors=[problem("CANNOT_UPDATE_CONVERTED_LEAD",
                                        "cannot reference converted lead")])  # fmt: skip
     return Outcome(record["Id"], apply=lambda: change(record))

@@ -1,0 +1,122 @@
+"""What to look at in a store that has lived a while: the leads whose histories tell the story.
+
+- the leads that **crossed into qualified** (those still qualified first, the most recent crossing
+  first): the moment destinations with `on_qualified` create a follow-up task;
+- a lead that **decayed**: its total fell with no activity since its previous score, so time
+  alone took the points (a release from qualified first, then the biggest fall);
+- the **tier shares** of the current scores.
+
+`leadhub demo` closes on them and the dashboard's home page links them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.pipeline.plan import SCORE
+from core.store.ingest import ACTIVITY, HISTORY, LEAD
+from core.store.store import Store
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One lead's notable moment: `total` went from `before` to `after` at `at`."""
+
+    lead_id: int
+    email: str | None
+    at: datetime
+    before: float
+    after: float
+    event: str | None
+    since: datetime | None = None  # when the lead's previous score was written
+
+
+@dataclass
+class Highlights:
+    crossings: list[Moment] = field(default_factory=list)  # best first: see `_crossings`
+    decayed: Moment | None = None
+    tiers: dict[str, int] = field(default_factory=dict)  # tier -> current leads
+
+    @property
+    def crossed(self) -> Moment | None:
+        return self.crossings[0] if self.crossings else None
+
+    @property
+    def leads(self) -> int:
+        return sum(self.tiers.values())
+
+
+def highlights(store: Store, model: str) -> Highlights:
+    """The highlights of `model`'s scores: see the module docstring."""
+    with store.engine.connect() as conn:
+        tiers: dict[Any, Any] = dict(
+            conn.execute(
+                sa.select(SCORE.c.tier, sa.func.count())
+                .where(SCORE.c.model == model)
+                .group_by(SCORE.c.tier)
+            ).all()
+        )
+        history = conn.execute(
+            sa.select(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.total, HISTORY.c.event)
+            .where(HISTORY.c.model == model)
+            .order_by(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.id)
+        ).all()
+        qualified_now = set(
+            conn.execute(
+                sa.select(SCORE.c.lead_id).where(SCORE.c.model == model, SCORE.c.qualified)
+            ).scalars()
+        )
+        emails = dict(conn.execute(sa.select(LEAD.c.id, LEAD.c.email)).all())
+        active: dict[int, list[datetime]] = {}
+        for lead_id, moment in conn.execute(sa.select(ACTIVITY.c.lead_id, ACTIVITY.c.occurred_at)):
+            active.setdefault(lead_id, []).append(moment)
+    return Highlights(
+        _crossings(history, qualified_now, emails),
+        _decayed(history, emails, active),
+        {str(k or ""): int(v) for k, v in tiers.items()},
+    )
+
+
+def _moments(history: Sequence[Any], emails: dict[int, str | None]) -> list[Moment]:
+    found: list[Moment] = []
+    previous: Any = None
+    for row in history:
+        same = previous is not None and previous.lead_id == row.lead_id
+        before, since = (previous.total, previous.computed_at) if same else (0, None)
+        found.append(Moment(row.lead_id, emails.get(row.lead_id), row.computed_at, float(before),
+                            float(row.total), row.event, since))  # fmt: skip
+        previous = row
+    return found
+
+
+def _crossings(
+    history: Sequence[Any], qualified_now: set[int], emails: dict[int, str | None]
+) -> list[Moment]:
+    """Every crossing into qualified: of leads still qualified first, the most recent first."""
+    crossings = [m for m in _moments(history, emails) if m.event == "qualified"]
+    return sorted(crossings, key=lambda m: (m.lead_id in qualified_now, m.at, m.lead_id),
+                  reverse=True)  # fmt: skip
+
+
+def _decayed(
+    history: Sequence[Any], emails: dict[int, str | None], active: dict[int, list[datetime]]
+) -> Moment | None:
+    """The biggest fall of a total with no activity since the lead's previous score (time alone
+    took the points), a release from qualified first."""
+
+    def quiet(m: Moment) -> bool:
+        return m.since is not None and not any(
+            m.since < a <= m.at for a in active.get(m.lead_id, ())
+        )
+
+    falls = [m for m in _moments(history, emails) if m.after < m.before and quiet(m)]
+    return max(
+        falls,
+        key=lambda m: (m.event == "released", m.before - m.after, m.at, m.lead_id),
+        default=None,
+    )
