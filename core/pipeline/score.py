@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
-from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
+from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
 from scoring.model import ScoringModel, segment_matches
+from scoring.tallied import tallyable
 
 if TYPE_CHECKING:
     from scoring.predictive import Artefact, Prediction
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
 CHUNK = 1000
+FULL_CHUNK = 20_000  # leads per set-based range: bounds memory, not queries
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -77,7 +80,10 @@ def score(
             query = query.where(LEAD.c.dirty.is_(True))
         ids = [row.id for row in conn.execute(query)]
     counts = PageCounts(read=len(ids))
-    for start in range(0, len(ids), CHUNK):
+    tallied = [m for m in models if tallyable(m)] if stale and artefact is None else []
+    if tallied:
+        _score_all_tallied(store, ids, models, tallied, now, run, progress)
+    for start in range(0, len(ids) if not tallied else 0, CHUNK):
         chunk = ids[start : start + CHUNK]
         with store.begin() as conn:
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
@@ -100,6 +106,117 @@ def score(
     counts.updated, counts.unchanged = run.changed, run.leads - run.changed
     store.finish_run(run_id, counts, "ok")
     return run
+
+
+def _score_all_tallied(
+    store: Store,
+    ids: Sequence[int],
+    models: Sequence[ScoringModel],
+    tallied: Sequence[ScoringModel],
+    now: datetime,
+    run: ScoreRun,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Every lead in `ids`: `tallied` models set-based, the others through the engine."""
+    rest = [m for m in models if m not in tallied]
+    plan = RulePlan(tallied, _as_utc(now))
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("ANALYZE activity"))
+            conn.commit()
+        with conn.begin():
+            plan.load(conn)
+        try:
+            for low, high, size in ranges(ids, FULL_CHUNK):
+                with conn.begin():
+                    conn.execute(
+                        LEAD.update()
+                        .where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
+                        .values(dirty=False)
+                    )
+                    changed, events = _score_range(conn, plan, low, high, now)
+                    if rest:
+                        chunk = [i for i in ids[run.leads : run.leads + size]]
+                        for start in range(0, len(chunk), CHUNK):
+                            part = chunk[start : start + CHUNK]
+                            more = _score_chunk(conn, part, rest, now)
+                            changed, events = changed + more[0], events + more[1]
+                run.leads += size
+                run.changed += changed
+                run.events += events
+                if progress:
+                    progress(run.leads, len(ids))
+        finally:
+            with conn.begin():
+                plan.drop(conn)
+
+
+def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
+    """The fields of the leads with ids in [low, high]; `custom` parsed once per distinct text."""
+    columns = [LEAD.c[name] for name in LEAD_FIELDS]
+    query = sa.select(LEAD.c.id, sa.cast(LEAD.c.custom, sa.Text), *columns).where(
+        LEAD.c.id.between(low, high)
+    )
+    parsed: dict[str | None, Any] = {None: {}}
+    fields = {}
+    for row in conn.execute(query):
+        raw = row[1]
+        custom = parsed.get(raw)
+        if custom is None:
+            custom = parsed[raw] = json.loads(raw) or {}
+        values = dict(zip(LEAD_FIELDS, row[2:], strict=True))
+        values["custom"] = custom
+        fields[row[0]] = values
+    return fields
+
+
+_PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive")
+
+
+def _score_range(
+    conn: Connection, plan: RulePlan, low: int, high: int, now: datetime
+) -> tuple[int, int]:
+    """Score the leads with ids in [low, high] under the plan's models, from their tallies."""
+    fields = _lead_fields(conn, low, high)
+    tallies = plan.tallies(conn, low, high)
+    names = {m.name for m in plan.models}
+    query = sa.select(
+        *(SCORE.c[k] for k in _PREVIOUS_COLUMNS), sa.cast(SCORE.c.ledger, sa.Text).label("ledger")
+    ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(names))
+    previous = {(r.lead_id, r.model): r for r in conn.execute(query)}
+    empty = LeadTallies({}, None)
+    changes: list[ScoreChange] = []
+    for lead_id, values in fields.items():
+        lead = tallies.get(lead_id, empty)
+        last_ts = None if lead.last is None else lead.last.timestamp()
+        for m, model in enumerate(plan.models):
+            prev = previous.pop((lead_id, model.name), None)
+            if not segment_matches(model, values):
+                if prev is not None:
+                    changes.append(ScoreChange(lead_id, model.name, prev, None, None))
+                continue
+            state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
+            result = plan.scorers[m].score(
+                values, lead.by_model.get(m, {}), last_ts, plan.now, state
+            )
+            row = _score_row(lead_id, result, now)
+            if prev is not None and not _moved(prev, row):
+                continue
+            moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
+            hist = _history_row(lead_id, result, now) if moved else None
+            changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
+    # Scores of leads gone from the range (merged away) go too.
+    changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
+    write_changes(conn, changes)
+    return _tally(changes)
+
+
+def _moved(prev: Any, row: dict[str, Any]) -> bool:
+    """`_differs` for a previous row whose ledger was read as JSON text (not parsed)."""
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive")
+    if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
+        return True
+    return bool(prev.ledger != json.dumps(row["ledger"]))
 
 
 PREDICTIVE_KEY = "predictive_version"
@@ -209,25 +326,52 @@ def _score_chunk(
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
     predicted = _predictions(artefact, fields, acts, now)
-    previous = _previous(conn, chunk)
-    inserts, updates, history = [], [], []
+    names = {m.name for m in models}
+    previous = {k: p for k, p in _previous(conn, chunk).items() if k[1] in names}
+    changes: list[ScoreChange] = []
     seen: set[tuple[int, str]] = set()
     for lead_id, model, result in evaluate(fields, acts, models, now, previous):
         seen.add((lead_id, model.name))
         row = _score_row(lead_id, result, now, predicted.get(lead_id))
         prev = previous.get((lead_id, model.name))
-        if prev is None:
-            inserts.append(row)
-        elif _differs(prev, row):
-            updates.append({**row, "_id": prev.id})
-        else:
+        if prev is not None and not _differs(prev, row):
             continue
-        if prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS):
-            history.append(_history_row(lead_id, result, now))
-    gone = [p.id for key, p in previous.items() if key not in seen]
+        moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
+        hist = _history_row(lead_id, result, now) if moved else None
+        changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
+    changes += [
+        ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
+    ]
+    write_changes(conn, changes)
+    return _tally(changes)
+
+
+def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:
+    """(leads whose outputs changed, qualified/released events) of a chunk's changes."""
+    history = [c.history for c in changes if c.history is not None]
+    return len({h["lead_id"] for h in history}), sum(1 for h in history if h["event"])
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreChange:
+    """A lead's score under a model that moved: `old` is the stored row (None: a new score),
+    `new` the row to store (None: the lead left the model's segment, the score goes), `history`
+    the score_history row when an output changed."""
+
+    lead_id: int
+    model: str
+    old: Any | None
+    new: dict[str, Any] | None
+    history: dict[str, Any] | None
+
+
+def write_changes(conn: Connection, changes: Sequence[ScoreChange]) -> None:
+    """Store the changed scores of both scoring paths: the one place score rows are written."""
+    inserts = [c.new for c in changes if c.old is None and c.new is not None]
+    updates = [{**c.new, "_id": c.old.id} for c in changes if c.old is not None and c.new]
+    gone = [c.old.id for c in changes if c.new is None and c.old is not None]
+    history = [c.history for c in changes if c.history is not None]
     _write(conn, inserts, updates, history, gone)
-    events = sum(1 for h in history if h["event"])
-    return len({h["lead_id"] for h in history}), events
 
 
 def _write(
