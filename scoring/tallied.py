@@ -16,7 +16,6 @@ Half-life weighting needs each activity's age, so a model with `half_life_days` 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -36,8 +35,7 @@ from scoring.engine import (
     _tier,
 )
 from scoring.model import ScoringModel
-
-Tallies = Mapping[int, tuple[int, int]]  # engagement rule index -> (kept, live)
+from scoring.operators import domain_of
 
 
 def tallyable(model: ScoringModel) -> bool:
@@ -45,22 +43,40 @@ def tallyable(model: ScoringModel) -> bool:
     return model.engagement.decay.half_life_days is None
 
 
+TallyKey = tuple[tuple[int, int, int], ...]  # (rule index, kept, live), in rule order
+
+
 class TallyScorer:
-    """Scores leads of one model from tallies; remembers fit results per distinct value."""
+    """Scores leads of one model from tallies; fit tests run once per distinct value, and a
+    score is computed once per distinct input (fit hits, tallies, inactivity step, state)."""
 
     def __init__(self, model: ScoringModel) -> None:
         if not tallyable(model):
             raise ValueError(f"model {model.name!r}: half-life decay needs the per-lead engine")
         self.compiled: CompiledModel = compile_model(model)
-        self._fit_memo: list[dict[tuple[type, Any], bool]] = [{} for _ in self.compiled.fit]
+        self.segmented = bool(model.segment)
+        # domain_in on a text value depends on its domain only: remember per domain.
+        self._by_domain = tuple(r.op == "domain_in" for r in model.fit.rules)
+        self._fit_memo: list[dict[Any, bool]] = [{} for _ in self.compiled.fit]
+        self._memo: dict[tuple[Any, ...], ScoreResult] = {}
+        # The inactivity steps, deepest first, as seconds of inactivity.
+        self.steps = tuple(after for after, _, _ in self.compiled.inactivity)
 
-    def _fit(
-        self, fields: Mapping[str, Any], ledger: list[LedgerEntry], reasons: list[tuple[int, str]]
-    ) -> int:
-        fit = 0
-        for rule, memo in zip(self.compiled.fit, self._fit_memo, strict=True):
+    def forget(self) -> None:
+        """Drop remembered scores (bounds memory between ranges of leads)."""
+        self._memo.clear()
+
+    def fit_key(self, fields: Mapping[str, Any]) -> tuple[bool, ...]:
+        """Which fit rules the lead's fields satisfy."""
+        hits = []
+        for rule, memo, by_domain in zip(
+            self.compiled.fit, self._fit_memo, self._by_domain, strict=True
+        ):
             value = rule.get(fields)
-            key = (value.__class__, value)  # 1, 1.0 and True compare equal but test apart
+            if by_domain and isinstance(value, str):
+                key: Any = domain_of(value)
+            else:
+                key = (value.__class__, value)  # 1, 1.0 and True compare equal but test apart
             try:
                 hit = memo.get(key)
             except TypeError:  # a list (multi-select custom field): test it as is
@@ -68,46 +84,65 @@ class TallyScorer:
             else:
                 if hit is None:
                     hit = memo[key] = rule.test(value)
+            hits.append(hit)
+        return tuple(hits)
+
+    def score_key(
+        self,
+        fit_key: tuple[bool, ...],
+        tallies: TallyKey,
+        step: int | None,
+        now: datetime,
+        previous: QualifiedState | None,
+    ) -> ScoreResult:
+        """The score of a lead with these fit hits and tallies, whose inactivity reaches
+        `steps[step]` (None: no step; a lead without activity reaches the deepest)."""
+        state = None if previous is None else (previous.qualified, previous.qualified_at)
+        key = (fit_key, tallies, step, state)
+        result = self._memo.get(key)
+        if result is None:
+            inactive = -1.0 if step is None else self.steps[step]
+            result = self._memo[key] = self._score(fit_key, tallies, inactive, now, previous)
+        return result
+
+    def _score(
+        self,
+        fit_key: tuple[bool, ...],
+        tallies: TallyKey,
+        inactive: float,
+        now: datetime,
+        previous: QualifiedState | None,
+    ) -> ScoreResult:
+        compiled = self.compiled
+        ledger: list[LedgerEntry] = []
+        reasons: list[tuple[int, str]] = []
+        fit = 0
+        for rule, hit in zip(compiled.fit, fit_key, strict=True):
             if hit:
                 fit += rule.cents
                 ledger.append(LedgerEntry("fit", "rule", rule.name, 1, rule.cents / 100))
                 if rule.cents > 0:
                     reasons.append((rule.cents, rule.name))
-        return _clamp(fit, self.compiled.fit_bounds, "fit", "Fit", ledger)
-
-    def score(
-        self,
-        fields: Mapping[str, Any],
-        tallies: Tallies,
-        last_ts: float | None,
-        now: datetime,
-        previous: QualifiedState | None = None,
-    ) -> ScoreResult:
-        """The lead's score as of `now` (aware UTC), `last_ts` its last activity's timestamp."""
-        compiled = self.compiled
-        ledger: list[LedgerEntry] = []
-        reasons: list[tuple[int, str]] = []
-        fit = self._fit(fields, ledger, reasons)
+        fit = _clamp(fit, compiled.fit_bounds, "fit", "Fit", ledger)
         raw = 0
         fading = _Fading()
-        for i, (kept, live) in sorted(tallies.items()):
-            rule = compiled.engagement[i]
-            count = kept if rule.limit is None else min(kept, rule.limit)
+        for i, kept, live in tallies:
+            check = compiled.engagement[i]
+            count = kept if check.limit is None else min(kept, check.limit)
             if count <= 0:
                 continue
-            points = cents(rule.points * count)
+            points = cents(check.points * count)
             raw += points
-            ledger.append(LedgerEntry("engagement", "rule", rule.name, count, points / 100))
-            if rule.fades:
+            ledger.append(LedgerEntry("engagement", "rule", check.name, count, points / 100))
+            if check.fades:
                 alive = count
                 if compiled.expire is not None:
                     alive = min(count, live)
                     if alive < count:
                         fading.expired_count += count - alive
-                        fading.expired += points - cents(rule.points * alive)
+                        fading.expired += points - cents(check.points * alive)
                 if alive:
-                    reasons.append((cents(rule.points * alive), _label(rule.name, alive)))
-        inactive = now.timestamp() - (-math.inf if last_ts is None else last_ts)
+                    reasons.append((cents(check.points * alive), _label(check.name, alive)))
         decayed = _decay(compiled, raw, fading, inactive, ledger)
         engagement = _clamp(decayed, compiled.engagement_bounds, "engagement", "Engagement", ledger)
         total = _clamp(fit + engagement, compiled.total_bounds, "total", "Total", ledger)

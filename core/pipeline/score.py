@@ -176,7 +176,11 @@ _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predicti
 def _score_range(
     conn: Connection, plan: RulePlan, low: int, high: int, now: datetime
 ) -> tuple[int, int]:
-    """Score the leads with ids in [low, high] under the plan's models, from their tallies."""
+    """Score the leads with ids in [low, high] under the plan's models, from their tallies.
+
+    A score is computed once per distinct input and compared with the stored one as a tuple;
+    only the changed ones become rows.
+    """
     fields = _lead_fields(conn, low, high)
     tallies = plan.tallies(conn, low, high)
     names = {m.name for m in plan.models}
@@ -186,19 +190,42 @@ def _score_range(
     previous = {(r.lead_id, r.model): r for r in conn.execute(query)}
     empty = LeadTallies({}, None)
     changes: list[ScoreChange] = []
+    stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
+    for scorer in plan.scorers:
+        scorer.forget()
     for lead_id, values in fields.items():
         lead = tallies.get(lead_id, empty)
-        last_ts = None if lead.last is None else lead.last.timestamp()
+        last = lead.last
         for m, model in enumerate(plan.models):
+            scorer = plan.scorers[m]
             prev = previous.pop((lead_id, model.name), None)
-            if not segment_matches(model, values):
+            if scorer.segmented and not segment_matches(model, values):
                 if prev is not None:
                     changes.append(ScoreChange(lead_id, model.name, prev, None, None))
                 continue
+            step = plan.step(m, last)
             state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
-            result = plan.scorers[m].score(
-                values, lead.by_model.get(m, {}), last_ts, plan.now, state
+            result = scorer.score_key(
+                scorer.fit_key(values), tuple(lead.by_model.get(m, ())), step, plan.now, state
             )
+            held = stored.get(id(result))
+            if held is None:
+                ledger = [entry_dict(e) for e in result.ledger]
+                held = stored[id(result)] = (
+                    result.model_hash,
+                    result.fit,
+                    result.engagement,
+                    result.total,
+                    result.tier,
+                    result.grade,
+                    result.qualified,
+                    result.qualified_at,
+                    result.reason,
+                    None,
+                    json.dumps(ledger),
+                )
+            if prev is not None and tuple(prev[3:]) == held:
+                continue
             row = _score_row(lead_id, result, now)
             if prev is not None and not _moved(prev, row):
                 continue

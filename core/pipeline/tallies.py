@@ -11,7 +11,6 @@ polars) would cost the same read again plus a dependency.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,12 +40,13 @@ _MATCH = sa.Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadTallies:
-    """Per model index: {rule index: (kept, live)}; `last` the last activity (not our sends)."""
+    """Per model index, the lead's (rule index, kept, live) in rule order; `last` its last
+    activity (not our sends) as the database gives it back (text on SQLite)."""
 
-    by_model: dict[int, dict[int, tuple[int, int]]]
-    last: datetime | None
+    by_model: dict[int, list[tuple[int, int, int]]]
+    last: Any
 
 
 class RulePlan:
@@ -59,6 +59,10 @@ class RulePlan:
         self.rules: list[tuple[int, int]] = []  # global rule id -> (model index, rule index)
         self._rows: list[dict[str, Any]] = []
         self._first: dict[tuple[int, int], int] = {}
+        self._aware: list[list[datetime]] = []
+        self._naive: list[list[datetime]] = []
+        self._text: list[list[str]] = []
+        self._thresholds()
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -137,18 +141,46 @@ class RulePlan:
         )
         rule_of = self.rules
         out: dict[int, LeadTallies] = {}
-        for lead_id, rule, kept, live, last in conn.execute(
-            query, {"low": low, "high": high, "now": self.now}
-        ):
+        rows = conn.execute(query, {"low": low, "high": high, "now": self.now})
+        for lead_id, rule, kept, live, last in rows:
             lead = out.get(lead_id)
             if lead is None:
-                lead = out[lead_id] = LeadTallies(defaultdict(dict), last)
+                lead = out[lead_id] = LeadTallies({}, last)
             elif last is not None and (lead.last is None or last > lead.last):
-                out[lead_id] = lead = LeadTallies(lead.by_model, last)
+                lead.last = last
             if rule is not None:
                 m, i = rule_of[rule]
-                lead.by_model[m][i] = (int(kept), int(live))
+                lead.by_model.setdefault(m, []).append((i, int(kept), int(live)))
+        for lead in out.values():
+            for found in lead.by_model.values():
+                found.sort()
         return out
+
+    def step(self, m: int, last: Any) -> int | None:
+        """The inactivity step (index, deepest first) model `m` reaches for a lead whose last
+        activity is `last` as the database gave it back (text on SQLite, or a datetime)."""
+        steps = self.scorers[m].steps
+        if last is None:  # no activity of its own: inactive for ever
+            return 0 if steps else None
+        if not steps:
+            return None
+        if isinstance(last, str):
+            moments: list[Any] = self._text[m]
+        elif last.tzinfo is None:
+            moments = self._naive[m]
+        else:
+            moments = self._aware[m]
+        return next((k for k, moment in enumerate(moments) if last <= moment), None)
+
+    def _thresholds(self) -> None:
+        """Per model, the last-activity moment at or before which each step is reached."""
+        for scorer in self.scorers:
+            aware = [self.now - timedelta(seconds=after) for after in scorer.steps]
+            naive = [m.astimezone(UTC).replace(tzinfo=None) for m in aware]
+            self._aware.append(aware)
+            self._naive.append(naive)
+            # SQLAlchemy's SQLite storage format, whose text compares as the time does
+            self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
 
 
 def lead_columns(models: Sequence[ScoringModel]) -> list[str]:
