@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
-from core.store.store import META, Store
+from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
 from scoring.model import ScoringModel, segment_matches
@@ -57,6 +57,58 @@ def changed_models(store: Store, models: Sequence[ScoringModel]) -> list[Scoring
     return [m for m in models if store.get_meta(_hash_key(m)) != m.content_hash]
 
 
+def changed_models_in(
+    meta: Mapping[str, str], models: Sequence[ScoringModel]
+) -> list[ScoringModel]:
+    """`changed_models` given the stored meta values."""
+    return [m for m in models if meta.get(_hash_key(m)) != m.content_hash]
+
+
+def _score_dirty(
+    store: Store,
+    models: Sequence[ScoringModel],
+    now: datetime,
+    artefact: Artefact | None,
+    run: ScoreRun,
+    progress: Callable[[int, int], None] | None,
+) -> ScoreRun:
+    """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
+    connection; a pass of one chunk (one lead after a webhook) is a single transaction, run
+    record included, and touches only that lead's rows through indexes."""
+    started = utcnow()
+    ids: list[int] | None = None
+    with store.engine.connect() as conn:
+        while True:
+            with conn.begin():
+                if ids is None:
+                    query = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id)
+                    ids = [row.id for row in conn.execute(query)]
+                chunk = ids[run.leads : run.leads + CHUNK]
+                if chunk:
+                    conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
+                    changed, events = _score_chunk(conn, chunk, models, now, artefact)
+                    run.leads += len(chunk)
+                    run.changed += changed
+                    run.events += events
+                if run.leads >= len(ids):
+                    conn.execute(
+                        SYNC_RUN.insert().values(
+                            kind="score",
+                            target="all",
+                            started_at=started,
+                            finished_at=utcnow(),
+                            status="ok",
+                            read=len(ids),
+                            updated=run.changed,
+                            unchanged=run.leads - run.changed,
+                        )
+                    )
+            if progress and chunk:
+                progress(run.leads, len(ids))
+            if run.leads >= len(ids):
+                return run
+
+
 def score(
     store: Store,
     models: Sequence[ScoringModel],
@@ -68,10 +120,22 @@ def score(
     """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
     now = now or utcnow()
     run = ScoreRun()
-    artefact = load_artefact(store)
+    keys = [_hash_key(m) for m in models]
+    with store.engine.connect() as conn:
+        meta = dict(
+            conn.execute(
+                sa.select(META.c.key, META.c.value).where(
+                    META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY])
+                )
+            ).all()
+        )
+        artefact = _latest_artefact(store, conn)
     version = str(artefact.version) if artefact else ""
-    new_predictor = store.get_meta(PREDICTIVE_KEY) != version and artefact is not None
-    stale = models if (full or new_predictor) else changed_models(store, models)
+    new_predictor = meta.get(PREDICTIVE_KEY) != version and artefact is not None
+    stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
+    names = ",".join(sorted(m.name for m in models))
+    if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
+        return _score_dirty(store, models, now, artefact, run, progress)
     run.full_models = [m.name for m in stale]
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
@@ -248,6 +312,23 @@ def _moved(prev: Any, row: dict[str, Any]) -> bool:
 
 PREDICTIVE_KEY = "predictive_version"
 MODELS_KEY = "scored_models"
+
+
+_ARTEFACTS: dict[tuple[str, int], Artefact] = {}  # (store url, version): loaded once
+
+
+def _latest_artefact(store: Store, conn: Connection) -> Artefact | None:
+    """The latest predictive model, loaded from its blob only when its version is new."""
+    version = conn.execute(sa.select(sa.func.max(PREDICTIVE.c.version))).scalar()
+    if version is None:
+        return None
+    artefact = _ARTEFACTS.get((store.url, version))
+    if artefact is None:
+        artefact = load_artefact(store, version)
+        if artefact is not None:
+            _ARTEFACTS.clear()
+            _ARTEFACTS[(store.url, version)] = artefact
+    return artefact
 
 
 def load_artefact(store: Store, version: int | None = None) -> Artefact | None:

@@ -63,6 +63,7 @@ class RulePlan:
         self._naive: list[list[datetime]] = []
         self._text: list[list[str]] = []
         self._thresholds()
+        self._naive_now = now.astimezone(UTC).replace(tzinfo=None)
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -116,8 +117,8 @@ class RulePlan:
         pg = conn.dialect.name == "postgresql"
         day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
         outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
-        query = (
-            sa.text(f"""
+        mark = "%({})s" if pg else ":{}"
+        sql = f"""
             SELECT lead_id, rule,
                    SUM(CASE WHEN cap IS NULL OR n_window < cap THEN n_window ELSE cap END),
                    SUM(CASE WHEN cap IS NULL OR n_live < cap THEN n_live ELSE cap END),
@@ -131,17 +132,21 @@ class RulePlan:
                            AS last_at
                 FROM activity a
                 LEFT JOIN score_rule_match m ON m.signature_id = a.signature_id
-                WHERE a.lead_id BETWEEN :low AND :high AND a.occurred_at <= :now
+                WHERE a.lead_id BETWEEN {mark.format("low")} AND {mark.format("high")}
+                  AND a.occurred_at <= {mark.format("now")}
                 GROUP BY a.lead_id, m.rule, m.cap, CASE WHEN m.cap IS NULL THEN NULL ELSE {day} END
             ) t
             GROUP BY lead_id, rule
-        """)
-            .bindparams(sa.bindparam("now", type_=UTCDateTime))
-            .columns(last_at=UTCDateTime)
-        )
+        """
+        now = self._naive_now.strftime("%Y-%m-%d %H:%M:%S.%f") if not pg else self._naive_now
+        # The DBAPI cursor directly: these rows need no type processing, and skipping it is a
+        # good part of the time on a million leads.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, {"low": low, "high": high, "now": now})
+        rows = cursor.fetchall()
+        cursor.close()
         rule_of = self.rules
         out: dict[int, LeadTallies] = {}
-        rows = conn.execute(query, {"low": low, "high": high, "now": self.now})
         for lead_id, rule, kept, live, last in rows:
             lead = out.get(lead_id)
             if lead is None:
