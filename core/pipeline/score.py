@@ -65,7 +65,7 @@ def changed_models_in(
 
 
 def _score_dirty(
-    store: Store,
+    conn: Connection,
     models: Sequence[ScoringModel],
     now: datetime,
     artefact: Artefact | None,
@@ -74,39 +74,44 @@ def _score_dirty(
 ) -> ScoreRun:
     """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
     connection; a pass of one chunk (one lead after a webhook) is a single transaction, run
-    record included, and touches only that lead's rows through indexes."""
+    record included, and touches only that lead's rows through indexes.
+
+    On PostgreSQL these transactions commit without waiting for the WAL flush: a crash can
+    lose only whole transactions, and a lost one leaves its leads dirty, to be scored again.
+    """
     started = utcnow()
     ids: list[int] | None = None
-    with store.engine.connect() as conn:
-        while True:
-            with conn.begin():
-                if ids is None:
-                    query = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id)
-                    ids = [row.id for row in conn.execute(query)]
-                chunk = ids[run.leads : run.leads + CHUNK]
-                if chunk:
-                    conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
-                    changed, events = _score_chunk(conn, chunk, models, now, artefact)
-                    run.leads += len(chunk)
-                    run.changed += changed
-                    run.events += events
-                if run.leads >= len(ids):
-                    conn.execute(
-                        SYNC_RUN.insert().values(
-                            kind="score",
-                            target="all",
-                            started_at=started,
-                            finished_at=utcnow(),
-                            status="ok",
-                            read=len(ids),
-                            updated=run.changed,
-                            unchanged=run.leads - run.changed,
-                        )
-                    )
-            if progress and chunk:
-                progress(run.leads, len(ids))
+    while True:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            if ids is None:
+                query = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id)
+                ids = [row.id for row in conn.execute(query)]
+            chunk = ids[run.leads : run.leads + CHUNK]
+            if chunk:
+                conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
+                changed, events = _score_chunk(conn, chunk, models, now, artefact)
+                run.leads += len(chunk)
+                run.changed += changed
+                run.events += events
             if run.leads >= len(ids):
-                return run
+                conn.execute(
+                    SYNC_RUN.insert().values(
+                        kind="score",
+                        target="all",
+                        started_at=started,
+                        finished_at=utcnow(),
+                        status="ok",
+                        read=len(ids),
+                        updated=run.changed,
+                        unchanged=run.leads - run.changed,
+                    )
+                )
+        if progress and chunk:
+            progress(run.leads, len(ids))
+        if run.leads >= len(ids):
+            return run
 
 
 def score(
@@ -130,12 +135,13 @@ def score(
             ).all()
         )
         artefact = _latest_artefact(store, conn)
-    version = str(artefact.version) if artefact else ""
-    new_predictor = meta.get(PREDICTIVE_KEY) != version and artefact is not None
-    stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
-    names = ",".join(sorted(m.name for m in models))
-    if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
-        return _score_dirty(store, models, now, artefact, run, progress)
+        conn.rollback()  # ends the read; the incremental pass goes on on this connection
+        version = str(artefact.version) if artefact else ""
+        new_predictor = meta.get(PREDICTIVE_KEY) != version and artefact is not None
+        stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
+        names = ",".join(sorted(m.name for m in models))
+        if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
+            return _score_dirty(conn, models, now, artefact, run, progress)
     run.full_models = [m.name for m in stale]
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
@@ -213,6 +219,9 @@ def _score_all_tallied(
         finally:
             with conn.begin():
                 plan.drop(conn)
+        if conn.dialect.name == "postgresql":  # fresh statistics for the lookups that follow
+            conn.execute(sa.text("ANALYZE lead, score"))
+            conn.commit()
 
 
 def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
