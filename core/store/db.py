@@ -41,9 +41,10 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # No server-side prepared statements: psycopg prepares a query after five runs, and PostgreSQL
-    # may then pin it to a generic plan made for an empty table (no autovacuum to refresh the
-    # statistics), which turned identity lookups during an import into seconds-long scans.
+    # psycopg prepares a statement after five runs, and PostgreSQL may then pin it to a generic
+    # plan made while a table was empty (without autovacuum nothing refreshes the statistics):
+    # identity lookups during an import became seconds-long scans. Without server-side prepared
+    # statements every query is planned for its own parameters.
     return sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
