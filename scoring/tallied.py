@@ -16,7 +16,7 @@ Half-life weighting needs each activity's age, so a model with `half_life_days` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -90,19 +90,22 @@ class TallyScorer:
     def score_key(
         self,
         fit_key: tuple[bool, ...],
-        tallies: TallyKey,
+        tallies_key: Hashable,
+        tallies: Callable[[], TallyKey],
         step: int | None,
         now: datetime,
         previous: QualifiedState | None,
     ) -> ScoreResult:
-        """The score of a lead with these fit hits and tallies, whose inactivity reaches
-        `steps[step]` (None: no step; a lead without activity reaches the deepest)."""
+        """The score of a lead with these fit hits and tallies (`tallies_key` names them;
+        `tallies()` gives them when not yet scored), whose inactivity reaches `steps[step]`
+        (None: no step; a lead without activity reaches the deepest)."""
         state = None if previous is None else (previous.qualified, previous.qualified_at)
-        key = (fit_key, tallies, step, state)
+        key = (fit_key, tallies_key, step, state)
         result = self._memo.get(key)
         if result is None:
             inactive = -1.0 if step is None else self.steps[step]
-            result = self._memo[key] = self._score(fit_key, tallies, inactive, now, previous)
+            result = self._score(fit_key, tallies(), inactive, now, previous)
+            self._memo[key] = result
         return result
 
     def _score(

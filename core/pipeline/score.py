@@ -261,7 +261,7 @@ def _score_range(
         *(SCORE.c[k] for k in _PREVIOUS_COLUMNS), sa.cast(SCORE.c.ledger, sa.Text).label("ledger")
     ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(names))
     previous = {(r.lead_id, r.model): r for r in conn.execute(query)}
-    empty = LeadTallies({}, None)
+    empty = LeadTallies("", None)
     changes: list[ScoreChange] = []
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
     for scorer in plan.scorers:
@@ -278,8 +278,14 @@ def _score_range(
                 continue
             step = plan.step(m, last)
             state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
+            text = lead.text
             result = scorer.score_key(
-                scorer.fit_key(values), tuple(lead.by_model.get(m, ())), step, plan.now, state
+                scorer.fit_key(values),
+                text,
+                lambda m=m, text=text: plan.parse(text).get(m, ()),  # type: ignore[misc]
+                step,
+                plan.now,
+                state,
             )
             held = stored.get(id(result))
             if held is None:

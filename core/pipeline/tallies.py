@@ -40,12 +40,12 @@ _MATCH = sa.Table(
 )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LeadTallies:
-    """Per model index, the lead's (rule index, kept, live) in rule order; `last` its last
-    activity (not our sends) as the database gives it back (text on SQLite)."""
+    """A lead's tallies as text (`RulePlan.parse` reads it) and its last activity (not our
+    sends) as the database gives it back (text on SQLite)."""
 
-    by_model: dict[int, list[tuple[int, int, int]]]
+    text: str
     last: Any
 
 
@@ -64,6 +64,7 @@ class RulePlan:
         self._text: list[list[str]] = []
         self._thresholds()
         self._naive_now = now.astimezone(UTC).replace(tzinfo=None)
+        self._parsed: dict[str, dict[int, tuple[tuple[int, int, int], ...]]] = {}
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -118,25 +119,37 @@ class RulePlan:
         day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
         outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
         mark = "%({})s" if pg else ":{}"
+        # Per lead one row: its tallies as text ("rule:kept:live ..."), which is also the key
+        # under which equal inputs share one computed score, and its last activity.
+        tally = "CAST(rule AS TEXT) || ':' || kept || ':' || live"
+        concat = f"string_agg({tally}, ' ' ORDER BY rule)" if pg else f"group_concat({tally}, ' ')"
         sql = f"""
-            SELECT lead_id, rule,
-                   SUM(CASE WHEN cap IS NULL OR n_window < cap THEN n_window ELSE cap END),
-                   SUM(CASE WHEN cap IS NULL OR n_live < cap THEN n_live ELSE cap END),
-                   MAX(last_at) AS last_at
+            SELECT lead_id, {concat}, MAX(last_at)
             FROM (
-                SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
-                       SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END)
-                           AS n_window,
-                       SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END) AS n_live,
-                       MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
-                           AS last_at
-                FROM activity a
-                LEFT JOIN score_rule_match m ON m.signature_id = a.signature_id
-                WHERE a.lead_id BETWEEN {mark.format("low")} AND {mark.format("high")}
-                  AND a.occurred_at <= {mark.format("now")}
-                GROUP BY a.lead_id, m.rule, m.cap, CASE WHEN m.cap IS NULL THEN NULL ELSE {day} END
-            ) t
-            GROUP BY lead_id, rule
+                SELECT lead_id, rule,
+                       SUM(CASE WHEN cap IS NULL OR n_window < cap THEN n_window ELSE cap END)
+                           AS kept,
+                       SUM(CASE WHEN cap IS NULL OR n_live < cap THEN n_live ELSE cap END)
+                           AS live,
+                       MAX(last_at) AS last_at
+                FROM (
+                    SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
+                           SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END)
+                               AS n_window,
+                           SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END)
+                               AS n_live,
+                           MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
+                               AS last_at
+                    FROM activity a
+                    LEFT JOIN score_rule_match m ON m.signature_id = a.signature_id
+                    WHERE a.lead_id BETWEEN {mark.format("low")} AND {mark.format("high")}
+                      AND a.occurred_at <= {mark.format("now")}
+                    GROUP BY a.lead_id, m.rule, m.cap,
+                             CASE WHEN m.cap IS NULL THEN NULL ELSE {day} END
+                ) t
+                GROUP BY lead_id, rule
+            ) u
+            GROUP BY lead_id
         """
         now = self._naive_now.strftime("%Y-%m-%d %H:%M:%S.%f") if not pg else self._naive_now
         # The DBAPI cursor directly: these rows need no type processing, and skipping it is a
@@ -145,21 +158,20 @@ class RulePlan:
         cursor.execute(sql, {"low": low, "high": high, "now": now})
         rows = cursor.fetchall()
         cursor.close()
-        rule_of = self.rules
-        out: dict[int, LeadTallies] = {}
-        for lead_id, rule, kept, live, last in rows:
-            lead = out.get(lead_id)
-            if lead is None:
-                lead = out[lead_id] = LeadTallies({}, last)
-            elif last is not None and (lead.last is None or last > lead.last):
-                lead.last = last
-            if rule is not None:
-                m, i = rule_of[rule]
-                lead.by_model.setdefault(m, []).append((i, int(kept), int(live)))
-        for lead in out.values():
-            for found in lead.by_model.values():
-                found.sort()
-        return out
+        self._parsed.clear()
+        return {lead_id: LeadTallies(text or "", last) for lead_id, text, last in rows}
+
+    def parse(self, text: str) -> dict[int, tuple[tuple[int, int, int], ...]]:
+        """Per model index, the (rule index, kept, live) of a lead's tallies text, rule order."""
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            by_model: dict[int, list[tuple[int, int, int]]] = {}
+            for item in text.split():
+                rule, kept, live = item.split(":")
+                m, i = self.rules[int(rule)]
+                by_model.setdefault(m, []).append((i, int(kept), int(live)))
+            parsed = self._parsed[text] = {m: tuple(sorted(v)) for m, v in by_model.items()}
+        return parsed
 
     def step(self, m: int, last: Any) -> int | None:
         """The inactivity step (index, deepest first) model `m` reaches for a lead whose last
