@@ -270,3 +270,41 @@ def test_full_rescore_matches_the_engine_on_every_lead(
         _add(store, lead_ids, [d[2] for d in data], round_no)
         for lead_id, d in zip(lead_ids, data, strict=True):
             histories_now[lead_id] += d[2]
+
+
+def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:
+    """The bench's generated store (the default model; enough leads that PostgreSQL writes
+    them by COPY), then the same full rescore again: nothing changes the second time."""
+    from bench.rescore import MODEL_FILE, _fill
+    from bench.rescore import NOW as BENCH_NOW
+    from scoring.model import load_model_file
+
+    models = load_model_file(MODEL_FILE)
+    _fill(store, 400, 10)
+    first = scorer.score(store, models, full=True, now=BENCH_NOW)
+    assert first.leads == first.changed == 400
+    with store.engine.connect() as conn:
+        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id))]
+        fields, acts = scorer.load_inputs(conn, ids)
+        stored = {r.lead_id: r for r in conn.execute(sa.select(SCORE))}
+    for lead_id, model, want in scorer.evaluate(fields, acts, models, BENCH_NOW):
+        got = stored[lead_id]
+        assert (got.model, got.fit, got.engagement, got.total) == (
+            model.name,
+            want.fit,
+            want.engagement,
+            want.total,
+        )
+        assert (got.tier, got.grade, got.qualified, got.qualified_at, got.reason) == (
+            want.tier,
+            want.grade,
+            want.qualified,
+            want.qualified_at,
+            want.reason,
+        )
+        assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
+    again = scorer.score(store, models, full=True, now=BENCH_NOW)
+    assert (again.leads, again.changed) == (400, 0)
+    with store.engine.connect() as conn:
+        history = conn.execute(sa.text("SELECT count(*) FROM score_history")).scalar()
+    assert history == 400
