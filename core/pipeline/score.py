@@ -506,7 +506,9 @@ def _write(
 ) -> None:
     if inserts:
         _insert(conn, SCORE, inserts)
-    if updates:
+    if updates and conn.dialect.name == "postgresql" and len(updates) >= COPY_FROM:
+        _update_by_copy(conn, updates)
+    elif updates:
         columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
         conn.execute(
             SCORE.update()
@@ -529,14 +531,34 @@ def _insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> No
     if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
         conn.execute(table.insert(), rows)
         return
+    _copy(conn, table, rows)
+
+
+def _copy(
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], into: str | None = None
+) -> None:
+    """COPY `rows` (typed as `table`'s columns) into `into` (default: `table`)."""
     columns = list(rows[0])
     convert = [_copy_value(table.c[name].type) for name in columns]
     names = ", ".join(f'"{name}"' for name in columns)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY {into or table.name} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([f(row[name]) for f, name in zip(convert, columns, strict=True)])
     cursor.close()
+
+
+def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the new values by COPY into a temporary table, then one UPDATE ... FROM."""
+    columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
+    conn.execute(sa.text("CREATE TEMPORARY TABLE score_update AS SELECT * FROM score WITH NO DATA"))
+    rows = [{"id": u["_id"], **{k: u[k] for k in columns}} for u in updates]
+    _copy(conn, SCORE, rows, into="score_update")
+    assignments = ", ".join(f'"{k}" = u."{k}"' for k in columns)
+    conn.execute(
+        sa.text(f"UPDATE score SET {assignments} FROM score_update u WHERE score.id = u.id")
+    )
+    conn.execute(sa.text("DROP TABLE score_update"))
 
 
 def _copy_value(kind: Any) -> Callable[[Any], Any]:

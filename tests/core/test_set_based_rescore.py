@@ -272,25 +272,27 @@ def test_full_rescore_matches_the_engine_on_every_lead(
             histories_now[lead_id] += d[2]
 
 
-def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:
-    """The bench's generated store (the default model; enough leads that PostgreSQL writes
-    them by COPY), then the same full rescore again: nothing changes the second time."""
-    from bench.rescore import MODEL_FILE, _fill
-    from bench.rescore import NOW as BENCH_NOW
-    from scoring.model import load_model_file
+def _stored(store: Store) -> dict[tuple[int, str], Any]:
+    with store.engine.connect() as conn:
+        return {(r.lead_id, r.model): r for r in conn.execute(sa.select(SCORE))}
 
-    models = load_model_file(MODEL_FILE)
-    _fill(store, 400, 10)
-    first = scorer.score(store, models, full=True, now=BENCH_NOW)
-    assert first.leads == first.changed == 400
+
+def _assert_as_engine(
+    store: Store,
+    models: list[ScoringModel],
+    now: datetime,
+    before: dict[tuple[int, str], Any] | None = None,
+) -> None:
+    """Every stored score is the engine's, given the scores `before` (hysteresis)."""
     with store.engine.connect() as conn:
         ids = [r.id for r in conn.execute(sa.select(LEAD.c.id))]
         fields, acts = scorer.load_inputs(conn, ids)
         stored = {r.lead_id: r for r in conn.execute(sa.select(SCORE))}
-    for lead_id, model, want in scorer.evaluate(fields, acts, models, BENCH_NOW):
+    for lead_id, model, want in scorer.evaluate(fields, acts, models, now, before):
         got = stored[lead_id]
-        assert (got.model, got.fit, got.engagement, got.total) == (
+        assert (got.model, got.model_hash, got.fit, got.engagement, got.total) == (
             model.name,
+            model.content_hash,
             want.fit,
             want.engagement,
             want.total,
@@ -303,8 +305,31 @@ def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) ->
             want.reason,
         )
         assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
+
+
+def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:
+    """The bench's generated store (the default model; enough leads that PostgreSQL writes
+    them by COPY); the same full rescore again changes nothing; a changed model updates the
+    leads it moves, again exactly as the engine scores them."""
+    from bench.rescore import MODEL_FILE, _fill
+    from bench.rescore import NOW as BENCH_NOW
+    from scoring.model import load_model_file
+
+    models = load_model_file(MODEL_FILE)
+    _fill(store, 400, 10)
+    first = scorer.score(store, models, full=True, now=BENCH_NOW)
+    assert first.leads == first.changed == 400
+    _assert_as_engine(store, models, BENCH_NOW)
     again = scorer.score(store, models, full=True, now=BENCH_NOW)
     assert (again.leads, again.changed) == (400, 0)
     with store.engine.connect() as conn:
         history = conn.execute(sa.text("SELECT count(*) FROM score_history")).scalar()
     assert history == 400
+    data = models[0].model_dump()
+    data["engagement"]["max"] = 35  # every lead's model hash, many leads' engagement
+    changed = [ScoringModel.model_validate(data)]
+    before = _stored(store)
+    later = scorer.score(store, changed, now=BENCH_NOW)
+    assert later.full_models == ["default"]
+    assert later.changed > 0
+    _assert_as_engine(store, changed, BENCH_NOW, before)
