@@ -91,7 +91,7 @@ class ActivitySignature(SQLModel, table=True):
     __tablename__ = "activity_signature"
 
     id: int | None = Field(default=None, primary_key=True)
-    digest: str = Field(max_length=64, unique=True)
+    digest: str = Field(max_length=64, unique=True, index=True)
     type: str = Field(max_length=100)
     properties: dict[str, Any] = _json()
 
