@@ -44,6 +44,7 @@ def tallyable(model: ScoringModel) -> bool:
 
 
 TallyKey = tuple[tuple[int, int, int], ...]  # (rule index, kept, live), in rule order
+FitKey = tuple[tuple[bool, ...], ...]  # per field the fit rules read, their hits
 
 
 class TallyScorer:
@@ -55,9 +56,28 @@ class TallyScorer:
             raise ValueError(f"model {model.name!r}: half-life decay needs the per-lead engine")
         self.compiled: CompiledModel = compile_model(model)
         self.segmented = bool(model.segment)
-        # domain_in on a text value depends on its domain only: remember per domain.
-        self._by_domain = tuple(r.op == "domain_in" for r in model.fit.rules)
-        self._fit_memo: list[dict[Any, bool]] = [{} for _ in self.compiled.fit]
+        # Fit rules grouped by the field they read: one lookup per field and lead. A group of
+        # domain_in rules only depends on a text value's domain: remembered per domain.
+        by_field: dict[str, list[int]] = {}
+        for i, rule in enumerate(model.fit.rules):
+            by_field.setdefault(rule.field, []).append(i)
+        self._groups: list[
+            tuple[
+                Callable[[Mapping[str, Any]], Any],
+                tuple[Callable[[Any], bool], ...],
+                bool,
+                dict[Any, tuple[bool, ...]],
+            ]
+        ] = [
+            (
+                self.compiled.fit[indexes[0]].get,
+                tuple(self.compiled.fit[i].test for i in indexes),
+                all(model.fit.rules[i].op == "domain_in" for i in indexes),
+                {},
+            )
+            for indexes in by_field.values()
+        ]
+        self._fit_order = [i for indexes in by_field.values() for i in indexes]
         self._memo: dict[tuple[Any, ...], ScoreResult] = {}
         # The inactivity steps, deepest first, as seconds of inactivity.
         self.steps = tuple(after for after, _, _ in self.compiled.inactivity)
@@ -66,13 +86,11 @@ class TallyScorer:
         """Drop remembered scores (bounds memory between ranges of leads)."""
         self._memo.clear()
 
-    def fit_key(self, fields: Mapping[str, Any]) -> tuple[bool, ...]:
-        """Which fit rules the lead's fields satisfy."""
+    def fit_key(self, fields: Mapping[str, Any]) -> FitKey:
+        """Which fit rules the lead's fields satisfy, per field the rules read."""
         hits = []
-        for rule, memo, by_domain in zip(
-            self.compiled.fit, self._fit_memo, self._by_domain, strict=True
-        ):
-            value = rule.get(fields)
+        for get, tests, by_domain, memo in self._groups:
+            value = get(fields)
             if by_domain and isinstance(value, str):
                 key: Any = domain_of(value)
             else:
@@ -80,16 +98,16 @@ class TallyScorer:
             try:
                 hit = memo.get(key)
             except TypeError:  # a list (multi-select custom field): test it as is
-                hit = rule.test(value)
+                hit = tuple(test(value) for test in tests)
             else:
                 if hit is None:
-                    hit = memo[key] = rule.test(value)
+                    hit = memo[key] = tuple(test(value) for test in tests)
             hits.append(hit)
         return tuple(hits)
 
     def score_key(
         self,
-        fit_key: tuple[bool, ...],
+        fit_key: FitKey,
         tallies_key: Hashable,
         tallies: Callable[[], TallyKey],
         step: int | None,
@@ -110,7 +128,7 @@ class TallyScorer:
 
     def _score(
         self,
-        fit_key: tuple[bool, ...],
+        fit_key: FitKey,
         tallies: TallyKey,
         inactive: float,
         now: datetime,
@@ -120,7 +138,10 @@ class TallyScorer:
         ledger: list[LedgerEntry] = []
         reasons: list[tuple[int, str]] = []
         fit = 0
-        for rule, hit in zip(compiled.fit, fit_key, strict=True):
+        hits = [False] * len(compiled.fit)
+        for i, hit in zip(self._fit_order, (h for group in fit_key for h in group), strict=True):
+            hits[i] = hit
+        for rule, hit in zip(compiled.fit, hits, strict=True):
             if hit:
                 fit += rule.cents
                 ledger.append(LedgerEntry("fit", "rule", rule.name, 1, rule.cents / 100))
