@@ -24,8 +24,10 @@ from core.records import ActivityRecord, LeadRecord
 from core.store.ingest import ACTIVITY, LEAD
 from core.store.signatures import signature_ids
 from core.store.store import Store
+from core.store.tables import Score, table
 from scoring.model import ScoringModel, load_model_file
 
+SCORE = table(Score)
 MODEL_FILE = Path(__file__).resolve().parent.parent / "scoring" / "examples" / "default.yaml"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 TITLES = ("Director of Sales", "VP Marketing", "Analyst", "Student", "Marketing Manager", "CEO")
@@ -59,6 +61,8 @@ class RescoreFigures:
     unchanged_rescore_seconds: float  # the same full rescore again: nothing to write
     incremental_ms: float
     peak_rss_mb: float
+    checked_leads: int  # leads whose stored score was compared with the per-lead engine's
+    mismatches: int
 
 
 def _fill(store: Store, leads: int, per_lead: int, seed: int = 1) -> None:
@@ -219,6 +223,7 @@ def run(
         assert run_one.leads == 1, run_one
     incremental = statistics.median(passes)
     rss = peak_mb()
+    checked, mismatches = _verify(store, models, leads)
     store.close()
     return RescoreFigures(
         store.dialect,
@@ -231,7 +236,40 @@ def run(
         round(again, 2),
         round(incremental * 1000, 2),
         round(rss, 1),
+        checked,
+        mismatches,
     )
+
+
+VERIFY_ALL = 100_000  # above this many leads, every 100th lead is checked
+
+
+def _verify(store: Store, models: list[ScoringModel], leads: int) -> tuple[int, int]:
+    """Compare stored scores with the per-lead reference engine's, given each stored state:
+    (leads checked, leads whose fit, engagement, total, tier, grade, qualified, reason or
+    ledger differ)."""
+    with store.engine.connect() as conn:
+        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+    if leads > VERIFY_ALL:
+        ids = ids[::100]
+    checked = mismatches = 0
+    keys = ("fit", "engagement", "total", "tier", "grade", "qualified", "reason")
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        with store.engine.connect() as conn:
+            fields, acts = scorer.load_inputs(conn, chunk)
+            stored = {
+                (r.lead_id, r.model): r
+                for r in conn.execute(sa.select(SCORE).where(SCORE.c.lead_id.in_(chunk)))
+            }
+        for lead_id, model, want in scorer.evaluate(fields, acts, models, NOW, stored):
+            got = stored[(lead_id, model.name)]
+            checked += 1
+            outputs = want.outputs()
+            ledger = [scorer.entry_dict(e) for e in want.ledger]
+            if any(getattr(got, k) != outputs[k] for k in keys) or got.ledger != ledger:
+                mismatches += 1
+    return checked, mismatches
 
 
 def as_dict(figures: RescoreFigures) -> dict[str, Any]:
