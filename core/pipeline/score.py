@@ -21,9 +21,10 @@ from sqlalchemy.engine import Connection
 
 from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
+from core.store.bulk import COPY_FROM, copy_rows, insert_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
-from core.store.tables import PredictiveModel, Score, UTCDateTime, table, utcnow
+from core.store.tables import PredictiveModel, Score, table, utcnow
 from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
 from scoring.model import ScoringModel, segment_matches
 from scoring.tallied import tallyable
@@ -505,7 +506,7 @@ def _write(
     gone: list[int],
 ) -> None:
     if inserts:
-        _insert(conn, SCORE, inserts)
+        insert_rows(conn, SCORE, inserts)
     if updates and conn.dialect.name == "postgresql" and len(updates) >= COPY_FROM:
         _update_by_copy(conn, updates)
     elif updates:
@@ -517,35 +518,9 @@ def _write(
             [{k: u[k] for k in (*columns, "_id")} for u in updates],
         )
     if history:
-        _insert(conn, HISTORY, history)
+        insert_rows(conn, HISTORY, history)
     if gone:
         conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
-
-
-COPY_FROM = 200  # rows from which PostgreSQL gets them by COPY rather than INSERT statements
-
-
-def _insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT the rows; on PostgreSQL a large batch goes by COPY, one stream instead of a
-    statement per row."""
-    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
-        conn.execute(table.insert(), rows)
-        return
-    _copy(conn, table, rows)
-
-
-def _copy(
-    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], into: str | None = None
-) -> None:
-    """COPY `rows` (typed as `table`'s columns) into `into` (default: `table`)."""
-    columns = list(rows[0])
-    convert = [_copy_value(table.c[name].type) for name in columns]
-    names = ", ".join(f'"{name}"' for name in columns)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {into or table.name} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([f(row[name]) for f, name in zip(convert, columns, strict=True)])
-    cursor.close()
 
 
 def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
@@ -553,21 +528,12 @@ def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
     columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
     conn.execute(sa.text("CREATE TEMPORARY TABLE score_update AS SELECT * FROM score WITH NO DATA"))
     rows = [{"id": u["_id"], **{k: u[k] for k in columns}} for u in updates]
-    _copy(conn, SCORE, rows, into="score_update")
+    copy_rows(conn, SCORE, rows, into="score_update")
     assignments = ", ".join(f'"{k}" = u."{k}"' for k in columns)
     conn.execute(
         sa.text(f"UPDATE score SET {assignments} FROM score_update u WHERE score.id = u.id")
     )
     conn.execute(sa.text("DROP TABLE score_update"))
-
-
-def _copy_value(kind: Any) -> Callable[[Any], Any]:
-    """How a column's value is written by COPY: JSON as text, times as naive UTC."""
-    if isinstance(kind, sa.JSON):
-        return lambda value: json.dumps(value)
-    if isinstance(kind, UTCDateTime):
-        return lambda value: kind.process_bind_param(value, None)
-    return lambda value: value
 
 
 def _score_row(

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from core.channels import canonical_channel
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
+from core.store.bulk import insert_rows
 from core.store.identity import IdentityData, merge_fields, record_data
 from core.store.signatures import signature_ids
 from core.store.tables import (
@@ -371,7 +372,7 @@ class Ingest:
                 row["signature_id"] = sig
             compare = (*compare, "signature_id")
         if inserts:
-            self.conn.execute(table.insert(), inserts)
+            insert_rows(self.conn, table, inserts)
         if updates:
             self.conn.execute(
                 table.update()
