@@ -1,12 +1,13 @@
 """Full rescore, set-based: the database counts what each engagement rule keeps, in one pass.
 
 For a range of leads, one aggregate query joins the activities with the (signature, rule)
-pairs that match (rules are matched once per activity signature, not per activity) and returns,
-per lead and rule, the matches kept within the rule's window after its per-day cap, how many of
-those are also within the model's expiry, and the lead's last activity. `scoring.tallied` turns
-these into scores with the engine's arithmetic. Plain SQL on both databases: the work is one
-join and two GROUP BYs the database does in C; pulling rows into a columnar engine (DuckDB,
-polars) would cost the same read again plus a dependency.
+pairs that match (rules are matched once per activity signature, not per activity) and returns
+one row per lead: per rule, the matches kept within the rule's window after its per-day cap and
+how many of those are also within the model's expiry (as text, which also keys equal inputs),
+and the lead's last activity. `scoring.tallied` turns these into scores with the engine's
+arithmetic. Plain SQL on both databases: the work is one join and a few GROUP BYs the database
+does in C; a columnar engine (DuckDB, polars) would first have to read the same rows out of the
+database, and would add a dependency.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.records import LEAD_FIELDS
 from core.store.signatures import load_signatures, sign_activities
 from core.store.tables import UTCDateTime
-from scoring.compiled import DAY
 from scoring.engine import OUTBOUND_TYPES
 from scoring.model import ScoringModel
 from scoring.tallied import TallyScorer
@@ -200,16 +199,8 @@ class RulePlan:
             self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
 
 
-def lead_columns(models: Sequence[ScoringModel]) -> list[str]:
-    """Every lead field; `custom` is parsed only for the leads of models that read it."""
-    return [*LEAD_FIELDS, "custom"]
-
-
 def ranges(ids: Sequence[int], size: int) -> Iterator[tuple[int, int, int]]:
     """(low id, high id, number of leads) of consecutive slices of sorted `ids`."""
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         yield chunk[0], chunk[-1], len(chunk)
-
-
-__all__ = ["DAY", "LeadTallies", "RulePlan", "lead_columns", "ranges"]
