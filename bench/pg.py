@@ -12,8 +12,8 @@ from core.store.db import create_engine
 
 
 @contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    schema = f"lh_bench_{os.getpid()}"
+def fresh_schema(url: str, name: str = "") -> Iterator[str]:
+    schema = f"lh_bench_{name}{os.getpid()}"
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))

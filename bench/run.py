@@ -39,18 +39,25 @@ def machine() -> dict[str, Any]:
 def rescore_section(size: str, pg_url: str | None) -> list[dict[str, Any]]:
     """Each backend in a process of its own, so `peak_rss_mb` is the rescore's alone."""
     from bench.memory import isolated
-    from bench.rescore import as_dict, run
+    from bench.rescore import IMPORT_LEADS, as_dict, import_seconds, run
 
     spec = SIZES[size]
+    imported = min(spec["leads"], IMPORT_LEADS)
     rows = []
+
+    def measure(url: str, import_url: str) -> dict[str, Any]:
+        row = as_dict(isolated(run, url, spec["leads"], spec["per_lead"]))
+        seconds = isolated(import_seconds, import_url, imported, spec["per_lead"])
+        return row | {"import_leads": imported, "import_seconds": round(seconds, 2)}
+
     with tempfile.TemporaryDirectory(prefix="leadhub-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        rows.append(as_dict(isolated(run, url, spec["leads"], spec["per_lead"])))
+        rows.append(measure(url, f"sqlite:///{Path(tmp) / 'import.db'}"))
     if pg_url:
         from bench.pg import fresh_schema
 
-        with fresh_schema(pg_url) as url:
-            rows.append(as_dict(isolated(run, url, spec["leads"], spec["per_lead"])))
+        with fresh_schema(pg_url) as url, fresh_schema(pg_url, "import") as import_url:
+            rows.append(measure(url, import_url))
     return rows
 
 

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
+from core.store.bulk import COPY_FROM, copy_rows, insert_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
-from core.store.store import META, Store
+from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
-from scoring.engine import Activity, QualifiedState, ScoreResult, score_lead
+from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
 from scoring.model import ScoringModel, segment_matches
+from scoring.tallied import tallyable
 
 if TYPE_CHECKING:
     from scoring.predictive import Artefact, Prediction
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
 CHUNK = 1000
+FULL_CHUNK = 20_000  # leads per set-based range: bounds memory, not queries
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -55,6 +59,63 @@ def changed_models(store: Store, models: Sequence[ScoringModel]) -> list[Scoring
     return [m for m in models if store.get_meta(_hash_key(m)) != m.content_hash]
 
 
+def changed_models_in(
+    meta: Mapping[str, str], models: Sequence[ScoringModel]
+) -> list[ScoringModel]:
+    """`changed_models` given the stored meta values."""
+    return [m for m in models if meta.get(_hash_key(m)) != m.content_hash]
+
+
+def _score_dirty(
+    conn: Connection,
+    models: Sequence[ScoringModel],
+    now: datetime,
+    artefact: Artefact | None,
+    run: ScoreRun,
+    progress: Callable[[int, int], None] | None,
+) -> ScoreRun:
+    """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
+    connection; a pass of one chunk (one lead after a webhook) is a single transaction, run
+    record included, and touches only that lead's rows through indexes.
+
+    On PostgreSQL these transactions commit without waiting for the WAL flush: a crash can
+    lose only whole transactions, and a lost one leaves its leads dirty, to be scored again.
+    """
+    started = utcnow()
+    ids: list[int] | None = None
+    while True:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            if ids is None:
+                query = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id)
+                ids = [row.id for row in conn.execute(query)]
+            chunk = ids[run.leads : run.leads + CHUNK]
+            if chunk:
+                conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
+                changed, events = _score_chunk(conn, chunk, models, now, artefact)
+                run.leads += len(chunk)
+                run.changed += changed
+                run.events += events
+            if run.leads >= len(ids):
+                conn.execute(
+                    SYNC_RUN.insert().values(
+                        kind="score",
+                        target="all",
+                        started_at=started,
+                        finished_at=utcnow(),
+                        status="ok",
+                        read=len(ids),
+                        updated=run.changed,
+                        unchanged=run.leads - run.changed,
+                    )
+                )
+        if progress and chunk:
+            progress(run.leads, len(ids))
+        if run.leads >= len(ids):
+            return run
+
+
 def score(
     store: Store,
     models: Sequence[ScoringModel],
@@ -66,10 +127,23 @@ def score(
     """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
     now = now or utcnow()
     run = ScoreRun()
-    artefact = load_artefact(store)
-    version = str(artefact.version) if artefact else ""
-    new_predictor = store.get_meta(PREDICTIVE_KEY) != version and artefact is not None
-    stale = models if (full or new_predictor) else changed_models(store, models)
+    keys = [_hash_key(m) for m in models]
+    with store.engine.connect() as conn:
+        meta = dict(
+            conn.execute(
+                sa.select(META.c.key, META.c.value).where(
+                    META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY])
+                )
+            ).all()
+        )
+        artefact = _latest_artefact(store, conn)
+        conn.rollback()  # ends the read; the incremental pass goes on on this connection
+        version = str(artefact.version) if artefact else ""
+        new_predictor = meta.get(PREDICTIVE_KEY) != version and artefact is not None
+        stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
+        names = ",".join(sorted(m.name for m in models))
+        if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
+            return _score_dirty(conn, models, now, artefact, run, progress)
     run.full_models = [m.name for m in stale]
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
@@ -78,7 +152,10 @@ def score(
             query = query.where(LEAD.c.dirty.is_(True))
         ids = [row.id for row in conn.execute(query)]
     counts = PageCounts(read=len(ids))
-    for start in range(0, len(ids), CHUNK):
+    tallied = [m for m in models if tallyable(m)] if stale and artefact is None else []
+    if tallied:
+        _score_all_tallied(store, ids, models, tallied, now, run, progress)
+    for start in range(0, len(ids) if not tallied else 0, CHUNK):
         chunk = ids[start : start + CHUNK]
         with store.begin() as conn:
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
@@ -103,8 +180,173 @@ def score(
     return run
 
 
+def _score_all_tallied(
+    store: Store,
+    ids: Sequence[int],
+    models: Sequence[ScoringModel],
+    tallied: Sequence[ScoringModel],
+    now: datetime,
+    run: ScoreRun,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Every lead in `ids`: `tallied` models set-based, the others through the engine."""
+    rest = [m for m in models if m not in tallied]
+    plan = RulePlan(tallied, _as_utc(now))
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("ANALYZE activity"))
+            conn.commit()
+        with conn.begin():
+            plan.load(conn)
+        try:
+            for low, high, size in ranges(ids, FULL_CHUNK):
+                with conn.begin():
+                    conn.execute(
+                        LEAD.update()
+                        .where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
+                        .values(dirty=False)
+                    )
+                    changed, events = _score_range(conn, plan, low, high, now)
+                    if rest:
+                        chunk = [i for i in ids[run.leads : run.leads + size]]
+                        for start in range(0, len(chunk), CHUNK):
+                            part = chunk[start : start + CHUNK]
+                            more = _score_chunk(conn, part, rest, now)
+                            changed, events = changed + more[0], events + more[1]
+                run.leads += size
+                run.changed += changed
+                run.events += events
+                if progress:
+                    progress(run.leads, len(ids))
+        finally:
+            with conn.begin():
+                plan.drop(conn)
+        if conn.dialect.name == "postgresql":  # fresh statistics for the lookups that follow
+            conn.execute(sa.text("ANALYZE lead, score"))
+            conn.commit()
+
+
+def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
+    """The fields of the leads with ids in [low, high]; `custom` parsed once per distinct text."""
+    columns = [LEAD.c[name] for name in LEAD_FIELDS]
+    query = sa.select(LEAD.c.id, sa.cast(LEAD.c.custom, sa.Text), *columns).where(
+        LEAD.c.id.between(low, high)
+    )
+    parsed: dict[str | None, Any] = {None: {}}
+    fields = {}
+    for row in conn.execute(query):
+        raw = row[1]
+        custom = parsed.get(raw)
+        if custom is None:
+            custom = parsed[raw] = json.loads(raw) or {}
+        values = dict(zip(LEAD_FIELDS, row[2:], strict=True))
+        values["custom"] = custom
+        fields[row[0]] = values
+    return fields
+
+
+_PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive")
+
+
+def _score_range(
+    conn: Connection, plan: RulePlan, low: int, high: int, now: datetime
+) -> tuple[int, int]:
+    """Score the leads with ids in [low, high] under the plan's models, from their tallies.
+
+    A score is computed once per distinct input and compared with the stored one as a tuple;
+    only the changed ones become rows.
+    """
+    fields = _lead_fields(conn, low, high)
+    tallies = plan.tallies(conn, low, high)
+    names = {m.name for m in plan.models}
+    query = sa.select(
+        *(SCORE.c[k] for k in _PREVIOUS_COLUMNS), sa.cast(SCORE.c.ledger, sa.Text).label("ledger")
+    ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(names))
+    previous = {(r.lead_id, r.model): r for r in conn.execute(query)}
+    empty = LeadTallies("", None)
+    changes: list[ScoreChange] = []
+    stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
+    for scorer in plan.scorers:
+        scorer.forget()
+    for lead_id, values in fields.items():
+        lead = tallies.get(lead_id, empty)
+        last = lead.last
+        for m, model in enumerate(plan.models):
+            scorer = plan.scorers[m]
+            prev = previous.pop((lead_id, model.name), None)
+            if scorer.segmented and not segment_matches(model, values):
+                if prev is not None:
+                    changes.append(ScoreChange(lead_id, model.name, prev, None, None))
+                continue
+            step = plan.step(m, last)
+            state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
+            text = lead.text
+            result = scorer.score_key(
+                scorer.fit_key(values),
+                text,
+                lambda m=m, text=text: plan.parse(text).get(m, ()),  # type: ignore[misc]
+                step,
+                plan.now,
+                state,
+            )
+            held = stored.get(id(result))
+            if held is None:
+                ledger = [entry_dict(e) for e in result.ledger]
+                held = stored[id(result)] = (
+                    result.model_hash,
+                    result.fit,
+                    result.engagement,
+                    result.total,
+                    result.tier,
+                    result.grade,
+                    result.qualified,
+                    result.qualified_at,
+                    result.reason,
+                    None,
+                    json.dumps(ledger),
+                )
+            if prev is not None and tuple(prev[3:]) == held:
+                continue
+            row = _score_row(lead_id, result, now)
+            if prev is not None and not _moved(prev, row):
+                continue
+            moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
+            hist = _history_row(lead_id, result, now) if moved else None
+            changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
+    # Scores of leads gone from the range (merged away) go too.
+    changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
+    write_changes(conn, changes)
+    _keep_figures(conn, plan.models, list(fields), changes, now)
+    return _tally(changes)
+
+
+def _moved(prev: Any, row: dict[str, Any]) -> bool:
+    """`_differs` for a previous row whose ledger was read as JSON text (not parsed)."""
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive")
+    if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
+        return True
+    return bool(prev.ledger != json.dumps(row["ledger"]))
+
+
 PREDICTIVE_KEY = "predictive_version"
 MODELS_KEY = "scored_models"
+
+
+_ARTEFACTS: dict[tuple[str, int], Artefact] = {}  # (store url, version): loaded once
+
+
+def _latest_artefact(store: Store, conn: Connection) -> Artefact | None:
+    """The latest predictive model, loaded from its blob only when its version is new."""
+    version = conn.execute(sa.select(sa.func.max(PREDICTIVE.c.version))).scalar()
+    if version is None:
+        return None
+    artefact = _ARTEFACTS.get((store.url, version))
+    if artefact is None:
+        artefact = load_artefact(store, version)
+        if artefact is not None:
+            _ARTEFACTS.clear()
+            _ARTEFACTS[(store.url, version)] = artefact
+    return artefact
 
 
 def load_artefact(store: Store, version: int | None = None) -> Artefact | None:
@@ -211,27 +453,69 @@ def _score_chunk(
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
     predicted = _predictions(artefact, fields, acts, now)
-    previous = _previous(conn, chunk)
-    inserts, updates, history = [], [], []
+    names = {m.name for m in models}
+    previous = {k: p for k, p in _previous(conn, chunk).items() if k[1] in names}
+    changes: list[ScoreChange] = []
     seen: set[tuple[int, str]] = set()
     for lead_id, model, result in evaluate(fields, acts, models, now, previous):
         seen.add((lead_id, model.name))
         row = _score_row(lead_id, result, now, predicted.get(lead_id))
         prev = previous.get((lead_id, model.name))
-        if prev is None:
-            inserts.append(row)
-        elif _differs(prev, row):
-            updates.append({**row, "_id": prev.id})
-        else:
+        if prev is not None and not _differs(prev, row):
             continue
-        if prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS):
-            history.append(_history_row(lead_id, result, now))
-    gone = [p.id for key, p in previous.items() if key not in seen]
+        moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
+        hist = _history_row(lead_id, result, now) if moved else None
+        changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
+    changes += [
+        ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
+    ]
+    write_changes(conn, changes)
+    _keep_figures(conn, models, chunk, changes, now)
+    return _tally(changes)
+
+
+def _keep_figures(
+    conn: Connection,
+    models: Sequence[ScoringModel],
+    lead_ids: Sequence[int],
+    changes: Sequence[ScoreChange],
+    now: datetime,
+) -> None:
+    """The report's kept figures follow the scores just written, in the same transaction."""
+    crossed = [
+        (c.model, c.lead_id)
+        for c in changes
+        if c.history is not None and c.history["event"] == "qualified"
+    ]
+    summary.apply(conn, models, lead_ids, crossed, now)
+
+
+def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:
+    """(leads whose outputs changed, qualified/released events) of a chunk's changes."""
+    history = [c.history for c in changes if c.history is not None]
+    return len({h["lead_id"] for h in history}), sum(1 for h in history if h["event"])
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreChange:
+    """A lead's score under a model that moved: `old` is the stored row (None: a new score),
+    `new` the row to store (None: the lead left the model's segment, the score goes), `history`
+    the score_history row when an output changed."""
+
+    lead_id: int
+    model: str
+    old: Any | None
+    new: dict[str, Any] | None
+    history: dict[str, Any] | None
+
+
+def write_changes(conn: Connection, changes: Sequence[ScoreChange]) -> None:
+    """Store the changed scores of both scoring paths: the one place score rows are written."""
+    inserts = [c.new for c in changes if c.old is None and c.new is not None]
+    updates = [{**c.new, "_id": c.old.id} for c in changes if c.old is not None and c.new]
+    gone = [c.old.id for c in changes if c.new is None and c.old is not None]
+    history = [c.history for c in changes if c.history is not None]
     _write(conn, inserts, updates, history, gone)
-    crossed = [(h["model"], h["lead_id"]) for h in history if h["event"] == "qualified"]
-    summary.apply(conn, models, chunk, crossed, now)
-    events = sum(1 for h in history if h["event"])
-    return len({h["lead_id"] for h in history}), events
 
 
 def _write(
@@ -242,8 +526,10 @@ def _write(
     gone: list[int],
 ) -> None:
     if inserts:
-        conn.execute(SCORE.insert(), inserts)
-    if updates:
+        insert_rows(conn, SCORE, inserts)
+    if updates and conn.dialect.name == "postgresql" and len(updates) >= COPY_FROM:
+        _update_by_copy(conn, updates)
+    elif updates:
         columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
         conn.execute(
             SCORE.update()
@@ -252,9 +538,22 @@ def _write(
             [{k: u[k] for k in (*columns, "_id")} for u in updates],
         )
     if history:
-        conn.execute(HISTORY.insert(), history)
+        insert_rows(conn, HISTORY, history)
     if gone:
         conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
+
+
+def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the new values by COPY into a temporary table, then one UPDATE ... FROM."""
+    columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
+    conn.execute(sa.text("CREATE TEMPORARY TABLE score_update AS SELECT * FROM score WITH NO DATA"))
+    rows = [{"id": u["_id"], **{k: u[k] for k in columns}} for u in updates]
+    copy_rows(conn, SCORE, rows, into="score_update")
+    assignments = ", ".join(f'"{k}" = u."{k}"' for k in columns)
+    conn.execute(
+        sa.text(f"UPDATE score SET {assignments} FROM score_update u WHERE score.id = u.id")
+    )
+    conn.execute(sa.text("DROP TABLE score_update"))
 
 
 def _score_row(

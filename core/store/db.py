@@ -41,7 +41,11 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # psycopg prepares a statement after five runs, and PostgreSQL may then pin it to a generic
+    # plan made while a table was empty (without autovacuum nothing refreshes the statistics):
+    # identity lookups during an import became seconds-long scans. Without server-side prepared
+    # statements every query is planned for its own parameters.
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

@@ -18,7 +18,9 @@ from sqlalchemy.engine import Connection
 from core.channels import canonical_channel
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
 from core.store import summary
+from core.store.bulk import insert_rows
 from core.store.identity import IdentityData, merge_fields, record_data
+from core.store.signatures import signature_ids
 from core.store.tables import (
     Activity,
     Identity,
@@ -321,7 +323,9 @@ class Ingest:
         return resolved
 
     def activities(self, source: str, records: Sequence[ActivityRecord]) -> PageCounts:
-        return self._keyed_upsert(ACTIVITY, source, records, ("type", "occurred_at", "properties"))
+        return self._keyed_upsert(
+            ACTIVITY, source, records, ("type", "occurred_at", "properties"), signed=True
+        )
 
     def outcomes(self, source: str, records: Sequence[OutcomeRecord]) -> PageCounts:
         return self._keyed_upsert(OUTCOME, source, records, ("status", "closed_at", "amount"))
@@ -332,9 +336,11 @@ class Ingest:
         source: str,
         records: Sequence[ActivityRecord] | Sequence[OutcomeRecord],
         fields: tuple[str, ...],
+        signed: bool = False,
     ) -> PageCounts:
         """Upsert records keyed by (source, external_id): the lead they belong to and `fields`,
-        each a column named as the record's attribute."""
+        each a column named as the record's attribute; `signed`: activities, stored with the
+        signature of their (type, properties)."""
         compare = ("lead_id", *fields)
         counts = PageCounts(read=len(records))
         records = _last_by_key(records)
@@ -361,8 +367,14 @@ class Ingest:
                 counts.updated += 1
                 counts.touched_leads.add(old.lead_id)
             counts.touched_leads.add(new["lead_id"])
+        if signed:
+            written = [*inserts, *updates]
+            pairs = [(row["type"], row["properties"]) for row in written]
+            for row, sig in zip(written, signature_ids(self.conn, pairs), strict=True):
+                row["signature_id"] = sig
+            compare = (*compare, "signature_id")
         if inserts:
-            self.conn.execute(table.insert(), inserts)
+            insert_rows(self.conn, table, inserts)
         if updates:
             self.conn.execute(
                 table.update()

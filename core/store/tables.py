@@ -89,10 +89,29 @@ class Identity(SQLModel, table=True):
     deleted: bool = False
 
 
+class ActivitySignature(SQLModel, table=True):
+    """A distinct (type, properties) pair of activities, so scoring matches rules once per
+    signature instead of parsing properties once per activity. `digest` keys the pair."""
+
+    __tablename__ = "activity_signature"
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64, unique=True, index=True)
+    type: str = Field(max_length=100)
+    properties: dict[str, Any] = _json()
+
+
 class Activity(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source", "external_id"),
         sa.Index("ix_activity_lead_time", "lead_id", "occurred_at"),
+        # Rows not yet given a signature (new, changed, or stored before signatures existed).
+        sa.Index(
+            "ix_activity_unsigned",
+            "id",
+            sqlite_where=sa.text("signature_id IS NULL"),
+            postgresql_where=sa.text("signature_id IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -102,6 +121,7 @@ class Activity(SQLModel, table=True):
     type: str = Field(max_length=100)
     occurred_at: datetime | None = _ts(nullable=False)
     properties: dict[str, Any] = _json()
+    signature_id: int | None = None  # activity_signature.id
 
 
 class Outcome(SQLModel, table=True):
