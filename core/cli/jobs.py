@@ -58,6 +58,21 @@ def _export_settings(log_format: str | None = None) -> None:
     logs.configure(settings.log_level, "json" if log_format == "json" else "text", root=True)
 
 
+def _queue_names(kinds: str) -> list[str]:
+    """`pull,score` → the queues of those kinds of work; a ConfigError names an unknown one."""
+    prefix = jobs.load_job_settings().queue
+    names = []
+    for kind in (k.strip() for k in kinds.split(",") if k.strip()):
+        if kind == "other":
+            names.append(prefix)
+        elif kind in jobs.KINDS:
+            names.append(f"{prefix}.{kind}")
+        else:
+            known = ", ".join([*jobs.KINDS, "other"])
+            raise ConfigError(f"--queues: no kind of work {kind!r} (known: {known})")
+    return names
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +86,13 @@ def worker(
     threads: int = typer.Option(4, "--threads", "-t", help="Threads per process."),
     modules: list[str] = typer.Option(
         [], "--module", "-m", help="Extra module to import in every worker (your own actors)."
+    ),
+    queues: str | None = typer.Option(
+        None,
+        "--queues",
+        "-Q",
+        help="Kinds of work to take, comma-separated: pull, score, push, other (actors of your "
+        "own modules). Default: all.",
     ),
     metrics_port: int | None = METRICS_PORT,
     log_format: str = LOG_FORMAT,
@@ -86,6 +108,8 @@ def worker(
     # Each worker process builds its broker (`configure`), then declares the actors.
     argv = ["core.jobs.broker:configure", "core.jobs.actors", *modules]
     argv += ["--processes", str(processes), "--threads", str(threads)]
+    if queues:
+        argv += ["--queues", *_queue_names(queues)]
     argv += ["--skip-logging"] if log_format == "json" else []
     with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
         if metrics_port:
@@ -157,7 +181,7 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=J
         return
 
     runtime = jobs.configure_once()
-    letters = deadletters.list_dead_letters(runtime.broker, runtime.settings.queue, state.store())
+    letters = deadletters.list_dead_letters(runtime.broker, jobs.queues(), state.store())
     if as_json:
         print_json([d.as_json() for d in letters])
         return
@@ -182,14 +206,14 @@ def dlq_requeue(
     _export_settings()
 
     runtime = jobs.configure_once()
-    queue = runtime.settings.queue
-    requeued = deadletters.requeue(runtime.broker, queue, state.store(), ids)
+    queues = jobs.queues()
+    requeued = deadletters.requeue(runtime.broker, queues, state.store(), ids)
     for d in requeued:
         console.print(f"requeued {d.id[:8]} {d.actor} {' '.join(map(str, d.args))}")
     if requeued and not state.settings.broker_url:
         with console.status("running them…"):
             actors.run_until_idle()
-        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queue, state.store())}
+        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queues, state.store())}
         failed = [d for d in requeued if d.id in left]
         for d in failed:
             err_console.print(f"[red]{d.id[:8]} failed again[/red]: see `leadhub dlq`")
@@ -223,9 +247,7 @@ def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
 
     try:
         runtime = jobs.configure_once()
-        letters = deadletters.list_dead_letters(
-            runtime.broker, runtime.settings.queue, state.store()
-        )
+        letters = deadletters.list_dead_letters(runtime.broker, jobs.queues(), state.store())
         holder = jobs.lock_for("scheduler").holder()
     except Exception as exc:
         # Without a broker, both live in the store: its failure is the store's, reported as such.

@@ -1,7 +1,11 @@
 """Dramatiq actors around the pipeline's steps (`core.pipeline.run`), one step each.
 
-    pull(source) ──▶ score() ──▶ push(destination) for each destination
-    rescore_all(), decay()  ──▶ push(destination) for each destination
+    pull(source) ──▶ score() ──▶ push(destination) for each destination with pending rows
+    rescore_all(), decay()  ──▶ push(destination) for each destination with pending rows
+
+A step asks for the next one with `request` (`core.jobs.pending`): at most one message per actor
+and target waits in a queue, and it drains everything pending when it runs (dirty leads, pending
+outbox rows), so a burst of webhook deliveries costs a handful of score and push messages.
 
 Delivery is at least once, so every actor is safe to run twice: pulls upsert keyed pages, the
 scorer rewrites only what changed, the outbox never resends what a destination accepted. Messages
@@ -29,11 +33,12 @@ from dramatiq.middleware import CurrentMessage
 
 from core import metrics
 from core.errors import AuthError, ConfigError, RequestRejected, SourceError
-from core.jobs.broker import context, declare, runtime
+from core.jobs.broker import context, declare, queues, request, runtime
 from core.jobs.middleware import WhenBusy
-from core.pipeline.outbox import push_configured
+from core.pipeline.outbox import outbox_counts, push_configured
 from core.pipeline.pull import pull as pull_step
 from core.pipeline.run import score_changed
+from core.store.store import Store
 
 log = logging.getLogger("leadhub.jobs")
 
@@ -64,7 +69,7 @@ def pull(source: str, full: bool = False) -> None:
     result = pull_step(store, hub, source, full=full and _first_attempt())
     metrics.record_run("pull", source, "ok" if result.ok else "failed", result.counts)
     if result.ok or result.counts.created or result.counts.updated:
-        score.send()
+        request("score")
     if result.exception is not None:
         raise result.exception
 
@@ -107,7 +112,15 @@ def _score(*, full: bool) -> None:
     metrics.record_run("score", "all", "ok")
     log.info("scored %d lead(s), %d changed", run.leads, run.changed)
     for name in hub.destinations:
-        push.send(name)
+        # Leads scored may change what a destination should hold (the push plans that); with
+        # none scored, only rows already waiting (pending, or a retry) need a push.
+        if run.leads or _waiting(store, name):
+            request("push", name)
+
+
+def _waiting(store: Store, destination: str) -> bool:
+    counts = outbox_counts(store, destination).get(destination, {})
+    return bool(counts.get("pending") or counts.get("retry"))
 
 
 @actor(lock="push:{0}")
@@ -136,12 +149,15 @@ def run_until_idle(threads: int = 4, timeout: float | None = None) -> None:
     if not isinstance(broker, StubBroker):
         raise ConfigError("run_until_idle is for embedded mode (LEADHUB_BROKER_URL unset)")
     worker = start_worker(threads)
+    wait = None if timeout is None else int(timeout * 1000)
     try:
-        broker.join(
-            settings.queue,
-            timeout=None if timeout is None else int(timeout * 1000),
-            fail_fast=False,
-        )
-        worker.join()
+        # A step on one queue sends the next on another: go round until a pass finds all empty.
+        while True:
+            for queue in queues(settings):
+                if queue in broker.queues:
+                    broker.join(queue, timeout=wait, fail_fast=False)
+            worker.join()
+            if all(broker.queues[q].unfinished_tasks == 0 for q in broker.queues):
+                break
     finally:
         worker.stop()

@@ -41,7 +41,8 @@ from pydantic import BaseModel, SecretStr
 from connectors.base import SourceContext, get_connector
 from core.config import HubConfig, SourceConfig
 from core.errors import ConfigError
-from core.jobs import actors
+from core.jobs import actors  # noqa: F401  (declares the actors this process sends to)
+from core.jobs.broker import request
 from core.metrics import registry
 from core.pipeline.run import Leads, take_leads
 from core.settings import Settings
@@ -254,12 +255,13 @@ def _receiver(config: SourceConfig, hub: HubConfig, handler: HandleLeads) -> Any
 
 
 def enqueue_scoring(store: Store, hub: HubConfig) -> HandleLeads:
-    """A webhook handler: store the leads as one page, then enqueue the score job, which pushes
-    to every destination (the pipeline's one path, in steps). Embedded, `leadhub serve` runs
-    worker threads to take the job."""
+    """A webhook handler: store the leads as one page, then ask for a score job, which pushes to
+    every destination (the pipeline's one path, in steps). The request is coalesced: a burst of
+    deliveries queues one score job, which scores every lead they stored. Embedded, `leadhub
+    serve` runs worker threads to take the job."""
 
     def handle(source_name: str, items: Sequence[Any]) -> None:
         take_leads(store, Leads(source_name, items), hub.field_priority)
-        actors.score.send()
+        request("score")
 
     return handle

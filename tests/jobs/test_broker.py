@@ -46,9 +46,12 @@ def test_configure_moves_actors_declared_before_it_onto_its_broker() -> None:
     broker = configure(Settings(broker_url=None), JobSettings(queue="elsewhere"))
     try:
         assert isinstance(broker, StubBroker)
-        assert actors.score.broker is broker and actors.score.queue_name == "elsewhere"
+        assert actors.score.broker is broker and actors.score.queue_name == "elsewhere.score"
         assert {"pull", "score", "rescore_all", "decay", "push"} <= broker.get_declared_actors()
-        assert actors.push.send("crm").queue_name == "elsewhere"
+        # one queue per kind of work, under the configured prefix
+        assert actors.push.send("crm").queue_name == "elsewhere.push"
+        assert actors.pull.send("crm").queue_name == "elsewhere.pull"
+        assert actors.decay.send().queue_name == "elsewhere.score"
     finally:
         broker.flush_all()
         configure(Settings(broker_url=None))  # the defaults again, for the tests that follow

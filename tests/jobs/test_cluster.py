@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
 from core.store.store import SYNC_RUN, Store
-from tests.jobs.conftest import Processes, wait_for, write_hub
+from tests.jobs.conftest import QUEUES, Processes, wait_for, write_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def pull_runs(store: Store) -> list[str]:
 
 def idle(client: redis.Redis) -> bool:
     """No message waiting, delayed or in progress (dramatiq keeps each until it is acked)."""
-    return not any(client.hlen(f"dramatiq:leadhub{q}.msgs") for q in ("", ".DQ"))
+    return not any(client.hlen(f"dramatiq:{q}.msgs") for q in QUEUES)
 
 
 def cluster_env(tmp_path: Path, redis_url: str, pg_url: str, **ticker: Any) -> dict[str, str]:
