@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import typer
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 from rich.table import Table
@@ -32,6 +33,7 @@ from core.config import HubConfig
 from core.errors import ConfigError
 from core.jobs import actors, deadletters
 from core.jobs import broker as jobs
+from core.jobs.locks import LockState, lock_states
 from core.jobs.scheduler import HubScheduler, next_run
 from core.pipeline.outbox import outbox_counts
 from core.store.store import SYNC_RUN, Store
@@ -307,7 +309,8 @@ def status_rows(
 
 @handles_errors
 def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
+    """Each source, scoring and destination: last run, counts, next run, parked, dead letters;
+    then the scheduler and the locks held (a stale one: its holder stopped renewing it)."""
     show_status(as_json)
 
 
@@ -315,8 +318,10 @@ def show_status(as_json: bool = False) -> None:
     """Print the status table (`leadhub status` calls this)."""
     dead, holder, broker_problem = _dead_letters()
     rows = status_rows(state.store(), state.hub(), dead=dead)
+    held = [] if broker_problem else _locks()
     if as_json:
-        print_json({"scheduler": holder, "targets": rows})
+        locks = [lock.as_json() for lock in held]
+        print_json({"scheduler": holder, "targets": rows, "locks": locks})
         return
     table = Table("", "name", "last run", "result", "read", "new", "upd", "quar.", "next run",
                   "lag", "parked", "dead")  # fmt: skip
@@ -344,6 +349,21 @@ def show_status(as_json: bool = False) -> None:
         )
     else:
         console.print(f"scheduler: {holder or 'not running'}")
+    for lock in held:
+        what = f"lock {lock.name}: held by {lock.holder}, frees in {lock.expires_in:.0f} s"
+        if lock.stale:
+            err_console.print(f"[yellow]{what} (stale: its holder stopped renewing)[/yellow]",
+                              highlight=False)  # fmt: skip
+        else:
+            console.print(what, highlight=False)
+
+
+def _locks() -> list[LockState]:
+    """The locks held now (Redis, or the store's leases when embedded), stale ones marked."""
+    runtime = jobs.configure_once()
+    broker = runtime.broker
+    backend = broker.client if isinstance(broker, RedisBroker) else state.store()
+    return lock_states(backend, runtime.settings.lock_ttl)
 
 
 def _when(value: datetime | None) -> str:

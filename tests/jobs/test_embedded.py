@@ -239,6 +239,39 @@ def test_status_json_lists_targets_and_the_scheduler(
         ("source", "alpha", "ok"),
         ("score", "all", None),
     ]
+    assert shown["locks"] == []  # the pull released its lease
+    if state._store is not None:
+        state._store.close()
+    state._store, state._hub = None, None
+
+
+def test_status_shows_held_locks_and_marks_one_whose_holder_is_gone(
+    hub: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from core.cli.jobs import show_status
+    from core.cli.main import state
+    from core.jobs import actors as jobs
+
+    store = jobs.context()[0]
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    gone = f"{socket.gethostname()}:{ended.stdout.strip()}:deadbeef"  # a process that has ended
+    assert StoreLease(store, "pull:alpha", ttl=30, token=gone).acquire()
+    mine = StoreLease(store, "push:crm", ttl=30)  # this process, renewing on time
+    assert mine.acquire()
+    state.settings, state._store, state._hub = Settings(), None, None
+    show_status(as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert [(x["name"], x["holder"], x["stale"]) for x in shown["locks"]] == [
+        ("pull:alpha", gone, True),
+        ("push:crm", mine.token, False),
+    ]
+    assert mine.token.split(":")[1] == str(os.getpid())
     if state._store is not None:
         state._store.close()
     state._store, state._hub = None, None
