@@ -1,7 +1,8 @@
 """`leadhub bench`: every benchmark section, printed as tables and written as JSON.
 
 Sections: 1 pull throughput, 2 full rescore vs one GROUP BY scan, 3 incremental rescore,
-4 push efficiency, 5 webhook latency, 6 peak memory. A section whose parts are not installed
+4 push efficiency, 5 webhook latency, 6 peak memory, 7 the soak of the team setup (PostgreSQL and
+Redis needed). A section whose parts are not installed
 reports why instead of a figure.
 """
 
@@ -22,7 +23,7 @@ SIZES: dict[str, dict[str, int]] = {
     "large": {"leads": 1_000_000, "per_lead": 10, "pull_records": 100_000, "push_leads": 1000,
               "webhooks": 200, "memory_records": 1_000_000},
 }  # fmt: skip
-SECTIONS = ("rescore", "pull", "push", "webhook", "memory")  # in the order they run
+SECTIONS = ("rescore", "pull", "push", "webhook", "memory", "soak")  # in the order they run
 
 
 def machine() -> dict[str, Any]:
@@ -58,6 +59,7 @@ def run_all(
     pg_url: str | None,
     sections: list[str] | None = None,
     echo: Callable[[str, Any], None] | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Run the chosen sections (default: all); `echo(section, result)` after each."""
     registry: dict[str, Callable[[], Any]] = {
@@ -66,6 +68,7 @@ def run_all(
     result: dict[str, Any] = {"size": size, "machine": machine(), "sections": {}, "seconds": {}}
     for name, loader in _optional_sections(size, result["sections"]).items():
         registry[name] = loader
+    registry["soak"] = lambda: _soak(pg_url, redis_url)
     for name, fn in registry.items():
         if sections and name not in sections:
             continue
@@ -113,6 +116,12 @@ def _optional_sections(size: str, done: dict[str, Any]) -> dict[str, Callable[[]
         return memory_run(spec["memory_records"], vendor or "mailchimp", done.get("rescore"))
 
     return {"pull": pull, "push": push, "webhook": webhook, "memory": memory}
+
+
+def _soak(pg_url: str | None, redis_url: str | None) -> Any:
+    from bench.soak import run as soak_run
+
+    return soak_run(pg_url, redis_url)
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

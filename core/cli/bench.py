@@ -29,13 +29,19 @@ def bench(
     section: list[str] = typer.Option(
         None,
         "--section",
-        help="Only these sections (rescore, pull, push, webhook, memory; repeat).",
+        help="Only these sections (rescore, pull, push, webhook, memory, soak; repeat).",
     ),
     postgres: str | None = typer.Option(
         None,
         "--postgres",
         envvar="LEADHUB_BENCH_DATABASE_URL",
         help="Also measure on this PostgreSQL (a throwaway schema is used).",
+    ),
+    redis: str | None = typer.Option(
+        None,
+        "--redis",
+        envvar="LEADHUB_BENCH_REDIS_URL",
+        help="The soak's broker: a Redis database of its own (it is flushed).",
     ),
 ) -> None:
     """Measure pull throughput, rescore time, push efficiency, webhook latency and memory."""
@@ -46,7 +52,7 @@ def bench(
     unknown = [s for s in section or [] if s not in SECTIONS]
     if unknown:
         raise typer.BadParameter(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
-    result = run_all(size, postgres, section or None, echo=_show)
+    result = run_all(size, postgres, section or None, echo=_show, redis_url=redis)
     total = sum(result["seconds"].values())
     console.print(f"{len(result['seconds'])} section(s) in {total:.0f} s")
     if json_file:

@@ -75,8 +75,10 @@ class JobSettings(BaseSettings):
 
     queue: str = "leadhub"
     lock_ttl: float = 6.0
-    heartbeat_timeout: float = 20.0
-    maintenance_chance: int = 1000
+    heartbeat_timeout: float = 15.0
+    # Redelivery runs on a broker command of the dead worker's queue: with each idle worker
+    # polling each queue about once a second, 5 % finds a dead worker's messages within seconds.
+    maintenance_chance: int = 50_000
     max_retries: int = 5
     min_backoff: float = 15.0
     max_backoff: float = 3600.0
