@@ -93,6 +93,7 @@ class Soak:
         self.depth: list[tuple[float, int]] = []
         self.api_ms: list[float] = []
         self.api_errors = 0
+        self.api_idle_ms: list[float] = []
         self.killed = 0
 
     # -- the whole run -----------------------------------------------------------------------
@@ -140,6 +141,10 @@ class Soak:
         self.scheduled_from = datetime.now(UTC)
         self._start("scheduler", "scheduler")
         before = self._facebook_leads()
+        idle = threading.Event()
+        threading.Timer(10.0, idle.set).start()
+        self._read_api(idle)  # the API with nothing else going on, for comparison
+        self.api_idle_ms, self.api_ms = sorted(self.api_ms), []
         burst = self._burst()
         drain = self._wait_drained(burst["ended"], before + NEW_LEADS)
         left = MIN_SCHEDULED - (datetime.now(UTC) - self.scheduled_from).total_seconds()
@@ -344,12 +349,17 @@ class Soak:
         return {"due": due, "run": len(rows), "missed": missed}
 
     def _compare_with_clean_run(self) -> dict[str, Any]:
-        """Every source pulled again (faults off) into a fresh store and scored: what the soak's
-        store lacks of it, and the leads whose score differs."""
+        """Every source pulled again (faults off) into a fresh store: what the soak's store lacks
+        of it, and the leads whose score differs.
+
+        Scores move with the clock (windows expire, inactivity decays), and the soak scores a
+        lead when it changes, so each soak score is compared with the clean store scored at the
+        moment the soak computed it (`computed_at`): the same records, the same clock.
+        """
         from core.config import load_hub
         from core.pipeline import score as scorer
         from core.pipeline.pull import open_source, pull_source
-        from core.store.store import Store, ranked_leads
+        from core.store.store import Store
 
         self.injector.off()
         hub = load_hub(self.hub_path)
@@ -359,16 +369,24 @@ class Soak:
                 result = pull_source(clean, name, open_source(hub, name))
                 if not result.ok:
                     raise RuntimeError(f"clean run: pull {name} failed: {result.error}")
-            scorer.score(clean, hub.models, full=True)
             lost = sum(len(_keys(clean, t) - _keys(self.store, t)) for t in KEYED)
             extra = sum(len(_keys(self.store, t) - _keys(clean, t)) for t in KEYED)
             model = hub.models[0].name
-            soak = {r["email"]: (r["total"], r["tier"]) for r in ranked_leads(self.store, model)}
-            differing = [
-                (r["email"], soak.get(r["email"]), (r["total"], r["tier"]))
-                for r in ranked_leads(clean, model)
-                if r["email"] and not _same_score(soak.get(r["email"]), (r["total"], r["tier"]))
-            ]
+            soak = _scores(self.store, model)
+            by_time: dict[datetime, list[str]] = {}
+            for email, (_, _, computed_at) in soak.items():
+                by_time.setdefault(computed_at, []).append(email)
+            scorer.score(clean, hub.models, full=True)
+            unscored = [e for e in _scores(clean, model) if e not in soak]
+            differing: list[tuple[str, Any, Any]] = [(e, None, "not scored") for e in unscored]
+            for computed_at, emails in sorted(by_time.items()):
+                scorer.score(clean, hub.models, full=True, now=_utc(computed_at))
+                then = _scores(clean, model)
+                differing += [
+                    (e, soak[e][:2], then[e][:2] if e in then else None)
+                    for e in emails
+                    if e not in then or not _same_score(soak[e][:2], then[e][:2])
+                ]
         finally:
             clean.close()
         return {"lost": lost, "extra": extra, "differing": len(differing),
@@ -423,6 +441,10 @@ class Soak:
             status="ok" if not problems else "missed: " + ", ".join(problems),
         )
         row["api_errors"] = self.api_errors
+        idle = self.api_idle_ms
+        row["api_idle_p50_p95_ms"] = (
+            [round(_percentile(idle, 50), 1), round(_percentile(idle, 95), 1)] if idle else None
+        )
         row["records_extra"] = compared["extra"]  # in the soak's store, not the clean one's
         row["differing_examples"] = compared["differing_examples"]  # (email, soak, clean)
         row["queue_depth"] = self.depth
@@ -457,6 +479,15 @@ def _keys(store: Any, table: str) -> set[tuple[str, str]]:
         return {(x, y) for x, y in conn.execute(sa.text(f"SELECT {a}, {b} FROM {table}"))}
 
 
+def _scores(store: Any, model: str) -> dict[str, tuple[Any, Any, datetime]]:
+    """email → (total, tier, computed_at) of every scored lead with an email."""
+    query = sa.text("SELECT lead.email, score.total, score.tier, score.computed_at FROM score "
+                    "JOIN lead ON lead.id = score.lead_id WHERE score.model = :model "
+                    "AND lead.email IS NOT NULL")  # fmt: skip
+    with store.engine.connect() as conn:
+        return {e: (t, tier, _utc(c)) for e, t, tier, c in conn.execute(query, {"model": model})}
+
+
 def _same_score(soak: tuple[Any, Any] | None, clean: tuple[Any, Any]) -> bool:
     if soak is None:
         return False
@@ -487,7 +518,9 @@ def _app_secret() -> str:
     return str(APP_SECRET)
 
 
-def _utc(value: datetime) -> datetime:
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite answers a raw query's timestamps as text
+        value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
