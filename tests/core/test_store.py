@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -258,3 +259,35 @@ def test_a_pull_and_the_webhook_storing_the_same_lead_at_once_make_one_identity(
         idents = conn.execute(sa.text("SELECT system, external_id FROM identity")).all()
     assert [tuple(i) for i in idents] == [("fb", "fb-lead-1")]
     assert store.count("lead") == 1
+
+
+def test_a_record_restamped_by_its_vendor_merges_as_a_fresh_sync_of_it_would(
+    store: Store, tmp_path: Path
+) -> None:
+    """Our own write to a vendor (a score pushed into a field the source ignores) moves the
+    record's timestamp without changing a field we keep. The newest record's value wins, so
+    the stored stamp must move too: a store synced all along then merges the lead as a store
+    synced once from the vendors' current state does."""
+
+    def at(day: int) -> datetime:
+        return datetime(2026, 10, day, tzinfo=UTC)
+
+    crm = lead("crm", "c-1", "ada@example.com", channel="referral", updated_at=at(2))
+    mail = lead("mail", "m-1", "ada@example.com", channel="email", updated_at=at(1))
+    store.save_page("crm", "leads", [crm], None)
+    store.save_page("mail", "leads", [mail], None)
+    assert store.leads()[0]["channel"] == "referral"  # the CRM's record is the newer one
+
+    touched = mail.model_copy(update={"updated_at": at(3)})  # only its stamp moved
+    counts = store.save_page("mail", "leads", [touched], None)
+    assert counts.updated == 1
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        fresh.save_page("crm", "leads", [crm], None)
+        fresh.save_page("mail", "leads", [touched], None)
+        assert fresh.leads()[0]["channel"] == "email"
+        assert store.leads()[0]["channel"] == "email"
+    finally:
+        fresh.close()
+    again = store.save_page("mail", "leads", [touched], None)
+    assert (again.updated, again.unchanged) == (0, 1)  # the same stamp again: nothing to do
