@@ -93,8 +93,8 @@ def worker(
         None,
         "--queues",
         "-Q",
-        help="Kinds of work to take, comma-separated: pull, score, push, other (actors of your "
-        "own modules). Default: all.",
+        help="Kinds of work to take, comma-separated: intake, pull, score, push, other (actors "
+        "of your own modules). Default: all.",
     ),
     metrics_port: int | None = METRICS_PORT,
     log_format: str = LOG_FORMAT,

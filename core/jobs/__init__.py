@@ -4,6 +4,7 @@ broker.py       settings, `configure()` (the broker is built then, not at import
                 process's store and hub, shared locks
 actors.py       pull, score, rescore_all, decay, push; embedded workers
 pending.py      coalesced requests: at most one queued message per actor and target
+intake.py       webhook leads queued in Redis, stored by the intake job in pages
 middleware.py   late ticks, busy locks, coalescing, retries that wait out rate limits
 scheduler.py    the one active scheduler that enqueues each source's cron schedule
 locks.py        short leases (Redis or the store) renewed by a heartbeat

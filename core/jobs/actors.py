@@ -1,6 +1,7 @@
 """Dramatiq actors around the pipeline's steps (`core.pipeline.run`), one step each.
 
-    pull(source) ──▶ score() ──▶ push(destination) for each destination with pending rows
+    intake(source) ─┐
+    pull(source) ───┴─▶ score() ──▶ push(destination) for each destination with pending rows
     rescore_all(), decay()  ──▶ push(destination) for each destination with pending rows
 
 A step asks for the next one with `request` (`core.jobs.pending`): at most one message per actor
@@ -28,16 +29,18 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
 from core import metrics
 from core.errors import AuthError, ConfigError, RequestRejected, SourceError
+from core.jobs import intake as intake_list
 from core.jobs.broker import context, declare, queues, request, runtime
 from core.jobs.middleware import WhenBusy
 from core.pipeline.outbox import outbox_counts, push_configured
 from core.pipeline.pull import pull as pull_step
-from core.pipeline.run import score_changed
+from core.pipeline.run import Leads, score_changed, take_leads
 from core.store.store import Store
 
 log = logging.getLogger("leadhub.jobs")
@@ -58,6 +61,22 @@ def actor(
         when_busy: what becomes of a message that finds its lock held: "drop" or "defer".
     """
     return lambda fn: declare(fn, throws=PERMANENT, lock=lock, when_busy=when_busy)
+
+
+@actor(lock="intake:{0}")
+def intake(source: str) -> None:
+    """Store the items webhook deliveries left in `source`'s intake list (`core.jobs.intake`),
+    a page of up to `BATCH` at a time; then ask for a score."""
+    store, hub = context()
+    broker = runtime().broker
+    if not isinstance(broker, RedisBroker):
+        raise ConfigError("intake lists live in Redis: intake runs with LEADHUB_BROKER_URL set")
+    client = broker.client
+    while page := intake_list.next_page(client, source):
+        take_leads(store, Leads(source, page), hub.field_priority)
+        intake_list.done(client, source, len(page))
+        log.info("took in %d item(s) from %s", len(page), source)
+        request("score")
 
 
 @actor(lock="pull:{0}", when_busy="drop")

@@ -8,7 +8,7 @@ worker threads inside the process (`core.jobs.actors.start_worker`); `redis://â€
 Actors are declared with `declare` at import, before or after `configure`: until then they sit
 on a placeholder broker that refuses to send, and `configure` moves every one onto the real one.
 
-Each kind of work has a queue of its own (`<queue>.pull`, `<queue>.score`, `<queue>.push`), so
+Each kind of work has a queue of its own (`<queue>.intake`, `.pull`, `.score`, `.push`), so
 that a long queue of one kind never starves another, and `leadhub worker --queues` can give each
 kind its own workers. Actors of no kind (your own modules) use `<queue>` itself.
 """
@@ -46,9 +46,9 @@ from core.settings import Settings
 from core.store.store import Store
 
 P = ParamSpec("P")
-KINDS = ("pull", "score", "push")
-ACTOR_KINDS = {"pull": "pull", "score": "score", "rescore_all": "score", "decay": "score",
-               "push": "push"}  # fmt: skip
+KINDS = ("intake", "pull", "score", "push")
+ACTOR_KINDS = {"intake": "intake", "pull": "pull", "score": "score", "rescore_all": "score",
+               "decay": "score", "push": "push"}  # fmt: skip
 """The kind of work (and so the queue) of each of the pipeline's actors, by actor name."""
 
 
@@ -56,8 +56,8 @@ class JobSettings(BaseSettings):
     """Tuning of the jobs layer (environment prefix `LEADHUB_JOBS_`); times in seconds.
 
     Parameters:
-        queue: the prefix of the queues (`<queue>.pull`, `.score`, `.push`; `<queue>` for
-            actors of no kind).
+        queue: the prefix of the queues (`<queue>.intake`, `.pull`, `.score`, `.push`;
+            `<queue>` for actors of no kind).
         lock_ttl: life of a source/step lock without renewal (renewed every ttl/3 while held),
             so a killed worker's lock frees within this many seconds.
         heartbeat_timeout: how long a silent worker has before its messages are redelivered;

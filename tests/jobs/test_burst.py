@@ -1,8 +1,9 @@
 """A burst of webhook deliveries under `leadhub serve` with the jobs on Redis and PostgreSQL.
 
-Each delivery stores its lead and asks for a score; the requests are coalesced, so the burst
-queues one score job (not one per delivery), and the score job asks for a push only for a
-destination with something to send. In the end every lead is scored and pushed.
+Each delivery appends its lead to the source's intake list and asks for an intake job; the
+requests are coalesced, so the burst queues one intake job (not one per delivery), which stores
+the leads in pages and asks for one score job, which asks for a push only of a destination with
+something to send. In the end every lead is scored and pushed.
 """
 
 from __future__ import annotations
@@ -112,10 +113,12 @@ def test_a_burst_of_deliveries_queues_a_handful_of_jobs_and_every_lead_is_pushed
                     )
                     assert answer.status_code == 200
                 assert web.state.webhooks["/webhooks/facebook"].wait_idle(60)
-            assert store.count("lead") == DELIVERIES
-            # No worker has run yet: 500 deliveries asked for a score 500 times.
-            assert (queued(client, "score"), queued(client, "push")) == (1, 0)
+            # No worker has run yet: 500 deliveries asked for an intake 500 times.
+            assert store.count("lead") == 0
+            assert client.llen("leadhub:intake:fb") == 2 * DELIVERIES  # a lead and its form
+            assert [queued(client, k) for k in ("intake", "score", "push")] == [1, 0, 0]
 
+            intakes = metric("leadhub_messages_total", actor="intake", outcome="ok")
             scores = metric("leadhub_messages_total", actor="score", outcome="ok")
             pushes = metric("leadhub_messages_total", actor="push", outcome="ok")
             worker = actors.start_worker(threads=2)
@@ -125,8 +128,12 @@ def test_a_burst_of_deliveries_queues_a_handful_of_jobs_and_every_lead_is_pushed
                          30, "the queues to drain")  # fmt: skip
             finally:
                 worker.stop()
-        assert metric("leadhub_messages_total", actor="score", outcome="ok") - scores == 1
-        assert metric("leadhub_messages_total", actor="push", outcome="ok") - pushes == 1
+        assert store.count("lead") == DELIVERIES
+        assert client.llen("leadhub:intake:fb") == 0
+        # pages of 500 items: two intake pages, each asking for a score (coalesced)
+        assert metric("leadhub_messages_total", actor="intake", outcome="ok") - intakes == 1
+        assert metric("leadhub_messages_total", actor="score", outcome="ok") - scores <= 2
+        assert metric("leadhub_messages_total", actor="push", outcome="ok") - pushes <= 2
         assert set(receiver.values) == set(emails)
         values: list[dict[str, Any]] = list(receiver.values.values())
         assert all(v["score"] is not None for v in values)
