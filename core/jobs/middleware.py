@@ -105,6 +105,8 @@ class BusyLocks(Middleware):
         if actor.options.get("when_busy", "defer") == "drop":
             log.warning("%s is already running (%s); dropped", what, lock.lock.holder())
             metrics.DROPPED.labels(message.actor_name, "busy").inc()
+            # Gone unrun: a request made from now on must queue a message again.
+            pending.clear(broker, pending.marker(message.actor_name, message.args))
         else:
             log.info("%s is busy; coming back in %.0f s", what, self.busy_delay)
             metrics.DEFERRED.labels(message.actor_name).inc()

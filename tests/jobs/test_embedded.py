@@ -74,16 +74,18 @@ def test_a_pull_stores_every_page_and_enqueues_a_score(hub: Any) -> None:
 
 def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> None:
     from core.jobs import actors as jobs
+    from core.jobs.broker import request
 
     store = jobs.context()[0]
     other = StoreLease(store, "pull:alpha", ttl=30)
     assert other.acquire()  # another worker is pulling alpha
     dropped = metric("leadhub_dropped_messages_total", actor="pull", reason="busy")
-    jobs.pull.send("alpha")
+    assert request("pull", "alpha")
     jobs.run_until_idle()
     assert runs(store) == []
     assert metric("leadhub_dropped_messages_total", actor="pull", reason="busy") == dropped + 1
     other.release()
+    assert request("pull", "alpha")  # the dropped one stands for no request: the next one goes
 
 
 def test_a_score_that_finds_its_lock_busy_comes_back_and_runs_once_it_is_free(hub: Any) -> None:
