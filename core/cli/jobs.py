@@ -309,8 +309,10 @@ def status_rows(
 
 @handles_errors
 def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Each source, scoring and destination: last run, counts, next run, parked, dead letters;
-    then the scheduler and the locks held (a stale one: its holder stopped renewing it)."""
+    """Each source, scoring and destination: last run, counts, next run, parked, dead letters.
+
+    Then the active scheduler, and the locks held (a stale one: its holder stopped renewing it).
+    """
     show_status(as_json)
 
 
