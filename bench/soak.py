@@ -378,15 +378,18 @@ class Soak:
                 by_time.setdefault(computed_at, []).append(email)
             scorer.score(clean, hub.models, full=True)
             unscored = [e for e in _scores(clean, model) if e not in soak]
-            differing: list[tuple[str, Any, Any]] = [(e, None, "not scored") for e in unscored]
+            differing: list[tuple[Any, ...]] = [(e, None, "not scored") for e in unscored]
             for computed_at, emails in sorted(by_time.items()):
                 scorer.score(clean, hub.models, full=True, now=_utc(computed_at))
                 then = _scores(clean, model)
-                differing += [
-                    (e, soak[e][:2], then[e][:2] if e in then else None)
-                    for e in emails
-                    if e not in then or not _same_score(soak[e][:2], then[e][:2])
+                wrong = [
+                    e for e in emails if e not in then or not _same_score(soak[e][:2], then[e][:2])
                 ]
+                differing += [
+                    (e, soak[e][:2], then[e][:2] if e in then else None,
+                     _ledger_diff(self.store, clean, model, e), computed_at.isoformat())
+                    for e in wrong
+                ]  # fmt: skip
         finally:
             clean.close()
         return {"lost": lost, "extra": extra, "differing": len(differing),
@@ -486,6 +489,23 @@ def _scores(store: Any, model: str) -> dict[str, tuple[Any, Any, datetime]]:
                     "AND lead.email IS NOT NULL")  # fmt: skip
     with store.engine.connect() as conn:
         return {e: (t, tier, _utc(c)) for e, t, tier, c in conn.execute(query, {"model": model})}
+
+
+def _ledger_diff(soak: Any, clean: Any, model: str, email: str) -> list[str]:
+    """The ledger lines one store has and the other lacks, marked `soak:` or `clean:`."""
+    query = sa.text("SELECT score.ledger FROM score JOIN lead ON lead.id = score.lead_id "
+                    "WHERE score.model = :model AND lead.email = :email")  # fmt: skip
+
+    def lines(store: Any) -> set[str]:
+        with store.engine.connect() as conn:
+            ledger = conn.execute(query, {"model": model, "email": email}).scalar()
+        entries = json.loads(ledger) if isinstance(ledger, str) else ledger or []
+        return {f"{e['name']} x{e['count']} = {e['points']}" for e in entries}
+
+    mine, theirs = lines(soak), lines(clean)
+    return [f"soak: {x}" for x in sorted(mine - theirs)] + [
+        f"clean: {x}" for x in sorted(theirs - mine)
+    ]
 
 
 def _same_score(soak: tuple[Any, Any] | None, clean: tuple[Any, Any]) -> bool:
