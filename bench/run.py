@@ -1,8 +1,9 @@
 """`leadhub bench`: every benchmark section, printed as tables and written as JSON.
 
 Sections: 1 pull throughput, 2 full rescore vs one GROUP BY scan, 3 incremental rescore,
-4 push efficiency, 5 webhook latency, 6 peak memory, 7 dashboard and read API latency. A section
-whose parts are not installed reports why instead of a figure.
+4 push efficiency, 5 webhook latency, 6 peak memory, 7 dashboard and read API latency, 8 the soak of
+the team setup (PostgreSQL and Redis needed). A section whose parts are not installed reports why
+instead of a figure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ SIZES: dict[str, dict[str, int]] = {
     "large": {"leads": 1_000_000, "per_lead": 10, "pull_records": 100_000, "push_leads": 1000,
               "webhooks": 200, "memory_records": 1_000_000, "dashboard_leads": 1_000_000},
 }  # fmt: skip
-SECTIONS = ("rescore", "pull", "push", "webhook", "memory", "dashboard")  # in the order they run
+SECTIONS = ("rescore", "pull", "push", "webhook", "memory", "dashboard", "soak")  # all there are
 
 
 def machine() -> dict[str, Any]:
@@ -97,6 +98,7 @@ def run_all(
     sections: list[str] | None = None,
     echo: Callable[[str, Any], None] | None = None,
     starting: Callable[[str], None] | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Run the chosen sections (default: all); `starting(section)` before each and
     `echo(section, result)` after it."""
@@ -107,6 +109,7 @@ def run_all(
     result: dict[str, Any] = {"size": size, "machine": machine(), "sections": {}, "seconds": {}}
     for name, loader in _optional_sections(size, result["sections"]).items():
         registry[name] = loader
+    registry["soak"] = lambda: _soak(pg_url, redis_url)
     for name, fn in registry.items():
         if sections and name not in sections:
             continue
@@ -156,6 +159,12 @@ def _optional_sections(size: str, done: dict[str, Any]) -> dict[str, Callable[[]
         return memory_run(spec["memory_records"], vendor or "mailchimp", done.get("rescore"))
 
     return {"pull": pull, "push": push, "webhook": webhook, "memory": memory}
+
+
+def _soak(pg_url: str | None, redis_url: str | None) -> Any:
+    from bench.soak import run as soak_run
+
+    return soak_run(pg_url, redis_url)
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

@@ -55,7 +55,10 @@ MESSAGE_SECONDS = Histogram(
     "leadhub_message_duration_seconds", "Time spent processing a message.", ["actor"]
 )
 DROPPED = Counter(
-    "leadhub_dropped_messages", "Messages dropped on purpose (busy, stale).", ["actor", "reason"]
+    "leadhub_dropped_messages", "Messages dropped on purpose (a busy source).", ["actor", "reason"]
+)
+LATE = Counter(
+    "leadhub_late_messages", "Periodic messages that started later than one period.", ["actor"]
 )
 DEFERRED = Counter(
     "leadhub_deferred_messages",

@@ -29,13 +29,19 @@ def bench(
     section: list[str] = typer.Option(
         None,
         "--section",
-        help="Only these sections (rescore, pull, push, webhook, memory, dashboard; repeat).",
+        help="Only these sections (rescore, pull, push, webhook, memory, dashboard, soak; repeat).",
     ),
     postgres: str | None = typer.Option(
         None,
         "--postgres",
         envvar="LEADHUB_BENCH_DATABASE_URL",
         help="Also measure on this PostgreSQL (a throwaway schema is used).",
+    ),
+    redis: str | None = typer.Option(
+        None,
+        "--redis",
+        envvar="LEADHUB_BENCH_REDIS_URL",
+        help="The soak's broker: a Redis database of its own (it is flushed).",
     ),
 ) -> None:
     """Measure pull throughput, rescore time, push efficiency, webhook latency and memory."""
@@ -55,7 +61,14 @@ def bench(
             _show(name, value)
             tracker.advance(1)
 
-        result = run_all(size, postgres, section or None, echo=done, starting=tracker.describe)
+        result = run_all(
+            size,
+            postgres,
+            section or None,
+            echo=done,
+            starting=tracker.describe,
+            redis_url=redis,
+        )
     total = sum(result["seconds"].values())
     console.print(f"{len(result['seconds'])} section(s) in {total:.0f} s")
     if json_file:

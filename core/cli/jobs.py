@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import typer
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 from rich.table import Table
@@ -32,6 +33,7 @@ from core.config import HubConfig
 from core.errors import ConfigError
 from core.jobs import actors, deadletters
 from core.jobs import broker as jobs
+from core.jobs.locks import LockState, lock_states
 from core.jobs.scheduler import HubScheduler, next_run
 from core.pipeline.outbox import outbox_counts
 from core.store.store import SYNC_RUN, Store
@@ -58,6 +60,21 @@ def _export_settings(log_format: str | None = None) -> None:
     logs.configure(settings.log_level, "json" if log_format == "json" else "text", root=True)
 
 
+def _queue_names(kinds: str) -> list[str]:
+    """`pull,score` → the queues of those kinds of work; a ConfigError names an unknown one."""
+    prefix = jobs.load_job_settings().queue
+    names = []
+    for kind in (k.strip() for k in kinds.split(",") if k.strip()):
+        if kind == "other":
+            names.append(prefix)
+        elif kind in jobs.KINDS:
+            names.append(f"{prefix}.{kind}")
+        else:
+            known = ", ".join([*jobs.KINDS, "other"])
+            raise ConfigError(f"--queues: no kind of work {kind!r} (known: {known})")
+    return names
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +88,13 @@ def worker(
     threads: int = typer.Option(4, "--threads", "-t", help="Threads per process."),
     modules: list[str] = typer.Option(
         [], "--module", "-m", help="Extra module to import in every worker (your own actors)."
+    ),
+    queues: str | None = typer.Option(
+        None,
+        "--queues",
+        "-Q",
+        help="Kinds of work to take, comma-separated: intake, pull, score, push, other (actors "
+        "of your own modules). Default: all.",
     ),
     metrics_port: int | None = METRICS_PORT,
     log_format: str = LOG_FORMAT,
@@ -86,6 +110,8 @@ def worker(
     # Each worker process builds its broker (`configure`), then declares the actors.
     argv = ["core.jobs.broker:configure", "core.jobs.actors", *modules]
     argv += ["--processes", str(processes), "--threads", str(threads)]
+    if queues:
+        argv += ["--queues", *_queue_names(queues)]
     argv += ["--skip-logging"] if log_format == "json" else []
     with tempfile.TemporaryDirectory(prefix="leadhub-metrics-") as metrics_dir:
         if metrics_port:
@@ -157,7 +183,7 @@ def dlq(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=J
         return
 
     runtime = jobs.configure_once()
-    letters = deadletters.list_dead_letters(runtime.broker, runtime.settings.queue, state.store())
+    letters = deadletters.list_dead_letters(runtime.broker, jobs.queues(), state.store())
     if as_json:
         print_json([d.as_json() for d in letters])
         return
@@ -182,14 +208,14 @@ def dlq_requeue(
     _export_settings()
 
     runtime = jobs.configure_once()
-    queue = runtime.settings.queue
-    requeued = deadletters.requeue(runtime.broker, queue, state.store(), ids)
+    queues = jobs.queues()
+    requeued = deadletters.requeue(runtime.broker, queues, state.store(), ids)
     for d in requeued:
         console.print(f"requeued {d.id[:8]} {d.actor} {' '.join(map(str, d.args))}")
     if requeued and not state.settings.broker_url:
         with console.status("running them…"):
             actors.run_until_idle()
-        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queue, state.store())}
+        left = {d.id for d in deadletters.list_dead_letters(runtime.broker, queues, state.store())}
         failed = [d for d in requeued if d.id in left]
         for d in failed:
             err_console.print(f"[red]{d.id[:8]} failed again[/red]: see `leadhub dlq`")
@@ -223,9 +249,7 @@ def _dead_letters() -> tuple[Counter[tuple[str, str]], str | None, str | None]:
 
     try:
         runtime = jobs.configure_once()
-        letters = deadletters.list_dead_letters(
-            runtime.broker, runtime.settings.queue, state.store()
-        )
+        letters = deadletters.list_dead_letters(runtime.broker, jobs.queues(), state.store())
         holder = jobs.lock_for("scheduler").holder()
     except Exception as exc:
         # Without a broker, both live in the store: its failure is the store's, reported as such.
@@ -285,7 +309,10 @@ def status_rows(
 
 @handles_errors
 def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """Each source, scoring and destination: last run, counts, next run, parked, dead letters."""
+    """Each source, scoring and destination: last run, counts, next run, parked, dead letters.
+
+    Then the active scheduler, and the locks held (a stale one: its holder stopped renewing it).
+    """
     show_status(as_json)
 
 
@@ -293,8 +320,10 @@ def show_status(as_json: bool = False) -> None:
     """Print the status table (`leadhub status` calls this)."""
     dead, holder, broker_problem = _dead_letters()
     rows = status_rows(state.store(), state.hub(), dead=dead)
+    held = [] if broker_problem else _locks()
     if as_json:
-        print_json({"scheduler": holder, "targets": rows})
+        locks = [lock.as_json() for lock in held]
+        print_json({"scheduler": holder, "targets": rows, "locks": locks})
         return
     table = Table("", "name", "last run", "result", "read", "new", "upd", "quar.", "next run",
                   "lag", "parked", "dead")  # fmt: skip
@@ -322,6 +351,21 @@ def show_status(as_json: bool = False) -> None:
         )
     else:
         console.print(f"scheduler: {holder or 'not running'}")
+    for lock in held:
+        what = f"lock {lock.name}: held by {lock.holder}, frees in {lock.expires_in:.0f} s"
+        if lock.stale:
+            err_console.print(f"[yellow]{what} (stale: its holder stopped renewing)[/yellow]",
+                              highlight=False)  # fmt: skip
+        else:
+            console.print(what, highlight=False)
+
+
+def _locks() -> list[LockState]:
+    """The locks held now (Redis, or the store's leases when embedded), stale ones marked."""
+    runtime = jobs.configure_once()
+    broker = runtime.broker
+    backend = broker.client if isinstance(broker, RedisBroker) else state.store()
+    return lock_states(backend, runtime.settings.lock_ttl)
 
 
 def _when(value: datetime | None) -> str:

@@ -1,7 +1,12 @@
 """Dramatiq actors around the pipeline's steps (`core.pipeline.run`), one step each.
 
-    pull(source) ──▶ score() ──▶ push(destination) for each destination
-    rescore_all(), decay()  ──▶ push(destination) for each destination
+    intake(source) ─┐
+    pull(source) ───┴─▶ score() ──▶ push(destination) for each destination with pending rows
+    rescore_all(), decay()  ──▶ push(destination) for each destination with pending rows
+
+A step asks for the next one with `request` (`core.jobs.pending`): at most one message per actor
+and target waits in a queue, and it drains everything pending when it runs (dirty leads, pending
+outbox rows), so a burst of webhook deliveries costs a handful of score and push messages.
 
 Delivery is at least once, so every actor is safe to run twice: pulls upsert keyed pages, the
 scorer rewrites only what changed, the outbox never resends what a destination accepted. Messages
@@ -24,16 +29,19 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
 from core import metrics
 from core.errors import AuthError, ConfigError, RequestRejected, SourceError
-from core.jobs.broker import context, declare, runtime
+from core.jobs import intake as intake_list
+from core.jobs.broker import context, declare, queues, request, runtime
 from core.jobs.middleware import WhenBusy
-from core.pipeline.outbox import push_configured
+from core.pipeline.outbox import outbox_counts, push_configured
 from core.pipeline.pull import pull as pull_step
-from core.pipeline.run import score_changed
+from core.pipeline.run import Leads, score_changed, take_leads
+from core.store.store import Store
 
 log = logging.getLogger("leadhub.jobs")
 
@@ -55,6 +63,22 @@ def actor(
     return lambda fn: declare(fn, throws=PERMANENT, lock=lock, when_busy=when_busy)
 
 
+@actor(lock="intake:{0}")
+def intake(source: str) -> None:
+    """Store the items webhook deliveries left in `source`'s intake list (`core.jobs.intake`),
+    a page of up to `BATCH` at a time; then ask for a score."""
+    store, hub = context()
+    broker = runtime().broker
+    if not isinstance(broker, RedisBroker):
+        raise ConfigError("intake lists live in Redis: intake runs with LEADHUB_BROKER_URL set")
+    client = broker.client
+    while page := intake_list.next_page(client, source):
+        take_leads(store, Leads(source, page), hub.field_priority)
+        intake_list.done(client, source, len(page))
+        log.info("took in %d item(s) from %s", len(page), source)
+        request("score")
+
+
 @actor(lock="pull:{0}", when_busy="drop")
 def pull(source: str, full: bool = False) -> None:
     """Pull one source; then enqueue a score, also after a partial failure (the committed pages
@@ -64,7 +88,7 @@ def pull(source: str, full: bool = False) -> None:
     result = pull_step(store, hub, source, full=full and _first_attempt())
     metrics.record_run("pull", source, "ok" if result.ok else "failed", result.counts)
     if result.ok or result.counts.created or result.counts.updated:
-        score.send()
+        request("score")
     if result.exception is not None:
         raise result.exception
 
@@ -107,7 +131,15 @@ def _score(*, full: bool) -> None:
     metrics.record_run("score", "all", "ok")
     log.info("scored %d lead(s), %d changed", run.leads, run.changed)
     for name in hub.destinations:
-        push.send(name)
+        # Leads scored may change what a destination should hold (the push plans that); with
+        # none scored, only rows already waiting (pending, or a retry) need a push.
+        if run.leads or _waiting(store, name):
+            request("push", name)
+
+
+def _waiting(store: Store, destination: str) -> bool:
+    counts = outbox_counts(store, destination).get(destination, {})
+    return bool(counts.get("pending") or counts.get("retry"))
 
 
 @actor(lock="push:{0}")
@@ -136,12 +168,15 @@ def run_until_idle(threads: int = 4, timeout: float | None = None) -> None:
     if not isinstance(broker, StubBroker):
         raise ConfigError("run_until_idle is for embedded mode (LEADHUB_BROKER_URL unset)")
     worker = start_worker(threads)
+    wait = None if timeout is None else int(timeout * 1000)
     try:
-        broker.join(
-            settings.queue,
-            timeout=None if timeout is None else int(timeout * 1000),
-            fail_fast=False,
-        )
-        worker.join()
+        # A step on one queue sends the next on another: go round until a pass finds all empty.
+        while True:
+            for queue in queues(settings):
+                if queue in broker.queues:
+                    broker.join(queue, timeout=wait, fail_fast=False)
+            worker.join()
+            if all(broker.queues[q].unfinished_tasks == 0 for q in broker.queues):
+                break
     finally:
         worker.stop()

@@ -7,6 +7,10 @@ worker threads inside the process (`core.jobs.actors.start_worker`); `redis://â€
 
 Actors are declared with `declare` at import, before or after `configure`: until then they sit
 on a placeholder broker that refuses to send, and `configure` moves every one onto the real one.
+
+Each kind of work has a queue of its own (`<queue>.intake`, `.pull`, `.score`, `.push`), so
+that a long queue of one kind never starves another, and `leadhub worker --queues` can give each
+kind its own workers. Actors of no kind (your own modules) use `<queue>` itself.
 """
 
 from __future__ import annotations
@@ -34,21 +38,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core import logs, metrics
 from core.config import HubConfig, load_hub
 from core.errors import ConfigError
+from core.jobs import pending
 from core.jobs.deadletters import DeadLetters
 from core.jobs.locks import Lock, RedisLock, StoreLease
-from core.jobs.middleware import BusyLocks, Retries, StaleTicks
+from core.jobs.middleware import BusyLocks, Coalesce, LateTicks, Retries
 from core.settings import Settings
 from core.store.store import Store
 
 P = ParamSpec("P")
+KINDS = ("intake", "pull", "score", "push")
+ACTOR_KINDS = {"intake": "intake", "pull": "pull", "score": "score", "rescore_all": "score",
+               "decay": "score", "push": "push"}  # fmt: skip
+"""The kind of work (and so the queue) of each of the pipeline's actors, by actor name."""
 
 
 class JobSettings(BaseSettings):
     """Tuning of the jobs layer (environment prefix `LEADHUB_JOBS_`); times in seconds.
 
     Parameters:
-        queue: the dramatiq queue every actor uses.
-        lock_ttl: life of a source/step lock without renewal (renewed every ttl/3 while held).
+        queue: the prefix of the queues (`<queue>.intake`, `.pull`, `.score`, `.push`;
+            `<queue>` for actors of no kind).
+        lock_ttl: life of a source/step lock without renewal (renewed every ttl/3 while held),
+            so a killed worker's lock frees within this many seconds.
         heartbeat_timeout: how long a silent worker has before its messages are redelivered;
             longer than lock_ttl, so a redelivered pull finds the dead worker's lock expired.
         maintenance_chance: out of a million broker commands, how many run that redelivery.
@@ -63,9 +74,11 @@ class JobSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADHUB_JOBS_", extra="ignore")
 
     queue: str = "leadhub"
-    lock_ttl: float = 30.0
-    heartbeat_timeout: float = 60.0
-    maintenance_chance: int = 1000
+    lock_ttl: float = 6.0
+    heartbeat_timeout: float = 15.0
+    # Redelivery runs on a broker command of the dead worker's queue: with each idle worker
+    # polling each queue about once a second, 5 % finds a dead worker's messages within seconds.
+    maintenance_chance: int = 50_000
     max_retries: int = 5
     min_backoff: float = 15.0
     max_backoff: float = 3600.0
@@ -143,9 +156,10 @@ def configure(app: Settings | None = None, jobs: JobSettings | None = None) -> d
     previous = _runtime.broker if _runtime else _placeholder
     for actor in list(previous.actors.values()):
         _check_options(actor, broker)
-        actor.broker, actor.queue_name = broker, settings.queue
+        actor.broker, actor.queue_name = broker, queue_of(actor.actor_name, settings)
         broker.declare_actor(actor)
     dramatiq.set_broker(broker)
+    pending.forget_local()
     _runtime = Runtime(broker, settings)
     reset_context()
     return broker
@@ -162,7 +176,7 @@ def configure_once() -> Runtime:
 def make_broker(url: str | None, settings: JobSettings) -> dramatiq.Broker:
     """A StubBroker (url None) or a RedisBroker, with the jobs' middleware."""
     middleware: list[Middleware] = [
-        StaleTicks(),
+        LateTicks(),
         TimeLimit(time_limit=int(settings.time_limit * 1000)),
         ShutdownNotifications(),
         Callbacks(),
@@ -180,6 +194,8 @@ def make_broker(url: str | None, settings: JobSettings) -> dramatiq.Broker:
             default_retry_after=settings.default_retry_after,
         ),
         BusyLocks(lock_for, settings.busy_delay),
+        # After BusyLocks: a coalesced request is taken off the books only once the lock is held.
+        Coalesce(),
         CurrentMessage(),
     ]
     if not url:
@@ -201,13 +217,33 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def queue_of(actor_name: str, settings: JobSettings | None = None) -> str:
+    """The queue of the actor named `actor_name`: `<queue>.<kind>`, or `<queue>` for no kind."""
+    settings = settings or (_runtime.settings if _runtime else None)
+    prefix = settings.queue if settings else "leadhub"  # configure() moves it if that differs
+    kind = ACTOR_KINDS.get(actor_name)
+    return f"{prefix}.{kind}" if kind else prefix
+
+
+def queues(settings: JobSettings | None = None) -> list[str]:
+    """Every queue the jobs use: one per kind of work, and the one for actors of no kind."""
+    prefix = (settings or runtime().settings).queue
+    return [prefix, *(f"{prefix}.{kind}" for kind in KINDS)]
+
+
+def request(actor_name: str, *args: str, **options: Any) -> bool:
+    """Ask for a run of the actor named `actor_name` on `args`: one message is sent unless one
+    is already queued (`core.jobs.pending`). Returns whether a message was sent."""
+    return pending.send_once(runtime().broker, queue_of(actor_name), actor_name, *args, **options)
+
+
 def declare(fn: Callable[P, None], **options: Any) -> dramatiq.Actor[P, None]:
     """An actor for `fn` on the configured broker, or on the placeholder until `configure`.
 
     `options` are actor options of the jobs' middleware (`lock`, `when_busy`, `throws`, â€¦).
     """
     broker = _runtime.broker if _runtime else _placeholder
-    queue = _runtime.settings.queue if _runtime else "leadhub"
+    queue = queue_of(fn.__name__)
     actor = dramatiq.Actor(
         fn, broker=broker, actor_name=fn.__name__, queue_name=queue, priority=0, options=options
     )

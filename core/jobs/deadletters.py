@@ -2,9 +2,9 @@
 
 A message lands here when its retries are exhausted, or at once when it failed in a way no retry
 fixes (bad configuration, refused credentials). With Redis, dramatiq itself keeps them in
-`dramatiq:<queue>.XQ` (for 7 days) and this module adds the final error beside them; embedded,
-the in-memory stub broker would forget them, so each is kept as a `dead_letter:<id>` row in the
-store's `meta` table.
+`dramatiq:<queue>.XQ` of each queue (for 7 days) and this module adds the final error beside
+them; embedded, the in-memory stub broker would forget them, so each is kept as a
+`dead_letter:<id>` row in the store's `meta` table.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import dramatiq
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import q_name
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
@@ -42,6 +43,7 @@ class DeadLetter:
     retries: int
     error: str
     ref: str  # where it is kept: the Redis message id, or the meta key
+    queue: str = ""  # the queue it came from (and goes back to)
 
     @property
     def target(self) -> str:
@@ -49,7 +51,7 @@ class DeadLetter:
         return str(self.args[0]) if self.args else ""
 
     def as_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "ref"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("ref", "queue")}
         data["failed_at"] = self.failed_at.isoformat()
         return data
 
@@ -108,30 +110,36 @@ class DeadLetters(Middleware):
         self.store().set_meta(META_PREFIX + message.message_id, json.dumps(record, default=str))
 
 
-def list_dead_letters(broker: dramatiq.Broker, queue: str, store: Store) -> list[DeadLetter]:
-    """Every dead letter, oldest first."""
+Queues = str | Sequence[str]
+
+
+def list_dead_letters(broker: dramatiq.Broker, queues: Queues, store: Store) -> list[DeadLetter]:
+    """Every dead letter of `queues` (with Redis; embedded, of all), oldest first."""
     if isinstance(broker, RedisBroker):
-        return _redis_letters(broker, queue)
+        names = [queues] if isinstance(queues, str) else list(queues)
+        letters = [d for q in names for d in _redis_letters(broker, q)]
+        _forget_expired(broker, {d.ref for d in letters})
+        return sorted(letters, key=lambda d: d.failed_at)
     return _store_letters(store)
 
 
 def requeue(
-    broker: dramatiq.Broker, queue: str, store: Store, ids: Sequence[str]
+    broker: dramatiq.Broker, queues: Queues, store: Store, ids: Sequence[str]
 ) -> list[DeadLetter]:
     """Put the dead letters named by `ids` (or unique prefixes of them) back on the queue.
 
     They go back as fresh messages (retries reset, same message id). Raises ConfigError naming
     any id that matches no letter, or more than one.
     """
-    letters = list_dead_letters(broker, queue, store)
+    letters = list_dead_letters(broker, queues, store)
     chosen = [_match(letters, wanted) for wanted in ids]
     requeued = []
     for letter in chosen:
-        message = _take(broker, queue, store, letter)
+        message = _take(broker, letter.queue, store, letter)
         if message is None:  # someone else requeued it a moment ago
             continue
         fresh: Message[Any] = Message(
-            queue_name=queue,
+            queue_name=q_name(message.queue_name),
             actor_name=message.actor_name,
             args=message.args,
             kwargs=message.kwargs,
@@ -178,23 +186,24 @@ def _redis_letters(broker: RedisBroker, queue: str) -> list[DeadLetter]:
     xq = f"{broker.namespace}:{queue}.XQ"
     refs = [ref.decode() for ref, _ in client.zrange(xq, 0, -1, withscores=True)]
     if not refs:
-        client.delete(ERRORS_KEY)
         return []
     datas = client.hmget(f"{xq}.msgs", refs)
     errors = client.hmget(ERRORS_KEY, refs)
-    _forget_expired(broker, set(refs))
     letters = []
     for ref, data, error in zip(refs, datas, errors, strict=True):
         if data is None:
             continue
         extra = json.loads(error) if error else {}
-        letters.append(_letter(Message.decode(data), extra, ref))
+        letters.append(_letter(Message.decode(data), extra, ref, queue))
     return letters
 
 
 def _forget_expired(broker: RedisBroker, alive: set[str]) -> None:
     # dramatiq drops letters after its dead_message_ttl; drop our error notes for them too.
     gone = [k for k in (k.decode() for k in broker.client.hkeys(ERRORS_KEY)) if k not in alive]
+    if not alive:
+        broker.client.delete(ERRORS_KEY)
+        return
     if gone:
         broker.client.hdel(ERRORS_KEY, *gone)
 
@@ -210,7 +219,7 @@ def _store_letters(store: Store) -> list[DeadLetter]:
     return sorted(letters, key=lambda d: d.failed_at)
 
 
-def _letter(message: Message[Any], extra: dict[str, Any], ref: str) -> DeadLetter:
+def _letter(message: Message[Any], extra: dict[str, Any], ref: str, queue: str = "") -> DeadLetter:
     failed = extra.get("failed_at")
     return DeadLetter(
         id=message.message_id,
@@ -221,6 +230,7 @@ def _letter(message: Message[Any], extra: dict[str, Any], ref: str) -> DeadLette
         retries=int(extra.get("retries", message.options.get("retries", 0))),
         error=extra.get("error") or _last_line(message.options.get("traceback")),
         ref=ref,
+        queue=queue or message.queue_name,
     )
 
 

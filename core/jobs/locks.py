@@ -2,8 +2,11 @@
 
 Two backends with one shape: `RedisLock` (`SET NX PX` with a random token, renewed and released by
 Lua scripts that check the token) when jobs run on Redis, and `StoreLease` (a row in the store's
-`meta` table, updated by compare-and-set) in embedded mode. A holder that dies simply stops
-renewing; its lock expires after `ttl` seconds and the next caller takes it.
+`meta` table, updated by compare-and-set) in embedded mode. The lease is short (`ttl`, a few
+seconds) and a heartbeat thread of the holder renews it every ttl/3 while the holder lives. A
+holder that dies (even by SIGKILL) simply stops renewing; its lock expires within `ttl` seconds
+and the next caller takes it. `lock_states` lists the locks held, and which of them look stale: a
+lock that missed its renewals, or whose holder on this host is no longer running.
 
     >>> with held(RedisLock(client, "pull:crm", ttl=30)) as lock:   # doctest: +SKIP
     ...     if lock.acquired:
@@ -177,6 +180,78 @@ class StoreLease:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+# -- what is held ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockState:
+    """One held lock: its holder's token (host:pid:random), seconds left, and whether it is stale
+    (its holder missed a renewal, or is a process of this host that no longer runs)."""
+
+    name: str
+    holder: str
+    expires_in: float
+    stale: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "holder": self.holder,
+                "expires_in": round(self.expires_in, 1), "stale": self.stale}  # fmt: skip
+
+
+def lock_states(backend: redis.Redis[bytes] | Store, ttl: float) -> list[LockState]:
+    """Every lock held now, by name: in Redis (a client) or the store's leases (a Store).
+
+    `ttl` is the lease the holders use: one renewed on time has more than 2/3 of it left.
+    """
+    if isinstance(backend, Store):
+        with backend.engine.connect() as conn:
+            rows = conn.execute(sa.select(META.c.key, META.c.value).where(
+                META.c.key.startswith("lease:"))).all()  # fmt: skip
+        now = time.time()
+        held = []
+        for key, value in rows:
+            data = json.loads(value)
+            held.append((key.removeprefix("lease:"), str(data["token"]), data["expires"] - now))
+    else:
+        held = []
+        for key in sorted(backend.scan_iter(match="leadhub:lock:*")):
+            token, left = backend.get(key), backend.pttl(key)
+            if token is None or left is None or left < 0:
+                continue  # expired between the scan and the read
+            name = key.decode().removeprefix("leadhub:lock:")
+            held.append((name, token.decode(), left / 1000))
+    return [
+        LockState(name, token, left, _stale(token, left, ttl))
+        for name, token, left in sorted(held)
+        if left > 0
+    ]
+
+
+def _stale(token: str, left: float, ttl: float) -> bool:
+    # Renewed every ttl/3: under 1/3 left means two renewals were missed.
+    if left < ttl / 3:
+        return True
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _running(int(pid))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: not running
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The jobs' own dramatiq middleware: what happens around an actor, so that its body is the work.
 
-    StaleTicks   drops a periodic message older than its `max_age` (the next tick supersedes it)
+    LateTicks    logs (and counts) a periodic message that starts later than its `late_after`;
+                 it still runs, once: a due pull is never dropped
     BusyLocks    holds the actor's lock while it runs; a busy lock drops the message or brings it
                  back later, as the actor declares
+    Coalesce     takes a coalesced request off the books once its message holds the lock
     Retries      dramatiq's bounded retries, plus: a RateLimited failure comes back after the
                  vendor's delay without spending a retry
 
@@ -25,29 +27,44 @@ from dramatiq.middleware import Retries as DramatiqRetries
 
 from core import metrics
 from core.errors import RateLimited
+from core.jobs import pending
 from core.jobs.locks import Lock, held
 
 log = logging.getLogger("leadhub.jobs")
 WhenBusy = Literal["drop", "defer"]
 
 
-class StaleTicks(Middleware):
-    """Drops a message older than its `max_age` option (ms) without dead-lettering it.
+class LateTicks(Middleware):
+    """Says so when a message starts later than its `late_after` option (ms), and runs it.
 
-    The scheduler sets `max_age` on periodic messages: a tick that waited longer than its period
-    is superseded by the next one, so it is acknowledged and counted, not run and not kept.
+    The scheduler sets `late_after` = one period on periodic messages. A tick that waited that
+    long (workers busy, or down) is late, not stale: dropping it would leave its source unpulled
+    until a tick happens to find a free worker. Ticks are coalesced when sent (one queued per
+    source), so a late tick runs once however many periods it waited.
     """
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_age"}
+        return {"late_after"}
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        max_age = message.options.get("max_age")
-        if max_age and current_millis() - message.message_timestamp >= max_age:
-            log.info("dropping stale %s%r", message.actor_name, tuple(message.args))
-            metrics.DROPPED.labels(message.actor_name, "stale").inc()
-            raise SkipMessage("older than its max_age")
+        late_after = message.options.get("late_after")
+        waited = current_millis() - message.message_timestamp
+        if late_after and waited >= late_after:
+            log.warning("%s%r runs %.0f s late (due every %.0f s)", message.actor_name,
+                        tuple(message.args), waited / 1000, late_after / 1000)  # fmt: skip
+            metrics.LATE.labels(message.actor_name).inc()
+
+
+class Coalesce(Middleware):
+    """Clears the request marker (`core.jobs.pending`) of a message as it starts.
+
+    Listed after BusyLocks, so this runs only once the actor's lock is held: a message that finds
+    its lock busy and comes back later still stands for every request made meanwhile.
+    """
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        pending.clear(broker, pending.marker(message.actor_name, message.args))
 
 
 class BusyLocks(Middleware):
@@ -88,6 +105,8 @@ class BusyLocks(Middleware):
         if actor.options.get("when_busy", "defer") == "drop":
             log.warning("%s is already running (%s); dropped", what, lock.lock.holder())
             metrics.DROPPED.labels(message.actor_name, "busy").inc()
+            # Gone unrun: a request made from now on must queue a message again.
+            pending.clear(broker, pending.marker(message.actor_name, message.args))
         else:
             log.info("%s is busy; coming back in %.0f s", what, self.busy_delay)
             metrics.DEFERRED.labels(message.actor_name).inc()

@@ -5,10 +5,10 @@ or a lease in the store when embedded) enqueues, the others stay idle and retry 
 ttl/5. When the active one stops it releases the lock (or, killed, lets it expire), so a standby
 takes over within the lock's ttl plus one poll.
 
-Periodic messages are coalesced (ticks missed while the scheduler was down or busy fire once),
-have a misfire grace of one period, and carry `max_age` = one period: a tick still queued when
-the next one is due is dropped by the worker (`core.jobs.middleware.StaleTicks`) instead of run
-late.
+Periodic messages are coalesced twice: ticks missed while the scheduler was down or busy fire
+once, and a tick that finds its source's previous pull still queued sends nothing (that pull,
+when it runs, reads everything new). They carry `late_after` = one period: a pull that waited
+longer runs late, once, and says so (`core.jobs.middleware.LateTicks`); it is never dropped.
 
 A schedule is a crontab line in UTC (`*/15 * * * *`), or six fields with seconds first
 (`*/10 * * * * *`).
@@ -21,20 +21,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from dramatiq import Message
 
 from core.config import HubConfig, load_hub
 from core.errors import ConfigError, LeadhubError
-from core.jobs.broker import runtime
+from core.jobs.broker import request
 from core.jobs.locks import Lock
 
 log = logging.getLogger("leadhub.scheduler")
 Enqueue = Callable[[str, str | None, int], None]
-"""enqueue(actor, argument, max_age_ms): send one periodic message."""
+"""enqueue(actor, argument, late_after_ms): send one periodic message."""
 
 
 def parse_schedule(text: str) -> CronTrigger:
@@ -77,20 +75,15 @@ def period(trigger: CronTrigger, now: datetime | None = None) -> timedelta:
     return max(gap, timedelta(seconds=1))
 
 
-def send_periodic(actor: str, argument: str | None, max_age_ms: int, scheduled_by: str) -> None:
-    """Enqueue one periodic message on the configured broker, for the actor named `actor`.
+def send_periodic(actor: str, argument: str | None, late_after_ms: int, scheduled_by: str) -> None:
+    """Ask for one periodic run of the actor named `actor`, unless one is still queued.
 
     Only the name is needed: the workers that run it declare the actor, this process need not.
     """
-    jobs = runtime()
-    message: Message[Any] = Message(
-        queue_name=jobs.settings.queue,
-        actor_name=actor,
-        args=() if argument is None else (argument,),
-        kwargs={},
-        options={"max_age": max_age_ms, "scheduled_by": scheduled_by},
-    )
-    jobs.broker.enqueue(message)
+    args = () if argument is None else (argument,)
+    if not request(actor, *args, late_after=late_after_ms, scheduled_by=scheduled_by):
+        log.info("%s %s is still queued from an earlier tick; it covers this one",
+                 actor, argument or "")  # fmt: skip
 
 
 class HubScheduler:
@@ -184,11 +177,11 @@ class HubScheduler:
             log.error("%s %s: %s; not scheduled", actor, argument or "", exc)
             return
         gap = period(trigger)
-        max_age = int(gap.total_seconds() * 1000)
+        late_after = int(gap.total_seconds() * 1000)
         self._aps.add_job(
             self.enqueue,
             trigger,
-            args=(actor, argument, max_age),
+            args=(actor, argument, late_after),
             id=f"{actor}:{argument or ''}",
             coalesce=True,
             max_instances=1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,7 +95,16 @@ class Ingest:
         for rec in records:
             data = record_data(rec)
             row = existing.get(rec.external_id)
-            if row is not None and row.data == data and row.deleted == rec.deleted:
+            # A record whose fields did not change but whose vendor timestamp moved (a write of
+            # ours touched it) is stamped anew: the newest value wins by that stamp, and a store
+            # synced often must merge as one synced once from the vendor's current state.
+            restamped = (
+                row is not None
+                and rec.updated_at is not None
+                and not _same_instant(row.record_updated_at, rec.updated_at)
+            )
+            same = row is not None and row.data == data and row.deleted == rec.deleted
+            if same and not restamped:
                 counts.unchanged += 1
                 continue
             if row is None:
@@ -430,6 +439,17 @@ class Ingest:
 def _dialect_insert(conn: Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _same_instant(old: datetime | None, new: datetime) -> bool:
+    """Whether two timestamps are one instant (naive ones, as SQLite returns them, are UTC)."""
+    if old is None:
+        return False
+    if old.tzinfo is None:
+        old = old.replace(tzinfo=UTC)
+    if new.tzinfo is None:
+        new = new.replace(tzinfo=UTC)
+    return old == new
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -43,12 +43,25 @@ class RunSummary:
     error: str | None
 
 
+# PostgreSQL's SQLSTATEs for a unique violation, a serialization failure and a deadlock: the codes,
+# not the message, which follows the server's lc_messages.
+_CONFLICT_STATES = {"23505", "40001", "40P01"}
+
+
 def _is_write_conflict(exc: BaseException) -> bool:
-    """A deadlock, serialization failure or unique-key race that a retry of the page resolves."""
+    """A deadlock, serialization failure or unique-key race that a retry of the page resolves.
+
+    The race: two writers (a pull and a webhook delivery, or two pulls) store the same new record;
+    each read before the other committed, so the second insert violates the unique key
+    (`identity_system_external_id_key`, `lead.email`, …). Written again, the page finds the row.
+    """
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _CONFLICT_STATES:
+        return True
     if isinstance(exc, sa.exc.IntegrityError):
-        return "unique" in str(exc.orig).lower() or "duplicate key" in str(exc.orig).lower()
+        return "unique" in str(orig).lower() or "duplicate key" in str(orig).lower()
     if isinstance(exc, sa.exc.OperationalError):
-        text = str(exc.orig).lower()
+        text = str(orig).lower()
         return any(k in text for k in ("deadlock", "could not serialize", "database is locked"))
     return False
 
@@ -104,7 +117,7 @@ class Store:
         """
         for attempt in tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_write_conflict),
-            stop=tenacity.stop_after_attempt(4),
+            stop=tenacity.stop_after_attempt(8),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=1),
             reraise=True,
         ):

@@ -27,6 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from dramatiq.brokers.redis import RedisBroker
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.responses import Response
 from fastapi.security import (
@@ -41,7 +42,11 @@ from pydantic import BaseModel, SecretStr
 from connectors.base import SourceContext, get_connector
 from core.config import HubConfig, SourceConfig
 from core.errors import ConfigError
-from core.jobs import actors
+from core.jobs import (
+    actors,  # noqa: F401  (declares the actors this process sends to)
+    intake,
+)
+from core.jobs.broker import request, runtime
 from core.metrics import registry
 from core.pipeline.run import Leads, take_leads
 from core.settings import Settings
@@ -254,12 +259,21 @@ def _receiver(config: SourceConfig, hub: HubConfig, handler: HandleLeads) -> Any
 
 
 def enqueue_scoring(store: Store, hub: HubConfig) -> HandleLeads:
-    """A webhook handler: store the leads as one page, then enqueue the score job, which pushes
-    to every destination (the pipeline's one path, in steps). Embedded, `leadhub serve` runs
-    worker threads to take the job."""
+    """A webhook handler: store the leads, then ask for a score job, which pushes to every
+    destination (the pipeline's one path, in steps). Requests are coalesced: a burst of
+    deliveries queues one score job, which scores every lead they stored.
+
+    With Redis the leads go to the intake list instead (`core.jobs.intake`), and an intake job
+    stores them in pages: the web process only appends. Embedded, they are stored here, and
+    `leadhub serve` runs worker threads to take the score job."""
 
     def handle(source_name: str, items: Sequence[Any]) -> None:
+        broker = runtime().broker
+        if isinstance(broker, RedisBroker):
+            intake.hand_over(broker.client, source_name, items)
+            request("intake", source_name)
+            return
         take_leads(store, Leads(source_name, items), hub.field_priority)
-        actors.score.send()
+        request("score")
 
     return handle

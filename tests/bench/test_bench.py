@@ -31,6 +31,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         patch.setitem(bench.run.SIZES, "small", TINY)
         patch.setattr(bench.pull, "CALIBRATION_PEOPLE", 150)
         patch.setattr(bench.webhook, "PEOPLE", 120)
+        patch.delenv("LEADHUB_BENCH_REDIS_URL", raising=False)  # the soak: not at this size
         result = CliRunner().invoke(app, ["bench", "--size", "small", "--json", str(out)])
     assert result.exit_code == 0, result.output
     data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
@@ -44,7 +45,7 @@ def measurable(vendor: str) -> bool:
 
 def test_json_has_every_section_and_the_machine(figures: dict[str, Any]) -> None:
     assert figures["size"] == "small"
-    sections = {"rescore", "pull", "push", "webhook", "memory", "dashboard"}
+    sections = {"rescore", "pull", "push", "webhook", "memory", "dashboard", "soak"}
     assert set(figures["sections"]) == sections
     assert set(figures["seconds"]) == set(figures["sections"])
     assert figures["machine"]["cpus"] >= 1 and figures["machine"]["python"].count(".") == 2
@@ -159,3 +160,9 @@ def test_routes_collapse_ids() -> None:
     assert sandboxes.route_of("/facebook_leads/v25.0/7000000000001/leads") == (
         "/facebook_leads/v25.0/{id}/leads"
     )
+
+
+def test_the_soak_says_what_it_needs_instead_of_figures(figures: dict[str, Any]) -> None:
+    row = figures["sections"]["soak"]
+    assert "needs --postgres and --redis" in row["status"]
+    assert row["drain_seconds"] is None and row["api_p95_ms"] is None

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -205,3 +206,88 @@ def test_two_pulls_meeting_on_the_same_new_people_make_one_lead_each(store: Stor
     assert sorted(email for email, _ in rows) == sorted(emails)
     assert all(count == 1 for _, count in rows)
     assert tuple(idents) == (300, 600)  # both sources' records sit on the same 300 leads
+
+
+def test_a_pull_and_the_webhook_storing_the_same_lead_at_once_make_one_identity(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pull's page and a webhook delivery of the same Lead Ads lead meet in the store: the
+    webhook's write reads before the pull's commits, so its insert of the identity collides on
+    (system, external_id). That is a write conflict: the webhook's page is written again, and
+    finds the identity the pull stored."""
+    import threading
+    import time
+
+    from core.pipeline.run import Leads, take_leads
+    from core.store.ingest import Ingest
+
+    form_lead = lead("fb", "fb-lead-1", "ada@example.com", first_name="Ada", country="UK")
+    attempts: list[int] = []
+    once = Store._save_page_once
+
+    def counted(self: Store, *args: object) -> object:
+        attempts.append(1)
+        return once(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "_save_page_once", counted)
+    errors: list[BaseException] = []
+
+    def webhook() -> None:
+        try:
+            take_leads(store, Leads("fb", [form_lead]))
+        except BaseException as exc:  # the assertion below says what went wrong
+            errors.append(exc)
+
+    with store.begin() as pull_page:  # the pull's page, not committed yet
+        Ingest(pull_page).leads("fb", [form_lead])
+        delivery = threading.Thread(target=webhook)
+        delivery.start()
+        if store.dialect == "postgresql":  # the delivery's insert waits on the pull's row
+            waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND datname = current_database()")  # fmt: skip
+            with store.engine.connect() as watch:
+                deadline = time.monotonic() + 10
+                while not watch.execute(waiting).scalar() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        else:
+            time.sleep(0.5)  # SQLite: the delivery waits for the write lock
+    delivery.join(30)
+
+    assert errors == []
+    assert len(attempts) == 2  # collided once, then written again
+    with store.engine.connect() as conn:
+        idents = conn.execute(sa.text("SELECT system, external_id FROM identity")).all()
+    assert [tuple(i) for i in idents] == [("fb", "fb-lead-1")]
+    assert store.count("lead") == 1
+
+
+def test_a_record_restamped_by_its_vendor_merges_as_a_fresh_sync_of_it_would(
+    store: Store, tmp_path: Path
+) -> None:
+    """Our own write to a vendor (a score pushed into a field the source ignores) moves the
+    record's timestamp without changing a field we keep. The newest record's value wins, so
+    the stored stamp must move too: a store synced all along then merges the lead as a store
+    synced once from the vendors' current state does."""
+
+    def at(day: int) -> datetime:
+        return datetime(2026, 10, day, tzinfo=UTC)
+
+    crm = lead("crm", "c-1", "ada@example.com", channel="referral", updated_at=at(2))
+    mail = lead("mail", "m-1", "ada@example.com", channel="email", updated_at=at(1))
+    store.save_page("crm", "leads", [crm], None)
+    store.save_page("mail", "leads", [mail], None)
+    assert store.leads()[0]["channel"] == "referral"  # the CRM's record is the newer one
+
+    touched = mail.model_copy(update={"updated_at": at(3)})  # only its stamp moved
+    counts = store.save_page("mail", "leads", [touched], None)
+    assert counts.updated == 1
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        fresh.save_page("crm", "leads", [crm], None)
+        fresh.save_page("mail", "leads", [touched], None)
+        assert fresh.leads()[0]["channel"] == "email"
+        assert store.leads()[0]["channel"] == "email"
+    finally:
+        fresh.close()
+    again = store.save_page("mail", "leads", [touched], None)
+    assert (again.updated, again.unchanged) == (0, 1)  # the same stamp again: nothing to do

@@ -35,6 +35,12 @@ FAST = {
 }
 os.environ.update(FAST)
 os.environ.pop("LEADHUB_BROKER_URL", None)  # this process runs the embedded (stub) broker
+# Every queue the jobs use, with its delay queue: `idle` checks are about all of them.
+QUEUES = [
+    f"leadhub{kind}{delay}"
+    for kind in ("", ".intake", ".pull", ".score", ".push")
+    for delay in ("", ".DQ")
+]
 ROOT = Path(__file__).resolve().parents[2]
 # One schema per pytest process (workers it starts inherit the URL), so two runs never collide.
 SCHEMA = f"leadhub_jobs_{os.getpid()}"

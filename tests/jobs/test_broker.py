@@ -46,9 +46,24 @@ def test_configure_moves_actors_declared_before_it_onto_its_broker() -> None:
     broker = configure(Settings(broker_url=None), JobSettings(queue="elsewhere"))
     try:
         assert isinstance(broker, StubBroker)
-        assert actors.score.broker is broker and actors.score.queue_name == "elsewhere"
+        assert actors.score.broker is broker and actors.score.queue_name == "elsewhere.score"
         assert {"pull", "score", "rescore_all", "decay", "push"} <= broker.get_declared_actors()
-        assert actors.push.send("crm").queue_name == "elsewhere"
+        # one queue per kind of work, under the configured prefix
+        assert actors.push.send("crm").queue_name == "elsewhere.push"
+        assert actors.pull.send("crm").queue_name == "elsewhere.pull"
+        assert actors.decay.send().queue_name == "elsewhere.score"
     finally:
         broker.flush_all()
         configure(Settings(broker_url=None))  # the defaults again, for the tests that follow
+
+
+def test_worker_queues_name_kinds_of_work_and_refuse_an_unknown_one() -> None:
+    import pytest
+
+    from core.cli.jobs import _queue_names
+    from core.errors import ConfigError
+
+    assert _queue_names("pull, push") == ["leadhub.pull", "leadhub.push"]
+    assert _queue_names("intake,score,other") == ["leadhub.intake", "leadhub.score", "leadhub"]
+    with pytest.raises(ConfigError, match="no kind of work 'scores'"):
+        _queue_names("scores")

@@ -7,6 +7,7 @@ worker killed in the middle of a pull loses nothing and duplicates nothing.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
 from core.store.store import SYNC_RUN, Store
-from tests.jobs.conftest import Processes, wait_for, write_hub
+from tests.jobs.conftest import QUEUES, Processes, wait_for, write_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def pull_runs(store: Store) -> list[str]:
 
 def idle(client: redis.Redis) -> bool:
     """No message waiting, delayed or in progress (dramatiq keeps each until it is acked)."""
-    return not any(client.hlen(f"dramatiq:leadhub{q}.msgs") for q in ("", ".DQ"))
+    return not any(client.hlen(f"dramatiq:{q}.msgs") for q in QUEUES)
 
 
 def cluster_env(tmp_path: Path, redis_url: str, pg_url: str, **ticker: Any) -> dict[str, str]:
@@ -122,3 +123,37 @@ def test_a_worker_killed_mid_pull_is_redelivered_without_loss_or_duplicates(
         emails = conn.execute(sa.text("SELECT count(DISTINCT email) FROM lead")).scalar()
     assert emails == 40
     store.close()
+
+
+def test_a_killed_workers_lock_is_stale_at_once_and_taken_over_within_ten_seconds(
+    tmp_path: Path, redis_url: str, pg_url: str, processes: Processes
+) -> None:
+    from core.jobs.broker import JobSettings
+    from core.jobs.locks import RedisLock, lock_states
+
+    client = redis.Redis.from_url(redis_url)
+    defaults = JobSettings.model_fields
+    ttl, heartbeat = defaults["lock_ttl"].default, defaults["heartbeat_timeout"].default
+    assert ttl <= 10  # what the rest of this test relies on
+    env = cluster_env(tmp_path, redis_url, pg_url, pages=40, per_page=2, delay=0.5)
+    env |= {"LEADHUB_JOBS_LOCK_TTL": str(ttl), "LEADHUB_JOBS_HEARTBEAT_TIMEOUT": str(heartbeat)}
+    worker = processes.leadhub("worker", "-p", "1", "-t", "1", "-m", "tests.jobs.ticker",
+                               env=env, name="worker")  # fmt: skip
+    wait_for(lambda: client.zcard("dramatiq:__heartbeats__") >= 1, 30, "the worker")
+    send_pulls(redis_url, "alpha", 1)
+    wait_for(lambda: int((client.get("ticker:alpha:at") or b"0").split()[0]) >= 2, 20, "page 2")
+    time.sleep(ttl)  # long enough for the lease to have been renewed at least twice
+    (live,) = lock_states(client, ttl)
+    assert (live.name, live.stale) == ("pull:alpha", False)
+
+    processes.kill(worker)  # SIGKILL: no release, no more renewals
+    killed = time.monotonic()
+    # `leadhub status` tells at once (the holder's pid is gone from this host), long before the
+    # missed renewals would (ttl * 2/3).
+    (dead,) = wait_for(lambda: [s for s in lock_states(client, ttl) if s.stale], ttl / 3,
+                       "the lock to show stale")  # fmt: skip
+    assert (dead.name, dead.holder) == ("pull:alpha", live.holder)
+    taker = RedisLock(client, "pull:alpha", ttl)
+    wait_for(taker.acquire, 10, "the killed worker's lock to be free", interval=0.1)
+    assert time.monotonic() - killed <= ttl + 1
+    taker.release()

@@ -1,8 +1,9 @@
 """Embedded mode: the same actors on dramatiq's stub broker, run by threads in this process.
 
-Pins the behaviour of the actors themselves: a pull enqueues a score, a busy source drops the
-tick, a rate-limited pull is handed back with a delay, retries are bounded, and failed messages
-land in the store's dead letters, from where `leadhub dlq requeue` runs them again.
+Pins the behaviour of the actors themselves: a pull asks for a score, requests are coalesced, a
+busy source drops the tick, a late tick runs late, a rate-limited pull is handed back with a
+delay, retries are bounded, and failed messages land in the store's dead letters, from where
+`leadhub dlq requeue` runs them again.
 """
 
 from __future__ import annotations
@@ -73,16 +74,18 @@ def test_a_pull_stores_every_page_and_enqueues_a_score(hub: Any) -> None:
 
 def test_a_pull_that_finds_its_source_busy_is_dropped_not_queued(hub: Any) -> None:
     from core.jobs import actors as jobs
+    from core.jobs.broker import request
 
     store = jobs.context()[0]
     other = StoreLease(store, "pull:alpha", ttl=30)
     assert other.acquire()  # another worker is pulling alpha
     dropped = metric("leadhub_dropped_messages_total", actor="pull", reason="busy")
-    jobs.pull.send("alpha")
+    assert request("pull", "alpha")
     jobs.run_until_idle()
     assert runs(store) == []
     assert metric("leadhub_dropped_messages_total", actor="pull", reason="busy") == dropped + 1
     other.release()
+    assert request("pull", "alpha")  # the dropped one stands for no request: the next one goes
 
 
 def test_a_score_that_finds_its_lock_busy_comes_back_and_runs_once_it_is_free(hub: Any) -> None:
@@ -189,18 +192,36 @@ def test_status_rows_show_next_run_lag_and_dead_letters(hub: Any) -> None:
     assert rows["all"]["kind"] == "score"
 
 
-def test_a_tick_older_than_its_max_age_is_dropped_not_run_nor_dead_lettered(hub: Any) -> None:
+def test_a_late_tick_runs_once_and_is_counted_late_not_dropped(hub: Any) -> None:
     from core.jobs import actors as jobs
     from core.jobs import deadletters
 
-    stale = metric("leadhub_dropped_messages_total", actor="pull", reason="stale")
-    message = jobs.pull.message_with_options(args=("alpha",), max_age=1000)
+    late = metric("leadhub_late_messages_total", actor="pull")
+    # Due every second, and it waited five in the queue (workers busy, or down).
+    message = jobs.pull.message_with_options(args=("alpha",), late_after=1000)
     runtime().broker.enqueue(message.copy(message_timestamp=message.message_timestamp - 5000))
     jobs.run_until_idle()
     store = jobs.context()[0]
-    assert runs(store) == []
+    assert runs(store) == [("ok", None)]
+    assert store.count("lead") == 12
     assert deadletters.list_dead_letters(runtime().broker, runtime().settings.queue, store) == []
-    assert metric("leadhub_dropped_messages_total", actor="pull", reason="stale") == stale + 1
+    assert metric("leadhub_late_messages_total", actor="pull") == late + 1
+
+
+def test_requests_for_one_target_queue_one_message_until_it_starts(hub: Any) -> None:
+    from core.jobs import actors as jobs
+    from core.jobs.broker import queue_of, request
+
+    broker = runtime().broker
+    sent = [request("score") for _ in range(50)] + [request("push", "crm") for _ in range(3)]
+    assert sent.count(True) == 2  # one score, one push to crm
+    assert request("push", "other")  # another destination is another target
+    assert broker.queues[queue_of("score")].qsize() == 1
+    assert broker.queues[queue_of("push")].qsize() == 2
+    scored = metric("leadhub_messages_total", actor="score", outcome="ok")
+    jobs.run_until_idle()
+    assert metric("leadhub_messages_total", actor="score", outcome="ok") == scored + 1
+    assert request("score")  # the queued one has run: a new request sends again
 
 
 def test_status_json_lists_targets_and_the_scheduler(
@@ -220,6 +241,39 @@ def test_status_json_lists_targets_and_the_scheduler(
         ("source", "alpha", "ok"),
         ("score", "all", None),
     ]
+    assert shown["locks"] == []  # the pull released its lease
+    if state._store is not None:
+        state._store.close()
+    state._store, state._hub = None, None
+
+
+def test_status_shows_held_locks_and_marks_one_whose_holder_is_gone(
+    hub: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from core.cli.jobs import show_status
+    from core.cli.main import state
+    from core.jobs import actors as jobs
+
+    store = jobs.context()[0]
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    gone = f"{socket.gethostname()}:{ended.stdout.strip()}:deadbeef"  # a process that has ended
+    assert StoreLease(store, "pull:alpha", ttl=30, token=gone).acquire()
+    mine = StoreLease(store, "push:crm", ttl=30)  # this process, renewing on time
+    assert mine.acquire()
+    state.settings, state._store, state._hub = Settings(), None, None
+    show_status(as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+    assert [(x["name"], x["holder"], x["stale"]) for x in shown["locks"]] == [
+        ("pull:alpha", gone, True),
+        ("push:crm", mine.token, False),
+    ]
+    assert mine.token.split(":")[1] == str(os.getpid())
     if state._store is not None:
         state._store.close()
     state._store, state._hub = None, None

@@ -22,7 +22,7 @@ import redis
 import sqlalchemy as sa
 
 from core.store.store import Store
-from tests.jobs.conftest import ROOT, Processes, wait_for, write_hub
+from tests.jobs.conftest import QUEUES, ROOT, Processes, wait_for, write_hub
 
 pytestmark = pytest.mark.e2e
 SECRET = "full-cycle-signing-secret"
@@ -206,7 +206,7 @@ def test_workers_and_a_scheduler_leave_what_the_in_process_run_leaves(
         time.sleep(0.5)
     processes.stop(scheduler)
     client = redis.Redis.from_url(redis_url)
-    wait_for(lambda: not any(client.hlen(f"dramatiq:leadhub{q}.msgs") for q in ("", ".DQ")),
+    wait_for(lambda: not any(client.hlen(f"dramatiq:{q}.msgs") for q in QUEUES),
              20, "the last ticks to be done")  # fmt: skip
 
     assert snapshot(store) == snapshot(expected)

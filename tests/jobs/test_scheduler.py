@@ -11,6 +11,7 @@ import redis
 from dramatiq.message import Message
 
 from core.jobs.locks import RedisLock, StoreLease
+from core.jobs.pending import marker
 from core.jobs.scheduler import HubScheduler, next_run, parse_schedule, period
 from core.store.store import Store
 from tests.jobs.conftest import Processes, wait_for, write_hub
@@ -55,7 +56,7 @@ def test_only_the_lock_holder_enqueues_and_a_standby_takes_over(
     try:
         wait_for(lambda: len(sent["a"]) >= 2, 5, "two ticks from the active scheduler")
         assert sent["b"] == [] and not b.active
-        assert set(sent["a"]) == {("pull", "alpha", 1000)}  # max_age: one period
+        assert set(sent["a"]) == {("pull", "alpha", 1000)}  # late after one period
         stop_a.set()
         thread_a.join()
         started = time.monotonic()
@@ -69,8 +70,21 @@ def test_only_the_lock_holder_enqueues_and_a_standby_takes_over(
         store.close()
 
 
-def queued(client: redis.Redis) -> list[Message[object]]:
-    return [Message.decode(data) for data in client.hvals("dramatiq:leadhub.msgs")]
+class Taker:
+    """Takes pull ticks off the Redis queue as a worker would (message gone, request marker
+    cleared), keeping them to look at; the scheduler then sends the next tick."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client, self.taken = client, []
+
+    def __call__(self) -> list[Message[object]]:
+        for message_id, data in self.client.hgetall("dramatiq:leadhub.pull.msgs").items():
+            message = Message.decode(data)
+            self.client.hdel("dramatiq:leadhub.pull.msgs", message_id)
+            self.client.lrem("dramatiq:leadhub.pull", 0, message_id)
+            self.client.delete(marker(message.actor_name, message.args))
+            self.taken.append(message)
+        return self.taken
 
 
 @pytest.mark.e2e
@@ -83,15 +97,17 @@ def test_a_second_scheduler_process_stays_idle_until_the_first_is_killed(
         "LEADHUB_CONFIG": str(ticker_hub(tmp_path / "leadhub.yaml", redis_url)),
         "LEADHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'leadhub.db'}",
     }
+    taker = Taker(client)
     first = processes.leadhub("scheduler", env=env, name="scheduler-1")
     lock = RedisLock(client, "scheduler", ttl=2)
     token_1 = wait_for(lock.holder, 20, "the first scheduler to hold the lock")
     processes.leadhub("scheduler", env=env, name="scheduler-2")
-    wait_for(lambda: len(queued(client)) >= 3, 10, "ticks from the first scheduler")
+    wait_for(lambda: len(taker()) >= 3, 10, "ticks from the first scheduler")
     time.sleep(1.5)  # the second one has been up and polling for a while now
-    ticks = queued(client)
+    ticks = taker()
     assert {m.options["scheduled_by"] for m in ticks} == {token_1}
     assert {(m.actor_name, m.args) for m in ticks} == {("pull", ("alpha",))}
+    assert {m.options["late_after"] for m in ticks} == {1000}  # one period
 
     processes.kill(first)  # SIGKILL: no release, the lock has to expire
     killed = time.monotonic()
@@ -100,7 +116,25 @@ def test_a_second_scheduler_process_stays_idle_until_the_first_is_killed(
     # the lock's ttl + one poll, with slack for a busy two-core machine
     assert time.monotonic() - killed <= 2.0 + 2.0 / 5 + 1.5
     wait_for(
-        lambda: {m.options["scheduled_by"] for m in queued(client)} == {token_1, token_2},
+        lambda: {m.options["scheduled_by"] for m in taker()} == {token_1, token_2},
         3,
         "a tick from the second scheduler",
     )
+
+
+@pytest.mark.e2e
+def test_a_tick_whose_pull_is_still_queued_sends_nothing(
+    tmp_path: Path, redis_url: str, processes: Processes
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    env = {
+        "LEADHUB_BROKER_URL": redis_url,
+        "LEADHUB_CONFIG": str(ticker_hub(tmp_path / "leadhub.yaml", redis_url)),
+        "LEADHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'leadhub.db'}",
+    }
+    processes.leadhub("scheduler", env=env, name="scheduler")
+    # No worker takes it: the first tick waits, and the ticks due every second after it are
+    # covered by it (it pulls everything new when it runs), so the queue holds one pull.
+    wait_for(lambda: client.hlen("dramatiq:leadhub.pull.msgs"), 20, "the first tick")
+    time.sleep(3)  # three more ticks due
+    assert client.hlen("dramatiq:leadhub.pull.msgs") == 1
