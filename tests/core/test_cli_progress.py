@@ -49,6 +49,7 @@ def fake_bench(
     sections: list[str] | None = None,
     echo: Any = None,
     starting: Any = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Two sections that each report one figure, as `bench.run.run_all` calls its hooks."""
     result: dict[str, Any] = {"size": size, "sections": {}, "seconds": {}}
