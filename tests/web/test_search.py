@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 
 from core.records import LeadRecord
-from core.store import search
+from core.store import db, search
 from core.store.ingest import Ingest
 from core.store.store import Store
 from core.web.app import create_app
@@ -128,4 +129,17 @@ def test_search_follows_updates_merges_and_new_leads(searched: tuple[Store, Clie
         Ingest(conn).merge_leads(int(bob["id"]), int(ann["id"]))
     assert listed(client, q="percent 100%") == (0, [])
     for needle in ("bob@", "percent", "widgets", "ann", "o'hara"):
+        assert_same_as_oracle(store, client, needle)
+
+
+def test_without_the_index_search_scans_to_the_same_answer(store: Store, tmp_path: Path) -> None:
+    """A store whose engine could not build the index (downgraded here) answers alike."""
+    with store.begin() as conn:
+        cfg = db.alembic_config(store.engine)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005_report_summary")
+    seed.seed(store)
+    app = create_app(store, seed.hub(tmp_path), settings())
+    client = Client(app, {"Authorization": f"Bearer {TOKEN}"})
+    for needle in ("company 1", "PERSON1", "_", "acme.example", "nothing"):
         assert_same_as_oracle(store, client, needle)
