@@ -363,14 +363,12 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
             conn, model, channels=where.channels, sources=where.sources
         )
         return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored)
+    if not where.score_conditions():  # scored or not: every lead that matches, in one pass
+        query = sa.select(sa.func.count()).select_from(LEAD).where(*where.lead_conditions())
+        return int(conn.execute(query).scalar_one())
     joined, conditions = _scored(model, where)
     query = sa.select(sa.func.count()).select_from(joined).where(*conditions)
-    found = int(conn.execute(query).scalar_one())
-    if not where.score_conditions():
-        rest = sa.select(sa.func.count()).select_from(LEAD)
-        rest = rest.where(_unscored(model), *where.lead_conditions())
-        found += int(conn.execute(rest).scalar_one())
-    return found
+    return int(conn.execute(query).scalar_one())
 
 
 def _after(sort: str, cursor: str | None) -> tuple[str, float | None, int]:
