@@ -7,7 +7,7 @@ Every response is a pydantic model, so `/openapi.json` describes exactly what is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 from core.config import HubConfig
 from core.errors import ConfigError
 from core.pipeline import analytics
+from core.store import search, summary
 from core.store import store as queries
-from core.store import summary
 from core.store.ingest import ACTIVITY, IDENTITY, LEAD, OUTCOME
 from core.store.store import Store
 from core.store.tables import Score, table
@@ -263,8 +263,9 @@ KEYSET_SORTS = ("-total", "total", "-fit", "fit", "-engagement", "engagement")
 @dataclass(frozen=True)
 class LeadFilter:
     """Which leads a list shows; empty means any. `search` is a case-insensitive substring of
-    the email, first or last name, full name or company; `sources` match any system that
-    knows the lead."""
+    the email, first or last name, full name or company (`core.store.search`; `search_dialect`
+    is the store's dialect once it is known to have the search index); `sources` match any
+    system that knows the lead."""
 
     tiers: Sequence[str] = ()
     grades: Sequence[str] = ()
@@ -272,6 +273,7 @@ class LeadFilter:
     search: str = ""
     sources: Sequence[str] = ()
     channels: Sequence[str] = ()
+    search_dialect: str | None = None
 
     def score_conditions(self) -> list[sa.ColumnElement[bool]]:
         """Conditions on the score: a lead never scored under the model matches none."""
@@ -289,12 +291,7 @@ class LeadFilter:
         (system, lead_id) index with, walking the list's order rather than every member."""
         found: list[sa.ColumnElement[bool]] = []
         if self.search.strip():
-            needle = self.search.strip().lower()
-            full = LEAD.c.first_name + " " + LEAD.c.last_name
-            columns = (LEAD.c.email, LEAD.c.first_name, LEAD.c.last_name, LEAD.c.company, full)
-            found.append(
-                sa.or_(*(sa.func.lower(c).contains(needle, autoescape=True) for c in columns))
-            )
+            found.append(search.condition(self.search.strip(), self.search_dialect))
         if self.sources:
             found.append(
                 sa.exists().where(
@@ -331,11 +328,19 @@ def _known_to(sources: Sequence[str]) -> sa.Select[Any]:
     return sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system.in_(list(sources)))
 
 
+def _indexed(conn: Connection, where: LeadFilter) -> LeadFilter:
+    """`where` searching through the store's search index when it has one."""
+    if not where.search.strip() or where.search_dialect or not search.indexed(conn):
+        return where
+    return replace(where, search_dialect=conn.dialect.name)
+
+
 def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
     """Leads matching `where` under `model` (unscored leads too when no score filter is set).
 
     Without a search the scored part comes from the counters the scorer keeps
     (`core.store.summary`), and the unscored part from the lead table minus those."""
+    where = _indexed(conn, where)
     if where.counted and summary.built(conn):
         grades = [g.upper() for g in where.grades]
         scored = summary.count_cells(
@@ -358,14 +363,12 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
             conn, model, channels=where.channels, sources=where.sources
         )
         return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored)
+    if not where.score_conditions():  # scored or not: every lead that matches, in one pass
+        query = sa.select(sa.func.count()).select_from(LEAD).where(*where.lead_conditions())
+        return int(conn.execute(query).scalar_one())
     joined, conditions = _scored(model, where)
     query = sa.select(sa.func.count()).select_from(joined).where(*conditions)
-    found = int(conn.execute(query).scalar_one())
-    if not where.score_conditions():
-        rest = sa.select(sa.func.count()).select_from(LEAD)
-        rest = rest.where(_unscored(model), *where.lead_conditions())
-        found += int(conn.execute(rest).scalar_one())
-    return found
+    return int(conn.execute(query).scalar_one())
 
 
 def _after(sort: str, cursor: str | None) -> tuple[str, float | None, int]:
@@ -404,6 +407,7 @@ def lead_page(
     if column.nullable:
         order = order.nulls_last()
     with store.engine.connect() as conn:
+        where = _indexed(conn, where)
         count = lead_count(conn, model, where)
         if column.table is not SCORE:
             ids = _lead_sorted_ids(model, where, order, limit, offset)
