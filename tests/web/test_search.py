@@ -137,7 +137,7 @@ def test_without_the_index_search_scans_to_the_same_answer(store: Store, tmp_pat
     with store.begin() as conn:
         cfg = db.alembic_config(store.engine)
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005_report_summary")
+        command.downgrade(cfg, "0006_activity_signature")
     seed.seed(store)
     app = create_app(store, seed.hub(tmp_path), settings())
     client = Client(app, {"Authorization": f"Bearer {TOKEN}"})
