@@ -148,6 +148,24 @@ def test_the_members_cursor_comes_with_the_last_page_only() -> None:
     assert [p.cursor for p in pages] == [None, {"lists": {LIST: "2026-05-09T00:00:00+00:00"}}]
 
 
+@respx.mock
+def test_each_members_page_says_how_many_the_audience_still_holds() -> None:
+    """`total_items` is the list's size on every page: left = total_items - members read."""
+    people = [
+        member(id=f"{i:032x}", email_address=f"p{i}@example.com",
+               last_changed=f"2026-05-0{9 - i}T00:00:00+00:00")
+        for i in range(5)
+    ]  # fmt: skip
+    respx.get(MEMBERS).mock(side_effect=[
+        httpx.Response(200, json=members_page(people[:2], 5)),
+        httpx.Response(200, json=members_page(people[2:4], 5)),
+        httpx.Response(200, json=members_page(people[4:], 5)),
+    ])  # fmt: skip
+    pages = read("members", page_size=2)
+    assert [len(p.items) for p in pages] == [2, 2, 1]
+    assert [p.left for p in pages] == [5 - 2, 5 - 4, 5 - 5]
+
+
 # -- engagement ----------------------------------------------------------------------------------
 
 
@@ -266,3 +284,16 @@ def test_conformance(store: Store, sandbox_url: str) -> None:
         expect_quarantined=broken,
     )
     check_source(store, case)
+
+
+@respx.mock
+def test_each_email_activity_page_says_how_many_recipients_the_report_still_holds() -> None:
+    routes = engagement_routes([CAMPAIGN])
+    rows = [activity_row(OPEN, email=f"p{i}@example.com", email_id=f"{i:032x}") for i in range(3)]
+    routes[CAMPAIGN].mock(side_effect=[
+        httpx.Response(200, json={**activity_page(*rows[:2]), "total_items": 3}),
+        httpx.Response(200, json={**activity_page(*rows[2:]), "total_items": 3}),
+    ])  # fmt: skip
+    pages = read("email_activity", page_size=2)
+    assert [len(p.items) for p in pages] == [2, 1]
+    assert [p.left for p in pages] == [3 - 2, 3 - 3]
