@@ -15,6 +15,7 @@ from connectors.mailchimp import MailchimpSource, MailchimpSourceSettings
 from connectors.mailchimp.sandbox.app import LIST_ID, SANDBOX_API_KEY, create_app
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord
 from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
@@ -259,6 +260,19 @@ def test_registered_under_its_entry_point() -> None:
     assert isinstance(connector.source(settings, SourceContext("mc")), MailchimpSource)
 
 
+@respx.mock
+def test_each_email_activity_page_says_how_many_recipients_the_report_still_holds() -> None:
+    routes = engagement_routes([CAMPAIGN])
+    rows = [activity_row(OPEN, email=f"p{i}@example.com", email_id=f"{i:032x}") for i in range(3)]
+    routes[CAMPAIGN].mock(side_effect=[
+        httpx.Response(200, json={**activity_page(*rows[:2]), "total_items": 3}),
+        httpx.Response(200, json={**activity_page(*rows[2:]), "total_items": 3}),
+    ])  # fmt: skip
+    pages = read("email_activity", page_size=2)
+    assert [len(p.items) for p in pages] == [2, 1]
+    assert [p.left for p in pages] == [3 - 2, 3 - 3]
+
+
 # -- conformance, against the sandbox over HTTP ---------------------------------------------------
 
 WORLD = World.build(seed=11, people=200)
@@ -286,14 +300,22 @@ def test_conformance(store: Store, sandbox_url: str) -> None:
     check_source(store, case)
 
 
-@respx.mock
-def test_each_email_activity_page_says_how_many_recipients_the_report_still_holds() -> None:
-    routes = engagement_routes([CAMPAIGN])
-    rows = [activity_row(OPEN, email=f"p{i}@example.com", email_id=f"{i:032x}") for i in range(3)]
-    routes[CAMPAIGN].mock(side_effect=[
-        httpx.Response(200, json={**activity_page(*rows[:2]), "total_items": 3}),
-        httpx.Response(200, json={**activity_page(*rows[2:]), "total_items": 3}),
-    ])  # fmt: skip
-    pages = read("email_activity", page_size=2)
-    assert [len(p.items) for p in pages] == [2, 1]
-    assert [p.left for p in pages] == [3 - 2, 3 - 3]
+def test_a_sync_counts_down_the_members_left_to_read(store: Store, sandbox_url: str) -> None:
+    """The progress callback of a pull hears, page by page, how many members the audience still
+    holds: the sandbox's member count less the members read, down to none."""
+    settings = MailchimpSourceSettings(
+        api_key=SANDBOX_API_KEY, base_url=sandbox_url, list_ids=[LIST_ID], page_size=50,
+        campaign_unsubscribes=False,
+    )  # fmt: skip
+    state = httpx.get(f"{sandbox_url}/__sandbox/state", params={"members": 1}).json()
+    members = len(state["members"])
+    heard: list[tuple[str, int | None]] = []
+    source = MailchimpSource("mc-left", settings, now=lambda: WORLD.now)
+    result = pull_source(
+        store, "mc-left", source, progress=lambda stream, _, left: heard.append((stream, left))
+    )
+    assert result.ok, result.error
+    lefts = [left for stream, left in heard if stream == "members"]
+    pages = -(-members // 50)
+    assert lefts == [max(members - 50 * (n + 1), 0) for n in range(pages)]
+    assert lefts[-1] == 0
