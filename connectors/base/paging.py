@@ -15,6 +15,7 @@ dlt's `BasePaginator`: after each page `update_state(body, records)` reads the v
                                  the search starts again at the last timestamp read
 
     paginate(fetch, request, paginator, records)   each page's records
+    Countdown                                      records a read still holds, from a stated total
     Bookmark                                       a replication key's high-water mark
     itemized(pages, items, mark, key)              each page's items; the bookmark sees each key
     Marks                                          a bookmark per partition (form, audience)
@@ -358,15 +359,52 @@ class CappedSearchPaginator(Paginator):
         self.window, self.after, self._last = window, 0, None
 
 
+class Countdown:
+    """How many records a paged read still holds, from the total its vendor states on each page.
+
+    After each page `left` is the stated total less the records read so far (None when the
+    vendor states none): Salesforce `totalSize`, Mailchimp `total_items`, HubSpot search `total`.
+
+    Parameters:
+        total: reads the stated total from a body, e.g. `json_path("totalSize")`.
+        read: reads from a body how many records the query has answered up to and including this
+            page (HubSpot search: the next page's offset), for a read that restarts its query;
+            by default the records `paginate` has seen are counted.
+    """
+
+    def __init__(
+        self, total: Callable[[Body], Any], *, read: Callable[[Body], Any] | None = None
+    ) -> None:
+        self.total, self.read = total, read
+        self.counted = 0
+        self.left: int | None = None
+
+    def page(self, body: Body, records: int) -> None:
+        """Count a page of `records` records and read the total its body states."""
+        self.counted += records
+        total = self.total(body)
+        if not isinstance(total, int) or isinstance(total, bool):
+            self.left = None
+            return
+        done = self.read(body) if self.read is not None else self.counted
+        try:
+            done = int(done) if done is not None else total
+        except (TypeError, ValueError):
+            done = self.counted
+        self.left = max(total - done, 0)
+
+
 def paginate(
     fetch: Callable[[Request], Body],
     request: Request,
     paginator: Paginator,
     records: Callable[[Body], list[Any]],
+    countdown: Countdown | None = None,
 ) -> Iterator[list[Any]]:
     """Each page's records, from `request` on, as long as `paginator` finds a next page.
 
-    `fetch` sends one request and returns its parsed body; `records` picks the page's records.
+    `fetch` sends one request and returns its parsed body; `records` picks the page's records;
+    `countdown`, when given, reads each page's stated total before the page is yielded.
     """
     paginator.init_request(request)
     while True:
@@ -379,6 +417,8 @@ def paginate(
             raise
         found = records(body)
         paginator.update_state(body, found)
+        if countdown is not None:
+            countdown.page(body, len(found))
         yield found
         if not paginator.has_next_page:
             return
@@ -494,6 +534,7 @@ def bookmarked(
     cursor: Callable[[], Cursor | None],
     *,
     every_page: bool = False,
+    left: Callable[[], int | None] = lambda: None,
 ) -> Iterator[Page]:
     """The pages of `batches`, each carrying the cursor to resume after it (None: unchanged).
 
@@ -503,21 +544,23 @@ def bookmarked(
     Otherwise only the last page saves it, because a crash mid-read (newest first, or no known
     order) must read everything again: pages are held one behind so that the last carries the
     cursor, and empty ones are skipped.
+    `left()` is how many records the read still holds after each batch (a `Countdown`'s `left`),
+    read as the batch arrives; None when the vendor does not say.
     """
     if every_page:
         last: Cursor | None = None
         for items in batches:
             now = cursor()
-            yield Page(items, now if now != last else None)
+            yield Page(items, now if now != last else None, left())
             last = now
         return
-    held: Sequence[Item] | None = None
+    held: tuple[Sequence[Item], int | None] | None = None
     for items in batches:
         if not items:
             continue
         if held is not None:
-            yield Page(held, None)
-        held = items
+            yield Page(held[0], None, held[1])
+        held = (items, left())
     final = cursor()
     if held is not None or final is not None:
-        yield Page(held or [], final)
+        yield Page(held[0] if held else [], final, held[1] if held else left())

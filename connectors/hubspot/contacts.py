@@ -25,6 +25,7 @@ from connectors.base.contract import Cursor, Item, Page
 from connectors.base.paging import (
     Bookmark,
     CappedSearchPaginator,
+    Countdown,
     CursorPaginator,
     Request,
     Window,
@@ -116,8 +117,11 @@ class ContactsStream:
         def complete(answer: Any) -> list[Any]:
             return self._complete(results(answer), self.search_chunks[1:])
 
+        # A search states its `total`; the next page's offset is what the query has answered.
+        countdown = Countdown(json_path("total"), read=next_after)
+
         def batches() -> Iterator[list[Item]]:
-            for contacts in paginate(fetch, Request(""), paginator, complete):
+            for contacts in paginate(fetch, Request(""), paginator, complete, countdown):
                 items: list[Item] = []
                 for contact in contacts:
                     if isinstance(contact, dict):
@@ -129,8 +133,9 @@ class ContactsStream:
                 yield items
 
         yield from bookmarked(
-            batches(), lambda: {"phase": "search", "since": mark.value}, every_page=True
-        )
+            batches(), lambda: {"phase": "search", "since": mark.value}, every_page=True,
+            left=lambda: countdown.left,
+        )  # fmt: skip
 
     def _body(self, query: Window, after: int) -> dict[str, Any]:
         filters = [

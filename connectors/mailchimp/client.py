@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from connectors.base.contract import named
-from connectors.base.paging import OffsetPaginator, Request, paginate
+from connectors.base.paging import Countdown, OffsetPaginator, Request, paginate
 from connectors.mailchimp.settings import METADATA_URL, MailchimpAuth, datacenter
 from core.errors import AuthError, ConfigError, HTTPError, RateLimited, SourceError
 from core.http import HttpClient, RetryPolicy, Verdict, classify_status
@@ -188,9 +188,17 @@ class MailchimpClient:
         return body
 
     def pages(
-        self, path: str, key: str, params: Mapping[str, Any], page_size: int
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any],
+        page_size: int,
+        countdown: Countdown | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Each page's `key` list, by `count`/`offset` until `total_items` or an empty page."""
+        """Each page's `key` list, by `count`/`offset` until `total_items` or an empty page.
+
+        `countdown` (of `total_items`) learns after each page how many the list still holds.
+        """
         paginator = OffsetPaginator(f"mailchimp {path}", page_size, identity=_identity)
 
         def records(body: Any) -> list[Any]:
@@ -199,7 +207,8 @@ class MailchimpClient:
         def fetch(request: Request) -> dict[str, Any]:
             return self.get(request.path, request.params)
 
-        for page in paginate(fetch, Request(path, dict(params)), paginator, records):
+        request = Request(path, dict(params))
+        for page in paginate(fetch, request, paginator, records, countdown):
             if page:
                 yield page
 

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, Stream
-from connectors.base.paging import Bookmark, Marks, bookmarked, itemized
+from connectors.base.paging import Bookmark, Countdown, Marks, bookmarked, itemized, json_path
 from connectors.mailchimp.client import MailchimpClient
 from connectors.mailchimp.mapping import (
     MEMBER_FIELDS,
@@ -82,8 +82,10 @@ class _Stream:
         floor = start.replace(tzinfo=start.tzinfo or UTC).astimezone(UTC) if start else None
         return mark.start(timedelta(seconds=self.settings.overlap_seconds), floor)
 
-    def pages(self, path: str, key: str, params: Mapping[str, Any]) -> Iterator[list[Any]]:
-        return self.client.pages(path, key, params, self.settings.page_size)
+    def pages(
+        self, path: str, key: str, params: Mapping[str, Any], countdown: Countdown | None = None
+    ) -> Iterator[list[Any]]:
+        return self.client.pages(path, key, params, self.settings.page_size, countdown)
 
 
 class MembersStream(_Stream):
@@ -111,9 +113,10 @@ class MembersStream(_Stream):
         def items(member: Any) -> list[Item]:
             return member_items(self.source, list_id, member, self.settings)
 
-        pages = self.pages(f"/lists/{list_id}/members", "members", params)
+        countdown = Countdown(json_path("total_items"))  # the audience's members to read
+        pages = self.pages(f"/lists/{list_id}/members", "members", params, countdown)
         batches = itemized(pages, items, mark, lambda member: utc(member.get(self.replication_key)))
-        yield from bookmarked(batches, marks.cursor(list_id, mark))
+        yield from bookmarked(batches, marks.cursor(list_id, mark), left=lambda: countdown.left)
 
 
 class EngagementStream(_Stream):
@@ -157,11 +160,13 @@ class EngagementStream(_Stream):
         cid = str(campaign.get("id"))
         old = marks.get(cid, {})
         newest = {k: Bookmark(utc(old.get(k))) for k in ("activity", "unsubscribed")}
+        reading = [Countdown(json_path("total_items"))]  # of the report being read
 
         def activity() -> Iterator[list[Item]]:
             since = self.since(newest["activity"])
             params = {"fields": ACTIVITY_FIELDS, **({"since": iso(since)} if since else {})}
-            for page in self.pages(f"/reports/{cid}/email-activity", "emails", params):
+            reading[0] = Countdown(json_path("total_items"))
+            for page in self.pages(f"/reports/{cid}/email-activity", "emails", params, reading[0]):
                 items: list[Item] = []
                 for row in page:
                     items.extend(activity_items(self.source, campaign, row))
@@ -171,7 +176,8 @@ class EngagementStream(_Stream):
 
         def unsubscribes() -> Iterator[list[Item]]:
             since = self.since(newest["unsubscribed"])
-            for page in self.pages(f"/reports/{cid}/unsubscribed", "unsubscribes", {}):
+            reading[0] = Countdown(json_path("total_items"))
+            for page in self.pages(f"/reports/{cid}/unsubscribed", "unsubscribes", {}, reading[0]):
                 # The report ignores date filters: keep only what is newer than the bookmark.
                 rows = [r for r in page if _after(r.get(self.replication_key), since)]
                 for row in rows:
@@ -188,7 +194,8 @@ class EngagementStream(_Stream):
         batches = (
             [activity(), unsubscribes()] if self.settings.campaign_unsubscribes else [activity()]
         )
-        yield from bookmarked((b for it in batches for b in it), cursor)
+        chained = (b for it in batches for b in it)
+        yield from bookmarked(chained, cursor, left=lambda: reading[0].left)
 
 
 class MailchimpSource:

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import httpx
 
 from connectors.base.contract import named
-from connectors.base.paging import NextLinkPaginator, Request, paginate
+from connectors.base.paging import Countdown, NextLinkPaginator, Request, paginate
 from connectors.salesforce.auth import SalesforceAuth, Session, default_token_file
 from connectors.salesforce.settings import SalesforceSettings
 from core.errors import AuthError, HTTPError, RateLimited, SourceError
@@ -240,8 +240,13 @@ class SalesforceClient:
         resource = "queryAll" if all_rows else "query"
         return len(f"{self.api_root}/{resource}?{urlencode({'q': soql})}")
 
-    def query(self, soql: str, *, all_rows: bool = False) -> Iterator[list[dict[str, Any]]]:
-        """Each page's records of a SOQL query (`queryAll`: deleted and archived rows too)."""
+    def query(
+        self, soql: str, *, all_rows: bool = False, countdown: Countdown | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Each page's records of a SOQL query (`queryAll`: deleted and archived rows too).
+
+        `countdown` (of `totalSize`, the rows of the whole result) learns what is left after each.
+        """
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.batch_size}"}
         resource = "queryAll" if all_rows else "query"
         paginator = NextLinkPaginator(f"salesforce {resource}", "nextRecordsUrl", done="done")
@@ -257,7 +262,8 @@ class SalesforceClient:
         def records(body: Any) -> list[dict[str, Any]]:
             return [r for r in body.get("records") or [] if isinstance(r, dict)]
 
-        yield from paginate(fetch, Request(f"/{resource}", {"q": soql}), paginator, records)
+        request = Request(f"/{resource}", {"q": soql})
+        yield from paginate(fetch, request, paginator, records, countdown)
 
     def close(self) -> None:
         self.http.close()

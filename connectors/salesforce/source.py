@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from connectors.base.contract import Cursor, Item, Page, Stream, batched
-from connectors.base.paging import Bookmark, bookmarked
+from connectors.base.paging import Bookmark, Countdown, bookmarked, json_path
 from connectors.salesforce import mapping
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.settings import SalesforceSettings
@@ -129,9 +129,11 @@ class ObjectStream:
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         mark: Bookmark[tuple[str, str]] = Bookmark(None, ascending=True)
         skip = self.skip_user() if self.skip_user else None
+        countdown = Countdown(json_path("totalSize"))  # the query's rows, whatever the page
 
         def batches() -> Iterator[list[Item]]:
-            for rows in self.client.query(self.soql(cursor, skip), all_rows=self.all_rows):
+            soql = self.soql(cursor, skip)
+            for rows in self.client.query(soql, all_rows=self.all_rows, countdown=countdown):
                 marked = [r for r in rows if r.get("SystemModstamp") and r.get("Id")]
                 if not marked:
                     continue
@@ -142,7 +144,7 @@ class ObjectStream:
         def saved() -> Cursor | None:
             return {"modstamp": mark.value[0], "id": mark.value[1]} if mark.value else None
 
-        yield from bookmarked(batches(), saved, every_page=True)
+        yield from bookmarked(batches(), saved, every_page=True, left=lambda: countdown.left)
 
 
 class SalesforceSource:

@@ -160,6 +160,7 @@ def test_the_bookmark_is_saved_with_the_last_page_of_a_form_and_is_the_newest_le
     assert first.cursor is None  # Graph reads newest first: a crash here must not skip page A
     assert last.cursor == {"forms": {FORM_ID: 1519984800}}
     assert [type(i).__name__ for i in last.items] == ["LeadRecord", "ActivityRecord", "Invalid"]
+    assert (first.left, last.left) == (None, None)  # no `summary` asked for: no total stated
 
 
 @respx.mock

@@ -194,6 +194,31 @@ def test_a_capped_window_within_one_millisecond_is_drained_by_object_id(tmp_path
 
 
 @respx.mock
+def test_each_search_page_says_how_many_results_the_search_still_holds(tmp_path: Path) -> None:
+    """A search answer states `total` (§search): left = total - results read so far."""
+    answers = [
+        {"total": 250, "results": [contact(i, T0 + i) for i in range(1, 201)],
+         "paging": {"next": {"after": "200"}}},
+        {"total": 250, "results": [contact(i, T0 + i) for i in range(201, 251)]},
+    ]  # fmt: skip
+    respx.post(SEARCH).mock(side_effect=[httpx.Response(200, json=a) for a in answers])
+    source = make_source(tmp_path, overlap_seconds=0)
+    pages = list(stream(source, "contacts").read({"phase": "search", "since": T0}))
+    assert [len(p.items) for p in pages] == [200, 50]
+    assert [p.left for p in pages] == [250 - 200, 250 - 250]
+
+
+@respx.mock
+def test_list_pages_state_no_total_so_none_is_left_unknown(tmp_path: Path) -> None:
+    respx.get(CONTACTS).mock(side_effect=[
+        httpx.Response(200, json=page([contact(1), contact(2)], "3")),
+        httpx.Response(200, json=page([contact(3)])),
+    ])  # fmt: skip
+    pages = list(stream(make_source(tmp_path), "contacts").read(None))
+    assert [p.left for p in pages] == [None, None]
+
+
+@respx.mock
 def test_the_search_starts_an_overlap_before_the_bookmark(tmp_path: Path) -> None:
     fake = FakeSearch([(1, T0 - 60_000), (2, T0 + 5)])
     respx.post(SEARCH).mock(side_effect=fake)

@@ -15,6 +15,7 @@ from connectors.mailchimp import MailchimpSource, MailchimpSourceSettings
 from connectors.mailchimp.sandbox.app import LIST_ID, SANDBOX_API_KEY, create_app
 from connectors.sandbox.server import serve
 from connectors.sandbox.world import World
+from core.pipeline.pull import pull_source
 from core.records import ActivityRecord, LeadRecord
 from core.store.store import Store
 from tests.conformance.suite import SourceCase, check_source
@@ -148,6 +149,24 @@ def test_the_members_cursor_comes_with_the_last_page_only() -> None:
     assert [p.cursor for p in pages] == [None, {"lists": {LIST: "2026-05-09T00:00:00+00:00"}}]
 
 
+@respx.mock
+def test_each_members_page_says_how_many_the_audience_still_holds() -> None:
+    """`total_items` is the list's size on every page: left = total_items - members read."""
+    people = [
+        member(id=f"{i:032x}", email_address=f"p{i}@example.com",
+               last_changed=f"2026-05-0{9 - i}T00:00:00+00:00")
+        for i in range(5)
+    ]  # fmt: skip
+    respx.get(MEMBERS).mock(side_effect=[
+        httpx.Response(200, json=members_page(people[:2], 5)),
+        httpx.Response(200, json=members_page(people[2:4], 5)),
+        httpx.Response(200, json=members_page(people[4:], 5)),
+    ])  # fmt: skip
+    pages = read("members", page_size=2)
+    assert [len(p.items) for p in pages] == [2, 2, 1]
+    assert [p.left for p in pages] == [5 - 2, 5 - 4, 5 - 5]
+
+
 # -- engagement ----------------------------------------------------------------------------------
 
 
@@ -241,6 +260,19 @@ def test_registered_under_its_entry_point() -> None:
     assert isinstance(connector.source(settings, SourceContext("mc")), MailchimpSource)
 
 
+@respx.mock
+def test_each_email_activity_page_says_how_many_recipients_the_report_still_holds() -> None:
+    routes = engagement_routes([CAMPAIGN])
+    rows = [activity_row(OPEN, email=f"p{i}@example.com", email_id=f"{i:032x}") for i in range(3)]
+    routes[CAMPAIGN].mock(side_effect=[
+        httpx.Response(200, json={**activity_page(*rows[:2]), "total_items": 3}),
+        httpx.Response(200, json={**activity_page(*rows[2:]), "total_items": 3}),
+    ])  # fmt: skip
+    pages = read("email_activity", page_size=2)
+    assert [len(p.items) for p in pages] == [2, 1]
+    assert [p.left for p in pages] == [3 - 2, 3 - 3]
+
+
 # -- conformance, against the sandbox over HTTP ---------------------------------------------------
 
 WORLD = World.build(seed=11, people=200)
@@ -266,3 +298,24 @@ def test_conformance(store: Store, sandbox_url: str) -> None:
         expect_quarantined=broken,
     )
     check_source(store, case)
+
+
+def test_a_sync_counts_down_the_members_left_to_read(store: Store, sandbox_url: str) -> None:
+    """The progress callback of a pull hears, page by page, how many members the audience still
+    holds: the sandbox's member count less the members read, down to none."""
+    settings = MailchimpSourceSettings(
+        api_key=SANDBOX_API_KEY, base_url=sandbox_url, list_ids=[LIST_ID], page_size=50,
+        campaign_unsubscribes=False,
+    )  # fmt: skip
+    state = httpx.get(f"{sandbox_url}/__sandbox/state", params={"members": 1}).json()
+    members = len(state["members"])
+    heard: list[tuple[str, int | None]] = []
+    source = MailchimpSource("mc-left", settings, now=lambda: WORLD.now)
+    result = pull_source(
+        store, "mc-left", source, progress=lambda stream, _, left: heard.append((stream, left))
+    )
+    assert result.ok, result.error
+    lefts = [left for stream, left in heard if stream == "members"]
+    pages = -(-members // 50)
+    assert lefts == [max(members - 50 * (n + 1), 0) for n in range(pages)]
+    assert lefts[-1] == 0

@@ -137,6 +137,31 @@ def count(store: Store, sql: str) -> int:
 # -- pull ----------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def paged_by_50() -> Iterator[Sandbox]:
+    yield from running(SMALL, page_size=50)
+
+
+def test_a_pull_hears_each_query_count_down_to_nothing_left(
+    lite: Store, paged_by_50: Sandbox, tmp_path: Path
+) -> None:
+    """Each page of a query says how many rows it still holds (`totalSize` less the rows read):
+    the Lead query's rows less 50 a page (an org that pages by 50), down to none."""
+    sandbox = paged_by_50
+    heard: list[tuple[str, int | None]] = []
+    result = pull_source(
+        lite, "salesforce", source(sandbox, tmp_path, skip_own_writes=False),
+        progress=lambda stream, _, left: heard.append((stream, left)),
+    )  # fmt: skip
+    assert result.ok, result.error
+    rows = len(sandbox.org.records["Lead"])  # `queryAll`: deleted and merged rows too
+    assert rows > 100
+    lefts = [left for stream, left in heard if stream == "leads"]
+    assert lefts == [max(rows - 50 * (n + 1), 0) for n in range(-(-rows // 50))]
+    for stream in {stream for stream, _ in heard}:
+        assert [left for s, left in heard if s == stream][-1] == 0, stream
+
+
 def test_a_full_pull_lands_leads_activities_and_outcomes_then_reads_only_changes(
     store: Store, small: Sandbox, tmp_path: Path
 ) -> None:

@@ -385,3 +385,22 @@ def test_a_next_page_link_off_the_org_host_is_not_followed(tmp_path: Path) -> No
         router.get(f"{API}/queryAll").respond(200, json=page([lead()], elsewhere, 2))
         with pytest.raises(SourceError, match="off the org's host"):
             list(stream(source(tmp_path), "leads").read(None))
+
+
+def test_each_page_says_how_many_rows_the_query_still_holds(
+    tmp_path: Path, org: respx.MockRouter
+) -> None:
+    """`totalSize` is the whole result's row count on every page (§2): left = total - rows read."""
+    ids = [f"00Q{i:015d}" for i in range(5)]
+    more = "/services/data/v62.0/query/01gRO0000016PIAYA2-"  # a `nextRecordsUrl` (§2)
+    answers = iter([
+        page([lead(ids[0], T1), lead(ids[1], T1)], f"{more}2", total=5),
+        page([lead(ids[2], T1), lead(ids[3], T1)], f"{more}4", total=5),
+        page([lead(ids[4], T2)], total=5),
+    ])  # fmt: skip
+    org.get(url__regex=rf"^{re.escape(API)}/(queryAll|query/)").mock(
+        side_effect=lambda request: httpx.Response(200, json=next(answers))
+    )
+    pages = list(stream(source(tmp_path), "leads").read(None))
+    assert [len(p.items) for p in pages] == [2, 2, 1]
+    assert [p.left for p in pages] == [5 - 2, 5 - 4, 5 - 5]
