@@ -256,7 +256,7 @@ def test_status_shows_held_locks_and_marks_one_whose_holder_is_gone(
     import sys
 
     from core.cli.jobs import show_status
-    from core.cli.main import state
+    from core.cli.common import state
     from core.jobs import actors as jobs
 
     store = jobs.context()[0]
