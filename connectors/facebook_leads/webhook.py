@@ -52,7 +52,7 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_BODY_BYTES = 1024 * 1024
 WEBHOOK_PATH = "/webhooks/facebook"
 # Threads fetching and handing on accepted leads; further deliveries wait their turn.
-FETCH_THREADS = 4
+FETCH_THREADS = 16
 HandleLeads = Callable[[str, Sequence[Item]], None]
 log = logging.getLogger("leadhub.connectors.facebook_leads")
 
