@@ -8,6 +8,9 @@
          Answered 200 at once; then each new `leadgen_id` of our Page (and forms) is fetched
          (`GET /{leadgen_id}`) and handed to `handle_leads(source_name, items)`.
 
+The fetching runs on the receiver's own few threads, not on the server's thread pool: a burst
+of deliveries queues there, and the API's synchronous endpoints keep their threads.
+
 Meta retries a delivery for up to 36 hours, so lead ids are de-duplicated (in memory by default,
 `Dedup` for a shared store), and records upsert on the lead id anyway. A lead whose fetch fails
 is forgotten, so a redelivery tries it again; the scheduled pull is the backfill either way.
@@ -21,6 +24,7 @@ Mount: `app.add_route("/webhooks/facebook", receiver.endpoint, methods=["GET", "
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -29,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +51,8 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Meta's deliveries are a few kB (batched changes included); a larger body is refused unread.
 MAX_BODY_BYTES = 1024 * 1024
 WEBHOOK_PATH = "/webhooks/facebook"
+# Threads fetching and handing on accepted leads; further deliveries wait their turn.
+FETCH_THREADS = 16
 HandleLeads = Callable[[str, Sequence[Item]], None]
 log = logging.getLogger("leadhub.connectors.facebook_leads")
 
@@ -171,6 +178,8 @@ class WebhookReceiver:
         handle_leads: called with the source's name and the new leads' items, off the request.
         dedup: the de-duplication of lead ids; in memory by default.
         max_body_bytes: a delivery larger than this is answered 413 without being read whole.
+        fetch_threads: the receiver's own threads fetching accepted leads; a burst queues for
+            them instead of filling the server's thread pool (which the API's endpoints use).
     """
 
     def __init__(
@@ -180,6 +189,7 @@ class WebhookReceiver:
         *,
         dedup: Dedup | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        fetch_threads: int = FETCH_THREADS,
     ) -> None:
         settings, where = source.settings, f"sources.{source.name}"
         if settings.app_secret is None or settings.verify_token is None:
@@ -195,6 +205,7 @@ class WebhookReceiver:
         self._verify_token = settings.verify_token.get_secret_value()
         self._busy = 0
         self._idle = threading.Condition()
+        self._threads = ThreadPoolExecutor(fetch_threads, thread_name_prefix="facebook-webhook")
 
     async def endpoint(self, request: Request) -> Response:
         """The ASGI endpoint: GET is the handshake, POST a delivery."""
@@ -219,8 +230,13 @@ class WebhookReceiver:
             return PlainTextResponse("EVENT_RECEIVED")
         with self._idle:
             self._busy += 1
-        task = BackgroundTask(self._process_accepted, new)
+        task = BackgroundTask(self._hand_on, new)
         return PlainTextResponse("EVENT_RECEIVED", background=task)
+
+    async def _hand_on(self, lead_ids: Sequence[str]) -> None:
+        """After the answer: process the leads on the receiver's threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, self._process_accepted, lead_ids)
 
     async def _body(self, request: Request) -> bytes | None:
         """The raw body, or None as soon as it is known to be over `max_body_bytes`."""

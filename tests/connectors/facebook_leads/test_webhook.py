@@ -12,6 +12,9 @@ import anyio
 import httpx
 import pytest
 import respx
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from connectors.base.contract import Item
 from connectors.facebook_leads import FacebookLeadsSource
@@ -23,6 +26,7 @@ from connectors.facebook_leads.webhook import (
     sign,
 )
 from connectors.sandbox.server import serve
+from core.records import LeadRecord
 from core.store.store import Store
 from tests.connectors.facebook_leads.hub import wired
 from tests.connectors.facebook_leads.payloads import (
@@ -31,6 +35,7 @@ from tests.connectors.facebook_leads.payloads import (
     FORM_ID,
     FORMS_PAGE,
     GRAPH,
+    PAGE_ID,
     SINGLE_LEAD,
     TEST_DELIVERY,
     TOKEN,
@@ -230,3 +235,47 @@ def test_the_answer_does_not_wait_for_the_lead_to_be_fetched_and_stored() -> Non
         release.set()
         assert app.wait_idle(5) and handled.is_set()
     assert TOKEN not in answer.text
+
+
+class StuckGraph:
+    """A Lead Ads source whose lead fetches hang until released (a slow Graph under a burst)."""
+
+    name = "fb"
+
+    def __init__(self) -> None:
+        self.settings = settings(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
+        self.release = threading.Event()
+        self.fetched: list[str] = []
+
+    def fetch_leads(self, lead_ids: Sequence[str]) -> list[Item]:
+        self.release.wait(30)
+        self.fetched.extend(lead_ids)
+        return [LeadRecord(source="fb", external_id=lead_id) for lead_id in lead_ids]
+
+
+def delivery(lead_id: int) -> bytes:
+    value = {"leadgen_id": str(lead_id), "page_id": PAGE_ID}
+    return json.dumps({"object": "page", "entry": [{"changes": [
+        {"field": "leadgen", "value": value}]}]}).encode()  # fmt: skip
+
+
+def test_a_burst_of_slow_fetches_leaves_the_servers_threads_to_the_api() -> None:
+    # More accepted deliveries than the server has threads for synchronous endpoints (40):
+    # their fetches queue on the receiver's own threads, and the API still answers meanwhile.
+    graph, handled = StuckGraph(), Recorder()
+    app = WebhookReceiver(graph, handled)
+    web = Starlette(routes=[*app.routes(), Route("/api/ping", lambda _: PlainTextResponse("pong"))])
+    deliveries = [delivery(n) for n in range(60)]
+    with serve(web) as url, httpx.Client(base_url=url, timeout=10) as client:
+        try:
+            for body in deliveries:
+                headers = {SIGNATURE_HEADER: sign(APP_SECRET, body)}
+                assert client.post(WEBHOOK_PATH, content=body, headers=headers).status_code == 200
+
+            assert client.get("/api/ping").text == "pong"  # no fetch has finished yet
+            assert graph.fetched == [] and handled.calls == []
+        finally:
+            graph.release.set()
+        assert app.wait_idle(20)
+    assert sorted(graph.fetched, key=int) == [str(n) for n in range(60)]
+    assert app.stats.stored == 60
