@@ -255,8 +255,8 @@ def test_status_shows_held_locks_and_marks_one_whose_holder_is_gone(
     import subprocess
     import sys
 
-    from core.cli.jobs import show_status
     from core.cli.common import state
+    from core.cli.jobs import show_status
     from core.jobs import actors as jobs
 
     store = jobs.context()[0]
