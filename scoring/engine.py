@@ -117,6 +117,20 @@ def score_lead(
     reasons: list[tuple[int, str]] = []  # (cents, label) of positive contributions
     fit = _score_fit(compiled, fields, ledger, reasons)
     engagement = _score_engagement(compiled, activities, now.timestamp(), ledger, reasons)
+    return outputs(compiled, fit, engagement, now, previous, ledger, reasons)
+
+
+def outputs(
+    compiled: CompiledModel,
+    fit: int,
+    engagement: int,
+    now: datetime,
+    previous: QualifiedState | None,
+    ledger: list[LedgerEntry],
+    reasons: list[tuple[int, str]],
+) -> ScoreResult:
+    """The total, tier, grade and qualified state from fit and engagement in cents: the last
+    steps of every scoring path, per lead or set-based."""
     total = _clamp(fit + engagement, compiled.total_bounds, "total", "Total", ledger)
     tier, color = _tier(compiled, total)
     grade = _grade(compiled, fit, engagement)

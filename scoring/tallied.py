@@ -28,11 +28,8 @@ from scoring.engine import (
     _clamp,
     _decay,
     _Fading,
-    _grade,
     _label,
-    _qualify,
-    _reason,
-    _tier,
+    outputs,
 )
 from scoring.model import ScoringModel
 from scoring.operators import domain_of
@@ -169,24 +166,4 @@ class TallyScorer:
                     reasons.append((cents(check.points * alive), _label(check.name, alive)))
         decayed = _decay(compiled, raw, fading, inactive, ledger)
         engagement = _clamp(decayed, compiled.engagement_bounds, "engagement", "Engagement", ledger)
-        total = _clamp(fit + engagement, compiled.total_bounds, "total", "Total", ledger)
-        tier, color = _tier(compiled, total)
-        grade = _grade(compiled, fit, engagement)
-        qualified, qualified_at, event = _qualify(
-            compiled.qualifier, fit, engagement, total, grade, now, previous
-        )
-        return ScoreResult(
-            model=compiled.name,
-            model_hash=compiled.hash,
-            fit=fit / 100,
-            engagement=engagement / 100,
-            total=total / 100,
-            tier=tier,
-            tier_color=color,
-            grade=grade,
-            qualified=qualified,
-            qualified_at=qualified_at,
-            event=event,
-            ledger=tuple(ledger),
-            reason=_reason(reasons),
-        )
+        return outputs(compiled, fit, engagement, now, previous, ledger, reasons)
