@@ -380,3 +380,36 @@ def test_validation_errors_are_malformed_requests_with_the_field(sf: Salesforce)
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.Lead.create({"LastName": "X", "Company": "Y", "Email": "not an address"})
     assert caught.value.content[0]["errorCode"] == "INVALID_EMAIL_ADDRESS"
+
+
+# -- the world's clock (the demo's replay) ---------------------------------------------------------
+
+
+def test_with_the_worlds_clock_set_the_client_reads_the_org_as_it_stood(
+    org: Org, sf: Salesforce
+) -> None:
+    """A lead converted after the clock reads as open, with its modification stamp at its last
+    change by then; a lead made after the clock is in no query. Oracle: the org's records and
+    their recorded changes, read by the official client."""
+    sandbox = org.app.state.sandbox.org
+    converted = next(
+        r for r in org.records["Lead"].values()
+        if r["IsConverted"] and not r["IsDeleted"] and sandbox.timeline.get(r["Id"])
+    )  # fmt: skip
+    when = next(w for w, values in sandbox.timeline[converted["Id"]] if values.get("IsConverted"))
+    clock = when - timedelta(seconds=1)
+    later = [r["Id"] for r in org.records["Lead"].values()
+             if r["CreatedDate"] > clock and not r["IsDeleted"]]  # fmt: skip
+    WORLD.clock = clock
+    try:
+        row = sf.query(f"SELECT Id, IsConverted, LastModifiedDate FROM Lead "
+                       f"WHERE Id = '{converted['Id']}'")["records"]  # fmt: skip
+        assert [r["IsConverted"] for r in row] == [False]
+        assert sf.Lead.get(converted["Id"])["IsConverted"] is False
+        stamp = row[0]["LastModifiedDate"]
+        assert stamp < when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        ids = {r["Id"] for r in sf.query_all("SELECT Id FROM Lead")["records"]}
+        assert later and ids and not ids & set(later)
+    finally:
+        WORLD.clock = None
+    assert sf.Lead.get(converted["Id"])["IsConverted"] is True  # the whole world again
