@@ -20,6 +20,7 @@ import inspect
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -209,6 +210,40 @@ def test_search_pages_to_the_end_in_order(client: Any) -> None:
     assert all(c.properties["lifecyclestage"] == "lead" for c in seen)
     emails = [c.properties["email"].lower() for c in seen]
     assert emails == sorted(emails)
+
+
+def test_with_the_worlds_clock_set_the_client_reads_contacts_as_they_stood(
+    portal: Portal, client: Any
+) -> None:
+    """A contact whose lifecycle stage changed after the clock reads with its earlier stage and
+    modification time, in a get and in a search; a contact made after the clock is in no page.
+    Oracle: the portal's contacts and their recorded changes, read by the official client."""
+    contacts = portal.app.state.sandbox.portal.contacts
+    changed = next(c for c in contacts.values()
+                   if c.live and any("lifecyclestage" in v for _, v in c.changes))  # fmt: skip
+    when = next(ms for ms, v in changed.changes if "lifecyclestage" in v)
+    before = changed.initial["lifecyclestage"]
+    later = {c.id for c in contacts.values() if c.created_ms > when - 1}
+    WORLD.clock = datetime.fromtimestamp((when - 1) / 1000, UTC)
+    try:
+        got = client.crm.contacts.basic_api.get_by_id(
+            changed.id, properties=["lifecyclestage", "lastmodifieddate"]
+        )
+        assert got.properties["lifecyclestage"] == before != changed.properties["lifecyclestage"]
+        assert got.updated_at.timestamp() * 1000 < when
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[
+                Filter(property_name="hs_object_id", operator="EQ", value=changed.id)])],
+            properties=["lifecyclestage"],
+        )  # fmt: skip
+        found = client.crm.contacts.search_api.do_search(request).results
+        assert [c.properties["lifecyclestage"] for c in found] == [before]
+        listed = {c.id for c in client.crm.contacts.get_all()}
+        assert later and listed and not listed & later
+    finally:
+        WORLD.clock = None
+    again = client.crm.contacts.basic_api.get_by_id(changed.id, properties=["lifecyclestage"])
+    assert again.properties["lifecyclestage"] == changed.properties["lifecyclestage"]
 
 
 def test_merge_leaves_the_merged_id_pointing_at_the_survivor(client: Any) -> None:
