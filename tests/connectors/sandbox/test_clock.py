@@ -83,6 +83,7 @@ def test_a_person_appears_in_each_source_on_the_day_they_arrive(
     person = next(
         p for p in world.people
         if p.key not in broken and p.in_hubspot and p.in_salesforce and p.in_mailchimp
+        and p.in_facebook
         and NOW - 30 * DAY < p.created_at < NOW - 20 * DAY and p.created_at > midnight(p.created_at)
     )  # fmt: skip
     arrived = midnight(person.created_at)
