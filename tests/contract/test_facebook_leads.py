@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
@@ -158,6 +158,28 @@ def test_the_sdk_cursor_pages_a_forms_leads_to_the_end(graph: Graph) -> None:
     organic = [x for x in leads if x[Lead.Field.is_organic]]
     assert organic and all(Lead.Field.ad_id not in x for x in organic)
     assert all(x[Lead.Field.form_id] == DEMO_FORM for x in leads)
+
+
+@pytest.mark.usefixtures("conforming")
+def test_with_the_worlds_clock_set_the_sdk_pages_only_leads_submitted_by_then(
+    graph: Graph,
+) -> None:
+    """The demo's replay sets the world's clock: a form's leads page through the SDK's cursor
+    as they stood then, and a lead submitted later is unknown to a read by id."""
+    expected = form_leads(graph.sandbox, DEMO_FORM)
+    times = sorted(x.created_time for x in expected)
+    middle = times[len(times) // 2]
+    shown = sorted(x.id for x in expected if x.created_time <= middle)
+    later = next(x.id for x in expected if x.created_time > middle)
+    WORLD.clock = datetime.fromtimestamp(middle, UTC)
+    try:
+        leads = list(LeadgenForm(DEMO_FORM).get_leads(fields=["id"], params={"limit": 5}))
+        assert sorted(x[Lead.Field.id] for x in leads) == shown
+        with pytest.raises(FacebookRequestError):
+            Lead(later).api_get(fields=["id"])
+    finally:
+        WORLD.clock = None
+    assert Lead(later).api_get(fields=["id"])[Lead.Field.id] == later
 
 
 @pytest.mark.usefixtures("conforming")
