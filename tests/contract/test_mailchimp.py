@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -115,6 +116,35 @@ def test_members_page_to_the_end_with_count_and_offset(sandbox: Sandbox) -> None
         LIST_ID, count=1000, status="unsubscribed", since_last_changed="2000-01-01T00:00:00+00:00"
     )
     assert {m["status"] for m in since["members"]} <= {"unsubscribed"}
+
+
+def test_with_the_worlds_clock_set_the_client_pages_the_members_who_had_joined(
+    sandbox: Sandbox,
+) -> None:
+    """The demo's replay sets the world's clock: the audience pages, total included, as it
+    stood then, and a member who joined later is not found by its hash."""
+    everyone = sandbox.state(members=1)["members"]
+    joined = sorted(datetime.fromisoformat(m["timestamp_opt"]) for m in everyone)
+    clock = joined[len(joined) // 2]
+    shown = sorted(m["id"] for m in everyone if datetime.fromisoformat(m["timestamp_opt"]) <= clock)
+    later = next(m for m in everyone if datetime.fromisoformat(m["timestamp_opt"]) > clock)
+    mc = client(sandbox)
+    WORLD.clock = clock
+    try:
+        seen: list[str] = []
+        offset, total = 0, None
+        while total is None or offset < total:
+            page = mc.lists.get_list_members_info(LIST_ID, count=40, offset=offset)
+            total = page["total_items"]
+            seen += [m["id"] for m in page["members"]]
+            offset += 40
+        assert total == len(shown) and sorted(seen) == shown
+        with pytest.raises(ApiClientError) as refused:
+            mc.lists.get_list_member(LIST_ID, later["id"])
+        assert refused.value.status_code == 404
+    finally:
+        WORLD.clock = None
+    assert mc.lists.get_list_member(LIST_ID, later["id"])["id"] == later["id"]
 
 
 def test_get_a_member_by_subscriber_hash(sandbox: Sandbox) -> None:
