@@ -1,22 +1,26 @@
 """Lead search: a case-insensitive substring of the email, first or last name, full name
-("first last") or company, answered from a trigram index rather than a scan of every lead.
+("first last") or company, answered from each lead's search document rather than its row.
 
-- SQLite: the FTS5 table `lead_search` (`tokenize='trigram'`, SQLite ≥ 3.34) holds each lead's
-  email, full name and company under the lead's id, kept in step with `lead` by triggers
-  (inserts, updates, merges and deletes alike).
-- PostgreSQL: a GIN index (`gin_trgm_ops`, extension pg_trgm) on `SEARCH_DOCUMENT`, the
-  lower-cased email, names and company of a lead.
+- `lead_search_text` (migration 0008) holds each lead's document: email, name and company,
+  lower-cased by the database's lower() and joined by char 31, kept in step with `lead` by
+  triggers (inserts, updates, merges and deletes alike). A needle is lower-cased by the same
+  lower(), so the case folding is the database's: every letter on PostgreSQL, A-Z on SQLite.
+- Candidates come from a trigram index when the needle has three characters or more: on SQLite
+  the FTS5 table `lead_search` (0007), on PostgreSQL a GIN index (pg_trgm) on the document,
+  which the planner uses for rare text and skips for common text. Shorter needles (and stores
+  without the index) read the narrow documents, about 100-200 ms for a million leads.
 
-The index only narrows the candidates: every candidate is checked again with the plain
-condition (`lower(column)` contains the lower-cased needle, `%` and `_` literal), so the
-results, their order and their count are exactly those of a scan. A trigram index cannot
-answer a needle of fewer than three characters; such needles are answered by the scan.
-Without the index (SQLite built without FTS5 trigrams, or pg_trgm unavailable) every needle
-is answered by the scan.
+`find` stops after `FEW` matches: up to that many, the list is filtered by the matching ids;
+beyond, by a probe of each listed lead's document, walking the list's sort order and stopping at
+the page's end (matches are then dense), and the count is one pass over the documents. Either
+way every candidate is checked with the plain condition (`instr` of the folded needle in the
+document, `%` and `_` literal), so the results, their order and their count are exactly those of
+a scan of the leads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,41 +29,34 @@ from sqlalchemy.engine import Connection
 from core.store.ingest import LEAD
 
 FTS_TABLE = "lead_search"
-PG_INDEX = "ix_lead_search_trgm"
+TEXT_TABLE = "lead_search_text"
 MIN_INDEXED = 3  # characters: the shortest needle a trigram index can answer
+FEW = 10_000  # matches listed by id; more are probed lead by lead in the list's order
+SEPARATOR = "\x1f"  # between the fields of a document: no needle spans two fields
 
-SEARCH_DOCUMENT = (
-    "lower(coalesce(lead.email, '') || ' ' || coalesce(lead.first_name, '') || ' ' || "
-    "coalesce(lead.last_name, '') || ' ' || coalesce(lead.company, ''))"
-)
-"""The PostgreSQL index's expression, written exactly as the index has it (less the table
-name) so the planner matches it."""
+TEXT = sa.table(TEXT_TABLE, sa.column("lead_id", sa.Integer), sa.column("doc", sa.Text))
 
-_indexed: dict[tuple[str, str], bool] = {}
+
+def features(conn: Connection) -> tuple[bool, bool]:
+    """(the store has the search documents, it has a trigram index over them): two catalogue
+    look-ups, so a store migrated up or down while the app runs is seen at once."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        query = "SELECT count(*) FROM sqlite_master WHERE name = :n"
+        index = FTS_TABLE
+    elif dialect == "postgresql":
+        query = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND c.relname = :n"""
+        index = "ix_lead_search_text_trgm"
+    else:
+        return False, False
+    found = [bool(conn.execute(sa.text(query), {"n": n}).scalar()) for n in (TEXT_TABLE, index)]
+    return found[0], found[1]
 
 
 def indexed(conn: Connection) -> bool:
-    """Whether this store has the search index (looked up once per database and schema)."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        where = str(conn.engine.url.database)
-        query = sa.text("SELECT 1 FROM sqlite_master WHERE name = :n")
-        name = FTS_TABLE
-    elif dialect == "postgresql":
-        where = f"{conn.engine.url}:{conn.execute(sa.text('SELECT current_schema()')).scalar()}"
-        query = sa.text(
-            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = :n"
-        )
-        name = PG_INDEX
-    else:
-        return False
-    key = (dialect, where)
-    if key not in _indexed:
-        found = conn.execute(query, {"n": name}).first() is not None
-        if where in ("", ":memory:", "None") or not found:
-            return found  # in-memory stores and stores not yet migrated: look again next time
-        _indexed[key] = found
-    return _indexed[key]
+    """Whether this store has the search documents and a trigram index over them."""
+    return all(features(conn))
 
 
 def escaped(needle: str) -> str:
@@ -68,34 +65,114 @@ def escaped(needle: str) -> str:
     return f"%{literal}%"
 
 
-def scan_condition(needle: str) -> sa.ColumnElement[bool]:
-    """The plain condition: some searched column contains `needle` (lower-cased) as is."""
-    needle = needle.lower()
-    full = LEAD.c.first_name + " " + LEAD.c.last_name
-    columns = (LEAD.c.email, LEAD.c.first_name, LEAD.c.last_name, LEAD.c.company, full)
+def folded(conn: Connection, needle: str) -> str:
+    """`needle` lower-cased by the database's lower(), as the documents are."""
+    return str(conn.execute(sa.select(sa.func.lower(sa.literal(needle, sa.Text)))).scalar_one())
+
+
+def scan_condition(needle: str, lead: Any = LEAD) -> sa.ColumnElement[bool]:
+    """The plain condition over the lead's own row: some searched column contains the folded
+    `needle` as is (for stores without the documents)."""
+    full = lead.c.first_name + " " + lead.c.last_name
+    columns = (lead.c.email, lead.c.first_name, lead.c.last_name, lead.c.company, full)
     return sa.or_(*(sa.func.lower(c).contains(needle, autoescape=True) for c in columns))
 
 
-def index_condition(dialect: str, needle: str) -> sa.ColumnElement[bool] | None:
-    """The candidates the index finds for `needle` (a superset of the matches), or None when
-    the index cannot answer it."""
-    needle = needle.lower()
-    if len(needle) < MIN_INDEXED:
-        return None
-    if dialect == "sqlite":
-        phrase = '"' + needle.replace('"', '""') + '"'  # an FTS5 string: substring, any column
-        matched = sa.text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase")
-        return LEAD.c.id.in_(matched.bindparams(phrase=phrase))
+def _contains(dialect: str, doc: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
+    """The document contains `needle` (already folded), taken literally."""
     if dialect == "postgresql":
-        # inline, so the planner sees the pattern even for a prepared statement's plan
-        pattern: Any = sa.bindparam("search_pattern", escaped(needle), literal_execute=True)
-        return sa.literal_column(SEARCH_DOCUMENT).like(pattern, escape="/")
-    return None
+        # inline, so the planner sees the pattern (and its selectivity) in any plan
+        pattern: Any = sa.bindparam(None, escaped(needle), literal_execute=True)
+        return doc.like(pattern, escape="/")
+    return sa.func.instr(doc, needle) > 0
 
 
-def condition(needle: str, dialect: str | None) -> sa.ColumnElement[bool]:
-    """Leads whose email, first or last name, full name or company contain `needle`
-    (case-insensitive); `dialect` is that of a store with the index, None without it."""
-    plain = scan_condition(needle)
-    narrowed = index_condition(dialect, needle) if dialect else None
-    return plain if narrowed is None else sa.and_(narrowed, plain)
+@dataclass(frozen=True)
+class Matches:
+    """The leads a search matches: `ids` when they are at most `FEW` (in no order), else None
+    and `condition` probes each lead's document; `known` is their count when found on the way."""
+
+    dialect: str
+    needle: str  # folded
+    ids: tuple[int, ...] | None
+    documents: bool  # the store has the search documents
+    known: int | None = None
+
+    def condition(self, lead_id: sa.ColumnElement[int] = LEAD.c.id) -> sa.ColumnElement[bool]:
+        """The leads (`lead_id`: the column holding the lead's id) that match."""
+        if self.ids is not None:
+            return lead_id.in_(self.ids) if self.ids else sa.false()
+        if not self.documents:
+            inner = LEAD.alias("searched")
+            return lead_id.in_(sa.select(inner.c.id).where(scan_condition(self.needle, inner)))
+        doc = sa.select(TEXT.c.lead_id).where(
+            TEXT.c.lead_id == lead_id, _contains(self.dialect, TEXT.c.doc, self.needle)
+        )
+        return doc.exists()
+
+    def count(self, conn: Connection) -> int:
+        """How many leads match: one pass over the documents when they are many and not
+        counted on the way."""
+        if self.ids is not None:
+            return len(self.ids)
+        if self.known is not None:
+            return self.known
+        if not self.documents:
+            query = sa.select(sa.func.count()).select_from(LEAD).where(scan_condition(self.needle))
+        else:
+            query = (
+                sa.select(sa.func.count())
+                .select_from(TEXT)
+                .where(_contains(self.dialect, TEXT.c.doc, self.needle))
+            )
+        return int(conn.execute(query).scalar_one())
+
+
+def find(conn: Connection, needle: str) -> Matches:
+    """The leads whose email, first or last name, full name or company contain `needle`
+    (case-insensitive as the database folds case)."""
+    dialect = conn.dialect.name
+    needle = folded(conn, needle)
+    documents, trigrams = features(conn)
+    if not documents or SEPARATOR in needle:
+        query = sa.select(LEAD.c.id).where(scan_condition(needle)).limit(FEW + 1)
+        ids = [int(i) for i in conn.execute(query).scalars()]
+        return Matches(dialect, needle, tuple(ids) if len(ids) <= FEW else None, False)
+    if dialect != "sqlite":
+        # the planner reads the pattern's selectivity: the trigram index for rare text, a
+        # (parallel) scan of the documents that stops at the limit for common text
+        query = sa.select(TEXT.c.lead_id).where(_contains(dialect, TEXT.c.doc, needle))
+        ids = [int(i) for i in conn.execute(query.limit(FEW + 1)).scalars()]
+        return Matches(dialect, needle, tuple(ids) if len(ids) <= FEW else None, True)
+    # SQLite: candidates in lead id order (FTS5 streams its matches, so the limit stops it
+    # early on common text); past `FEW`, the rest is counted from where they stopped, so the
+    # documents are read at most once in all
+    matches = _contains(dialect, TEXT.c.doc, needle)
+    if trigrams and len(needle) >= MIN_INDEXED:
+        phrase = '"' + needle.replace('"', '""') + '"'  # an FTS5 string: substring, any column
+        candidates = sa.text(
+            f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase "
+            "ORDER BY rowid LIMIT :limit"
+        ).bindparams(phrase=phrase, limit=FEW + 1)
+        query = (
+            sa.select(TEXT.c.lead_id, matches)
+            .where(TEXT.c.lead_id.in_(candidates))
+            .order_by(TEXT.c.lead_id)
+        )
+        rows = conn.execute(query).all()
+        ids = [int(i) for i, ok in rows if ok]
+        if len(rows) <= FEW:
+            return Matches(dialect, needle, tuple(ids), True)
+        last = int(rows[-1][0])
+    else:
+        query = sa.select(TEXT.c.lead_id).where(matches).order_by(TEXT.c.lead_id)
+        ids = [int(i) for i in conn.execute(query.limit(FEW + 1)).scalars()]
+        if len(ids) <= FEW:
+            return Matches(dialect, needle, tuple(ids), True)
+        last = ids[-1]
+    rest = sa.select(TEXT.c.lead_id).where(TEXT.c.lead_id > last, matches)
+    counted = conn.execute(sa.select(sa.func.count()).select_from(rest.subquery())).scalar_one()
+    if len(ids) + counted <= FEW:  # few matches among many candidates
+        ids += [int(i) for i in conn.execute(rest).scalars()]
+        return Matches(dialect, needle, tuple(ids), True)
+    return Matches(dialect, needle, None, True, len(ids) + int(counted))

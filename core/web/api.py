@@ -22,6 +22,7 @@ from core.pipeline import analytics
 from core.store import search, summary
 from core.store import store as queries
 from core.store.ingest import ACTIVITY, IDENTITY, LEAD, OUTCOME
+from core.store.search import Matches
 from core.store.store import Store
 from core.store.tables import Score, table
 from scoring.model import ScoringModel
@@ -263,9 +264,9 @@ KEYSET_SORTS = ("-total", "total", "-fit", "fit", "-engagement", "engagement")
 @dataclass(frozen=True)
 class LeadFilter:
     """Which leads a list shows; empty means any. `search` is a case-insensitive substring of
-    the email, first or last name, full name or company (`core.store.search`; `search_dialect`
-    is the store's dialect once it is known to have the search index); `sources` match any
-    system that knows the lead."""
+    the email, first or last name, full name or company (`core.store.search`; `matches` are the
+    leads it finds, once looked up in the store); `sources` match any system that knows the
+    lead."""
 
     tiers: Sequence[str] = ()
     grades: Sequence[str] = ()
@@ -273,7 +274,7 @@ class LeadFilter:
     search: str = ""
     sources: Sequence[str] = ()
     channels: Sequence[str] = ()
-    search_dialect: str | None = None
+    matches: Matches | None = None
 
     def score_conditions(self) -> list[sa.ColumnElement[bool]]:
         """Conditions on the score: a lead never scored under the model matches none."""
@@ -291,7 +292,9 @@ class LeadFilter:
         (system, lead_id) index with, walking the list's order rather than every member."""
         found: list[sa.ColumnElement[bool]] = []
         if self.search.strip():
-            found.append(search.condition(self.search.strip(), self.search_dialect))
+            if self.matches is None:
+                raise ValueError("a search is looked up in the store (`resolved`) before use")
+            found.append(self.matches.condition(lead_id))
         if self.sources:
             found.append(
                 sa.exists().where(
@@ -315,7 +318,7 @@ def _scored(model: str, where: LeadFilter) -> tuple[Any, list[sa.ColumnElement[b
     """The scored leads matching `where` under `model`: (FROM clause, WHERE conditions); the
     lead table is joined only when a condition needs it."""
     on_lead = where.lead_conditions(SCORE.c.lead_id)
-    needs_lead = where.search.strip() or where.channels
+    needs_lead = bool(where.channels)
     joined = SCORE.join(LEAD, LEAD.c.id == SCORE.c.lead_id) if needs_lead else SCORE
     return joined, [SCORE.c.model == model, *where.score_conditions(), *on_lead]
 
@@ -328,11 +331,11 @@ def _known_to(sources: Sequence[str]) -> sa.Select[Any]:
     return sa.select(IDENTITY.c.lead_id).where(IDENTITY.c.system.in_(list(sources)))
 
 
-def _indexed(conn: Connection, where: LeadFilter) -> LeadFilter:
-    """`where` searching through the store's search index when it has one."""
-    if not where.search.strip() or where.search_dialect or not search.indexed(conn):
+def resolved(conn: Connection, where: LeadFilter) -> LeadFilter:
+    """`where` with its search's matches looked up in the store."""
+    if not where.search.strip() or where.matches is not None:
         return where
-    return replace(where, search_dialect=conn.dialect.name)
+    return replace(where, matches=search.find(conn, where.search.strip()))
 
 
 def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
@@ -340,7 +343,7 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
 
     Without a search the scored part comes from the counters the scorer keeps
     (`core.store.summary`), and the unscored part from the lead table minus those."""
-    where = _indexed(conn, where)
+    where = resolved(conn, where)
     if where.counted and summary.built(conn):
         grades = [g.upper() for g in where.grades]
         scored = summary.count_cells(
@@ -363,6 +366,9 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
             conn, model, channels=where.channels, sources=where.sources
         )
         return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored)
+    only_search = not (where.score_conditions() or where.sources or where.channels)
+    if where.matches is not None and only_search:
+        return where.matches.count(conn)
     if not where.score_conditions():  # scored or not: every lead that matches, in one pass
         query = sa.select(sa.func.count()).select_from(LEAD).where(*where.lead_conditions())
         return int(conn.execute(query).scalar_one())
@@ -407,7 +413,7 @@ def lead_page(
     if column.nullable:
         order = order.nulls_last()
     with store.engine.connect() as conn:
-        where = _indexed(conn, where)
+        where = resolved(conn, where)
         count = lead_count(conn, model, where)
         if column.table is not SCORE:
             ids = _lead_sorted_ids(model, where, order, limit, offset)

@@ -1,18 +1,22 @@
-"""Lead search (`q=`) through the trigram index answers exactly what a substring filter over
-every lead answers: the same leads, in the list's order, with the same count and pages, also
-after leads change and merge. The oracle is a plain Python filter over the stored leads."""
+"""Lead search (`q=`) through the search documents and the trigram index answers exactly what a
+substring filter over every lead answers: the same leads, in the list's order, with the same
+count and pages, also after leads change, merge and go, whether the matches are few (listed by
+id) or many (probed in the list's order: `FEW` lowered to 2 here). The oracle is a plain Python
+filter over the stored leads, folding case as each database's lower() does."""
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 
 from core.records import LeadRecord
 from core.store import db, search
-from core.store.ingest import Ingest
+from core.store.ingest import IDENTITY, LEAD, Ingest
 from core.store.store import Store
 from core.web.app import create_app
 from tests.web import seed
@@ -25,24 +29,33 @@ EXTRA = [  # (external id, email, first name, last name, company)
     ("x4", "dave@zz.example", "Dave", "Zed", None),
     ("x5", "eve@ab.example", "Évelyne", "Abbott", 'Quote "Co"'),
     ("x6", "frank@slash.example", "Frank", "Slash", "A/B Testing"),
+    ("x7", "zoe@umlaut.example", "ZOË", "Ångström", "Straße GmbH"),
 ]
 
 QUERIES = [
     "a", "Z", "_", "%", "/", "ab", "AB", "zz", "e.", "%1", "100%", "_s", "ann", "ANN O",
     "o'hara", "n o'h", "widget", "WIDGETS", "person1", "person1 test", "company 1",
     "acme.example", "snake_case", "under_", "a/b", '"co"', "quote \"", "lead1", "@zz",
-    "nothing-matches-this", "VELYNE", "Abbott", "a%b", "x_x",
+    "nothing-matches-this", "VELYNE", "Abbott", "a%b", "x_x", "évelyne", "ÉVELYNE", "Évelyne",
+    "zoë", "ZOË", "ångström", "Ångström", "straße", "STRASSE", "ë", "e\x1fz", "x\x1f",
 ]  # fmt: skip
 
 
-def oracle(lead: dict[str, Any], needle: str) -> bool:
+def fold(text: str, dialect: str) -> str:
+    """Lower case as the database's lower() does: every letter on PostgreSQL (a UTF-8 database),
+    A-Z only on SQLite."""
+    if dialect == "sqlite":
+        return text.translate(str.maketrans(string.ascii_uppercase, string.ascii_lowercase))
+    return text.lower()
+
+
+def oracle(lead: dict[str, Any], needle: str, dialect: str) -> bool:
     """A case-insensitive substring of the email, first or last name, full name or company
-    (the full name exists only when both names do). Queries here fold alike in every engine:
-    SQLite's lower() folds ASCII letters only."""
+    (the full name exists only when both names do)."""
     first, last = lead["first_name"], lead["last_name"]
     full = f"{first} {last}" if first is not None and last is not None else None
     fields = (lead["email"], first, last, lead["company"], full)
-    return any(f is not None and needle.lower() in f.lower() for f in fields)
+    return any(f is not None and fold(needle, dialect) in fold(f, dialect) for f in fields)
 
 
 def every_lead(store: Store) -> list[dict[str, Any]]:
@@ -60,8 +73,12 @@ def listed(client: Client, **params: Any) -> tuple[int, list[int]]:
     return body["total"], [item["id"] for item in body["items"]]
 
 
-@pytest.fixture
-def searched(store: Store, tmp_path: Path) -> tuple[Store, Client]:
+@pytest.fixture(params=["few", "many"])
+def searched(
+    store: Store, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, Client]:
+    if request.param == "many":
+        monkeypatch.setattr(search, "FEW", 2)
     seed.seed(store)
     extra = [
         LeadRecord(source="crm", external_id=x, email=e, first_name=f, last_name=la, company=c)
@@ -76,7 +93,7 @@ def assert_same_as_oracle(store: Store, client: Client, needle: str) -> None:
     leads = {lead["id"]: lead for lead in every_lead(store)}
     for sort in ("-total", "email"):
         _, everyone = listed(client, sort=sort)
-        expected = [i for i in everyone if oracle(leads[i], needle.strip())]
+        expected = [i for i in everyone if oracle(leads[i], needle.strip(), store.dialect)]
         total, found = listed(client, q=needle, sort=sort)
         assert (total, found) == (len(expected), expected), (needle, sort)
 
@@ -96,7 +113,7 @@ def test_search_equals_a_substring_filter(searched: tuple[Store, Client], needle
 def test_search_pages_by_offset_and_cursor(searched: tuple[Store, Client]) -> None:
     _, client = searched
     total, whole = listed(client, q="example")
-    assert total == len(whole) == 18  # every lead's email
+    assert total == len(whole) == 19  # every lead's email
     pages = [listed(client, q="example", limit=4, offset=o)[1] for o in range(0, total, 4)]
     by_offset = [i for page in pages for i in page]
     assert by_offset == whole
@@ -130,6 +147,38 @@ def test_search_follows_updates_merges_and_new_leads(searched: tuple[Store, Clie
     assert listed(client, q="percent 100%") == (0, [])
     for needle in ("bob@", "percent", "widgets", "ann", "o'hara"):
         assert_same_as_oracle(store, client, needle)
+    gwen = store.lead_by_email("gwen@new.example")
+    assert gwen is not None
+    with store.begin() as conn:  # a lead deleted outright
+        conn.execute(sa.delete(IDENTITY).where(IDENTITY.c.lead_id == gwen["id"]))
+        conn.execute(sa.delete(LEAD).where(LEAD.c.id == gwen["id"]))
+    for needle in ("quokka", "gwen", "new.example"):
+        assert_same_as_oracle(store, client, needle)
+    assert documents(store) == expected_documents(store)
+
+
+def documents(store: Store) -> dict[int, str]:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT lead_id, doc FROM {search.TEXT_TABLE}").all()
+    return {int(i): str(doc) for i, doc in rows}
+
+
+def expected_documents(store: Store) -> dict[int, str]:
+    """Each lead's document from scratch: email, name ("first last" when both, else the one
+    there is) and company, folded, joined by char 31."""
+    found = {}
+    for lead in every_lead(store):
+        first, last = lead["first_name"], lead["last_name"]
+        name = f"{first} {last}" if first is not None and last is not None else first or last
+        parts = (lead["email"] or "", name or "", lead["company"] or "")
+        found[int(lead["id"])] = fold("\x1f".join(parts), store.dialect)
+    return found
+
+
+def test_the_documents_are_every_lead_s_from_scratch(searched: tuple[Store, Client]) -> None:
+    store, _ = searched
+    assert documents(store) == expected_documents(store)
+    assert len(documents(store)) == len(every_lead(store)) == 19
 
 
 def test_without_the_index_search_scans_to_the_same_answer(store: Store, tmp_path: Path) -> None:
