@@ -6,17 +6,22 @@
   alone took the points (a release from qualified first, then the biggest fall);
 - the **tier shares** of the current scores.
 
-`leadhub demo` closes on them and the dashboard's home page links them.
+`leadhub demo` closes on them (`highlights`, which reads the model's whole history); the
+dashboard's home page links the best crossing and decay found by `latest`, a few indexed queries
+whatever the store's size: the crossing is the same, the decay is sought among the newest
+`RECENT` score changes.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from core.pipeline.plan import SCORE
 from core.store.ingest import ACTIVITY, HISTORY, LEAD
@@ -120,3 +125,84 @@ def _decayed(
         key=lambda m: (m.event == "released", m.before - m.after, m.at, m.lead_id),
         default=None,
     )
+
+
+RECENT = 10_000  # newest score changes of a model in which `latest` seeks a decay
+
+
+def latest(store: Store, model: str, recent: int = RECENT) -> Highlights:
+    """The home page's highlights of `model`: the best crossing into qualified as `highlights`
+    finds it (through the index on model, event and time), and the decay `highlights` would
+    find among the model's newest `recent` score changes; `tiers` is left empty."""
+    with store.engine.connect() as conn:
+        crossing = (
+            sa.select(HISTORY.c.id, HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.total)
+            .where(HISTORY.c.model == model, HISTORY.c.event == "qualified")
+            .order_by(HISTORY.c.computed_at.desc(), HISTORY.c.lead_id.desc())
+            .limit(1)
+        )
+        still = sa.exists().where(
+            SCORE.c.lead_id == HISTORY.c.lead_id, SCORE.c.model == model, SCORE.c.qualified
+        )
+        row = conn.execute(crossing.where(still)).first() or conn.execute(crossing).first()
+        crossings = []
+        if row is not None:
+            previous = conn.execute(
+                sa.select(HISTORY.c.total, HISTORY.c.computed_at)
+                .where(
+                    HISTORY.c.lead_id == row.lead_id,
+                    HISTORY.c.model == model,
+                    sa.tuple_(HISTORY.c.computed_at, HISTORY.c.id)
+                    < sa.tuple_(sa.literal(row.computed_at, HISTORY.c.computed_at.type), row.id),
+                )
+                .order_by(HISTORY.c.computed_at.desc(), HISTORY.c.id.desc())
+                .limit(1)
+            ).first()
+            before, since = (previous.total, previous.computed_at) if previous else (0, None)
+            email = _email(conn, row.lead_id)
+            moment = (row.lead_id, email, row.computed_at, float(before), float(row.total))
+            crossings.append(Moment(*moment, "qualified", since))
+        decayed = _decayed_recently(conn, model, recent)
+    return Highlights(crossings, decayed)
+
+
+def _decayed_recently(conn: Connection, model: str, recent: int) -> Moment | None:
+    """`_decayed` among the newest `recent` score changes of `model`: their leads' histories
+    give each change its previous score; the falls are then checked for activity in the order
+    `_decayed` ranks them, stopping at the first quiet one."""
+    # `model || ''`: walk the history backwards by id (SQLite would otherwise pick the index
+    # that starts with the model and sort the model's whole history)
+    newest = conn.execute(
+        sa.select(HISTORY.c.id, HISTORY.c.lead_id)
+        .where(HISTORY.c.model + "" == model)
+        .order_by(HISTORY.c.id.desc())
+        .limit(recent)
+    ).all()
+    wanted = {row.id for row in newest}
+    leads = sorted({row.lead_id for row in newest})
+    columns = (HISTORY.c.id, HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.total)
+    history = conn.execute(
+        sa.select(*columns, HISTORY.c.event)
+        .where(HISTORY.c.model == model, HISTORY.c.lead_id.in_(leads))
+        .order_by(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.id)
+    ).all()
+    falls = []
+    for previous, row in itertools.pairwise(history):
+        if row.id in wanted and previous.lead_id == row.lead_id and row.total < previous.total:
+            moved = (row.computed_at, float(previous.total), float(row.total), row.event)
+            falls.append(Moment(row.lead_id, None, *moved, previous.computed_at))
+    falls.sort(key=lambda m: (m.event == "released", m.before - m.after, m.at, m.lead_id))
+    for fall in reversed(falls):
+        busy = sa.exists().where(
+            ACTIVITY.c.lead_id == fall.lead_id,
+            ACTIVITY.c.occurred_at > fall.since,
+            ACTIVITY.c.occurred_at <= fall.at,
+        )
+        if not conn.execute(sa.select(busy)).scalar():
+            return replace(fall, email=_email(conn, fall.lead_id))
+    return None
+
+
+def _email(conn: Connection, lead_id: int) -> str | None:
+    email = conn.execute(sa.select(LEAD.c.email).where(LEAD.c.id == lead_id)).scalar()
+    return None if email is None else str(email)

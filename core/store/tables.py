@@ -173,7 +173,11 @@ class ScoreHistory(SQLModel, table=True):
     """A row each time a lead's outputs under a model change; `event` marks threshold crossings."""
 
     __tablename__ = "score_history"
-    __table_args__ = (sa.Index("ix_score_history_lead_model", "lead_id", "model"),)
+    __table_args__ = (
+        sa.Index("ix_score_history_lead_model", "lead_id", "model"),
+        # the latest crossings of a model, newest first (the dashboard's "what to look at")
+        sa.Index("ix_score_history_model_event", "model", "event", "computed_at", "lead_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")

@@ -34,7 +34,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import ConfigError
-from core.pipeline.highlights import highlights
+from core.pipeline.highlights import latest
 from core.pipeline.preview import NOT_SCORED, PreviewReport, preview
 from core.store.tables import utcnow
 from core.web.api import (
@@ -286,7 +286,7 @@ def overview(ctx: WebContext, model: ScoringModel) -> dict[str, Any]:
         "qualified": qualified,
         "top": rows,
         "colors": colors,
-        "highlights": highlights(ctx.store, model.name),
+        "highlights": latest(ctx.store, model.name),
     }
     if report is not None:
         decided = sum(b.decided for b in report.conversion)
