@@ -3,10 +3,9 @@
 A store of `leads` leads with about `per_lead` activities each is written straight into the
 tables (COPY on PostgreSQL, executemany on SQLite): leads with channels and countries, a `crm`
 identity for each and a `mailchimp` one for a third of them, won and lost outcomes for one lead
-in twenty, and a score per lead under the example model with a qualified crossing in the score
-history for the qualified ones. The scores are drawn, not computed (a full rescore has a bench
-section of its own); the report's figures are then built from the store by
-`core.store.summary.rebuild`, which does score each decided lead at its decision point.
+in twenty, and each activity signed as an import signs it. Every lead is then scored by the
+full rescore (`core.pipeline.score.score(..., full=True)`) under the example model, which writes
+the scores, the score history and the report's kept figures as a real store has them.
 
 Each page is requested `repeats` times through the ASGI app in-process (no network); the figure
 is the median, in milliseconds. The target is under 300 ms for every page.
@@ -33,8 +32,9 @@ from pydantic import SecretStr
 
 from bench.rescore import MODEL_FILE, NOW, TITLES, TYPES, URLS
 from core.config import HubConfig
+from core.pipeline import score as scorer
 from core.settings import Settings
-from core.store import summary
+from core.store.signatures import signature_ids
 from core.store.store import Store
 from core.web.app import create_app
 from scoring.model import ScoringModel, load_model_file
@@ -62,7 +62,7 @@ class LoadFigures:
     leads: int
     activities: int
     load_seconds: float
-    summary_seconds: float
+    rescore_seconds: float
     pages: list[PageFigure] = field(default_factory=list)
 
 
@@ -70,22 +70,29 @@ def _naive(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
-def _tier(model: ScoringModel, total: float) -> str | None:
-    return next((t.name for t in model.tiers if t.min is None or total >= t.min), None)
+def _signatures(store: Store) -> dict[tuple[str, str | None], int]:
+    """The signature id of every (type, URL or form) the activities are drawn from, as an import
+    signs them."""
+    pairs: list[tuple[str, dict[str, Any]]] = []
+    for kind, _ in TYPES:
+        if kind == "page_viewed":
+            pairs += [(kind, {"url": url}) for url in URLS]
+        elif kind == "form_submitted":
+            pairs.append((kind, {"form": "request-quote"}))
+        else:
+            pairs.append((kind, {}))
+    with store.begin() as conn:
+        ids = signature_ids(conn, pairs)
+    return {(k, p.get("url") or p.get("form")): i for (k, p), i in zip(pairs, ids, strict=True)}
 
 
-def _grade(fit: float, engagement: float) -> str:
-    letter = "A" if fit >= 30 else "B" if fit >= 15 else "C" if fit >= 5 else "D"
-    digit = "1" if engagement >= 50 else "2" if engagement >= 25 else "3" if engagement > 0 else "4"
-    return letter + digit
-
-
-def _rows(leads: int, per_lead: int, model: ScoringModel, seed: int) -> dict[str, Any]:
+def _rows(
+    leads: int, per_lead: int, signed: dict[tuple[str, str | None], int], seed: int
+) -> dict[str, Callable[[], Iterator[tuple[Any, ...]]]]:
     """Generators of each table's rows, as tuples in the column order of `COLUMNS`."""
     rng = random.Random(seed)
     kinds = [t for t, _ in TYPES]
     weights = [w for _, w in TYPES]
-    threshold = (model.qualified.total if model.qualified else None) or 70.0
     created = _naive(NOW - timedelta(days=200))
 
     def lead_rows() -> Iterator[tuple[Any, ...]]:
@@ -108,11 +115,11 @@ def _rows(leads: int, per_lead: int, model: ScoringModel, seed: int) -> dict[str
         for i in range(1, leads + 1):
             for kind in rng.choices(kinds, weights, k=rng.randrange(0, per_lead * 2 + 1)):
                 n += 1
-                props = json.dumps({"url": rng.choice(URLS)}) if kind == "page_viewed" else "{}"
-                if kind == "form_submitted":
-                    props = '{"form": "request-quote"}'
+                url = rng.choice(URLS) if kind == "page_viewed" else None
+                key = url or ("request-quote" if kind == "form_submitted" else None)
+                props = {"url": url} if url else {"form": key} if key else {}
                 at = _naive(NOW - timedelta(minutes=rng.randrange(0, 180 * 1440)))
-                yield n, "bench", str(n), i, kind, at, props
+                yield n, "bench", str(n), i, kind, at, json.dumps(props), signed[(kind, key)]
 
     def outcome_rows() -> Iterator[tuple[Any, ...]]:
         for n, i in enumerate(range(20, leads + 1, 20), start=1):
@@ -120,43 +127,11 @@ def _rows(leads: int, per_lead: int, model: ScoringModel, seed: int) -> dict[str
             closed = _naive(NOW - timedelta(days=rng.randrange(0, 120)))
             yield n, "crm", f"deal-{i}", i, status, closed, 1000.0
 
-    def score_rows() -> Iterator[tuple[Any, ...]]:
-        for i in range(1, leads + 1):
-            fit = float(rng.choice((0, 5, 10, 20, 30, 40)))
-            engagement = float(min(100, int(rng.expovariate(1 / 18))))
-            total = fit + engagement
-            qualified = total >= threshold
-            ledger = json.dumps(
-                [
-                    {"section": "fit", "kind": "rule", "name": "Title", "count": 1, "points": fit},
-                    {
-                        "section": "engagement", "kind": "rule", "name": "Pages",
-                        "count": int(engagement // 5), "points": engagement,
-                    },
-                ]
-            )  # fmt: skip
-            at = created if qualified else None
-            yield (
-                i, i, model.name, model.content_hash, fit, engagement, total, _tier(model, total),
-                _grade(fit, engagement), qualified, at, "drawn", ledger, created,
-            )  # fmt: skip
-
-    def history_rows() -> Iterator[tuple[Any, ...]]:
-        n = 0
-        for i, row in enumerate(score_rows(), start=1):
-            if row[9]:
-                n += 1
-                month = _naive(NOW - timedelta(days=30 * (i % 6)))
-                yield (n, i, model.name, model.content_hash, row[4], row[5], row[6], row[7],
-                       row[8], True, "drawn", "qualified", month)  # fmt: skip
-
     return {
         "lead": lead_rows,
         "identity": identity_rows,
         "activity": activity_rows,
         "outcome": outcome_rows,
-        "score": score_rows,
-        "score_history": history_rows,
     }
 
 
@@ -164,12 +139,8 @@ COLUMNS = {
     "lead": "id, email, first_name, last_name, company, job_title, company_size, country, "
     "channel, custom, created_at, updated_at, dirty",
     "identity": "id, system, external_id, lead_id, data, record_updated_at, seen_at, deleted",
-    "activity": "id, source, external_id, lead_id, type, occurred_at, properties",
+    "activity": "id, source, external_id, lead_id, type, occurred_at, properties, signature_id",
     "outcome": "id, source, external_id, lead_id, status, closed_at, amount",
-    "score": "id, lead_id, model, model_hash, fit, engagement, total, tier, grade, qualified, "
-    "qualified_at, reason, ledger, computed_at",
-    "score_history": "id, lead_id, model, model_hash, fit, engagement, total, tier, grade, "
-    "qualified, reason, event, computed_at",
 }
 
 
@@ -210,14 +181,17 @@ def _load(store: Store, tables: dict[str, Callable[[], Iterator[tuple[Any, ...]]
                     f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
                     f"(SELECT max(id) FROM {name}))"
                 )
-        else:
-            cursor.execute("ANALYZE")
         raw.commit()
     finally:
         raw.close()
-    if store.dialect == "postgresql":  # the visibility map that index-only scans rely on
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))
+    _analyze(store)
+
+
+def _analyze(store: Store) -> None:
+    """Fresh planner statistics after a bulk write (PostgreSQL here runs no autovacuum), and on
+    PostgreSQL the visibility map that index-only scans rely on."""
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE" if store.dialect == "postgresql" else "ANALYZE"))
 
 
 def _timed(
@@ -283,18 +257,19 @@ def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
 
 
 def fill(url: str, leads: int, per_lead: int, seed: int = 1) -> LoadFigures:
-    """Fill an empty store at `url` and build the report's figures from it."""
+    """Fill an empty store at `url`, then score every lead with the full rescore (which keeps
+    the report's figures as it writes the scores)."""
     models = load_model_file(MODEL_FILE)
     store = Store(url)
     started = time.perf_counter()
-    _load(store, _rows(leads, per_lead, models[0], seed))
+    _load(store, _rows(leads, per_lead, _signatures(store), seed))
     load = time.perf_counter() - started
     started = time.perf_counter()
-    with store.begin() as conn:
-        summary.rebuild(conn, models)
-    built = time.perf_counter() - started
+    scorer.score(store, models, full=True, now=NOW)
+    rescore = time.perf_counter() - started
+    _analyze(store)
     figures = LoadFigures(
-        store.dialect, leads, store.count("activity"), round(load, 1), round(built, 1)
+        store.dialect, leads, store.count("activity"), round(load, 1), round(rescore, 1)
     )
     store.close()
     return figures
@@ -324,9 +299,10 @@ def run(url: str, leads: int, per_lead: int, repeats: int = 7, seed: int = 1) ->
 
 
 def main() -> None:
-    """`python -m bench.dashboard URL LEADS [--measure-only]`: fill a store that is kept (a
-    SQLite file or a PostgreSQL database/schema of your choosing), then time its pages; with
-    `--measure-only`, time the pages of a store filled before."""
+    """`python -m bench.dashboard URL LEADS [--fill-only | --measure-only]`: fill a store that is
+    kept (a SQLite file or a PostgreSQL database/schema of your choosing), then time its pages;
+    with `--fill-only`, only fill it; with `--measure-only`, time the pages of a store filled
+    before."""
     import sys
 
     url, leads = sys.argv[1], int(sys.argv[2])
@@ -336,7 +312,9 @@ def main() -> None:
         figures = LoadFigures(Store(url).dialect, leads, activities, 0.0, 0.0)
     else:
         figures = fill(url, leads, 10)
-        print(f"loaded in {figures.load_seconds} s, figures built in {figures.summary_seconds} s")
+        print(f"loaded in {figures.load_seconds} s, rescored in {figures.rescore_seconds} s")
+        if "--fill-only" in sys.argv:
+            return
     for page in measure(url, figures).pages:
         print(f"{page.backend:10} {page.leads:>9} {page.page:40} {page.median_ms:>8} ms"
               f" (max {page.max_ms}) {page.status}")  # fmt: skip

@@ -84,7 +84,7 @@ def _page_rows(figures: Any) -> list[dict[str, Any]]:
         "backend": figures.backend,
         "leads": figures.leads,
         "activities": figures.activities,
-        "page": f"(load {figures.load_seconds} s, summary {figures.summary_seconds} s)",
+        "page": f"(load {figures.load_seconds} s, full rescore {figures.rescore_seconds} s)",
         "median_ms": None,
         "max_ms": None,
         "status": None,
