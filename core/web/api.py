@@ -677,7 +677,13 @@ def list_leads(
     tier: list[str] = Query([], description="Only these tiers (repeat for several)."),
     grade: list[str] = Query([], description="Only these grades, e.g. A1 (repeat)."),
     qualified: bool | None = Query(None, description="Only qualified (true) or not (false)."),
-    q: str = Query("", max_length=200, description="Part of the email, name or company."),
+    q: str = Query(
+        "",
+        max_length=200,
+        description="Part of the email, first, last or full name, or company, in any case "
+        "(as the database folds it: A-Z only on SQLite), `%` and `_` literal; `total` stays "
+        "exact.",
+    ),
     source: list[str] = Query([], description="Only leads known to these sources (repeat)."),
     channel: list[str] = Query([], description="Only these channels (repeat)."),
     sort: LeadSort = Query("-total", description="Sort key; a leading `-` sorts descending."),
