@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.records import ActivityRecord, LeadRecord
+from core.store import db
 from core.store.bulk import COPY_FROM
 from core.store.signatures import digest
 from core.store.store import Store
@@ -200,3 +201,22 @@ def test_a_page_that_fails_leaves_the_pages_before_it_whole(store: Store) -> Non
         before
     )
     assert store.get_cursor("crm", "all") == {"n": 1}
+
+
+def test_statistics_are_taken_once_a_table_has_doubled(store: Store) -> None:
+    if store.dialect != "postgresql":
+        with store.begin() as conn:
+            assert db.analyze_grown(conn, ["activity"]) == []
+        return
+    # tables of some pages (smaller ones are read whole whatever the statistics say)
+    store.save_page("crm", "all", [*leads(n=1000), *activities(n=2000, leads=1000)], None)
+    # the page filled the tables, then their statistics were taken: the planner's row counts are
+    # the tables' own
+    counted = rows(
+        store,
+        "SELECT relname, reltuples FROM pg_class WHERE relname IN ('lead', 'activity') "
+        "AND relnamespace = to_regnamespace(current_schema()) ORDER BY relname",
+    )
+    assert counted == [("activity", 2000), ("lead", 1000)]
+    with store.begin() as conn:
+        assert db.analyze_grown(conn, ["lead", "activity"]) == []  # nothing grew since
