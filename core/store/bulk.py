@@ -86,6 +86,8 @@ def update_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
             rows,
         )
         return
+    # in id order, as executemany would lock them: concurrent writers take rows in one order
+    rows = sorted(rows, key=lambda row: row["_id"])
     dialect = conn.dialect
     names = ["id", *columns]
     kinds = [table.c[name].type for name in names]
