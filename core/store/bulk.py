@@ -68,7 +68,10 @@ def one_of(conn: Connection, column: sa.ColumnElement[Any], keys: Sequence[Any])
     so the client builds no statement of thousands of placeholders and the server parses none."""
     if conn.dialect.name != "postgresql":
         return column.in_(keys)
-    return column == sa.any_(sa.bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))
+    # an array of the column's kind without its length: a cast to VARCHAR(n) would cut a longer
+    # key to n characters, and the cut key could match another row
+    kind = sa.String() if getattr(column.type, "length", None) else column.type
+    return column == sa.any_(sa.bindparam(None, list(keys), type_=postgresql.ARRAY(kind)))
 
 
 def update_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from core.records import ActivityRecord, LeadRecord
 from core.store import db
-from core.store.bulk import COPY_FROM
+from core.store.bulk import COPY_FROM, one_of
+from core.store.ingest import IDENTITY
 from core.store.signatures import digest
 from core.store.store import Store
 
@@ -201,6 +202,17 @@ def test_a_page_that_fails_leaves_the_pages_before_it_whole(store: Store) -> Non
         before
     )
     assert store.get_cursor("crm", "all") == {"n": 1}
+
+
+def test_a_key_longer_than_its_column_matches_no_row_cut_to_that_length(store: Store) -> None:
+    store.save_page("crm", "l", [LeadRecord(source="crm", external_id="k" * 255, email=None)], None)
+    with store.begin() as conn:
+        found = conn.execute(
+            sa.select(IDENTITY.c.external_id).where(
+                one_of(conn, IDENTITY.c.external_id, ["k" * 300])
+            )
+        ).all()
+    assert found == []
 
 
 def test_statistics_are_taken_once_a_table_has_doubled(store: Store) -> None:
