@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from core.channels import canonical_channel
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord, normalize_email, storable
 from core.store import summary
-from core.store.bulk import insert_rows
+from core.store.bulk import insert_rows, key_batches, one_of, update_rows
 from core.store.identity import IdentityData, merge_fields, record_data
 from core.store.signatures import signature_ids
 from core.store.tables import (
@@ -77,6 +77,9 @@ class Ingest:
         self.conn = conn
         self.priority = priority or {}
         self.now = utcnow()
+        # Leads this transaction set dirty: it holds their rows until it commits, so no scorer
+        # can clear the flag meanwhile, and setting it again would only write another version.
+        self.marked: set[int] = set()
 
     # -- leads ---------------------------------------------------------------------------------
 
@@ -121,22 +124,15 @@ class Ingest:
                 counts.updated += 1
             touched.add(lead_id)
         if new_idents:
-            self.conn.execute(IDENTITY.insert(), new_idents)
-        if changed:
-            self.conn.execute(
-                IDENTITY.update()
-                .where(IDENTITY.c.id == sa.bindparam("_id"))
-                .values(
-                    data=sa.bindparam("data"),
-                    record_updated_at=sa.bindparam("record_updated_at"),
-                    seen_at=sa.bindparam("seen_at"),
-                    deleted=sa.bindparam("deleted"),
-                ),
-                [
-                    {k: v for k, v in c.items() if k not in ("system", "external_id", "lead_id")}
-                    for c in changed
-                ],
-            )
+            insert_rows(self.conn, IDENTITY, new_idents)
+        update_rows(
+            self.conn,
+            IDENTITY,
+            [
+                {k: v for k, v in c.items() if k not in ("system", "external_id", "lead_id")}
+                for c in changed
+            ],
+        )
         counts.touched_leads = self.refresh_leads(touched)
         return counts
 
@@ -157,18 +153,40 @@ class Ingest:
         """Create leads for `emails` (sorted) in batches; an email another pull created meanwhile
         keeps that pull's lead."""
         ids: dict[str, int] = {}
-        for chunk in _chunks(emails):
-            rows = [
-                {
-                    "email": email,
-                    "custom": {},
-                    "created_at": self.now,
-                    "updated_at": self.now,
-                    "dirty": True,
-                }
-                for email in chunk
-            ]
+        for chunk in key_batches(self.conn, emails):
             insert = _dialect_insert(self.conn)(LEAD)
+            if self.conn.dialect.name == "postgresql":
+                # One statement over an array of emails, inserted in their (sorted) order.
+                listed = (
+                    sa.func.unnest(
+                        sa.bindparam(None, list(chunk), type_=postgresql.ARRAY(LEAD.c.email.type))
+                    )
+                    .table_valued("email", with_ordinality="n")
+                    .render_derived()
+                )
+                stamp = sa.bindparam(None, self.now, type_=LEAD.c.created_at.type)
+                insert = insert.from_select(
+                    ["email", "custom", "created_at", "updated_at", "dirty"],
+                    sa.select(
+                        listed.c.email,
+                        sa.bindparam(None, {}, type_=LEAD.c.custom.type),
+                        stamp,
+                        stamp,
+                        sa.true(),
+                    ).order_by(listed.c.n),
+                )
+                rows: list[dict[str, Any]] | None = None
+            else:
+                rows = [
+                    {
+                        "email": email,
+                        "custom": {},
+                        "created_at": self.now,
+                        "updated_at": self.now,
+                        "dirty": True,
+                    }
+                    for email in chunk
+                ]
             result = self.conn.execute(
                 insert.on_conflict_do_nothing(index_elements=["email"]).returning(
                     LEAD.c.id, LEAD.c.email
@@ -205,10 +223,10 @@ class Ingest:
 
     def _identities(self, system: str, external_ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for chunk in _chunks(list(external_ids)):
+        for chunk in key_batches(self.conn, list(external_ids)):
             rows = self.conn.execute(
                 sa.select(IDENTITY).where(
-                    IDENTITY.c.system == system, IDENTITY.c.external_id.in_(chunk)
+                    IDENTITY.c.system == system, one_of(self.conn, IDENTITY.c.external_id, chunk)
                 )
             )
             found.update({row.external_id: row for row in rows})
@@ -216,9 +234,9 @@ class Ingest:
 
     def _leads_by_email(self, emails: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for chunk in _chunks(sorted(set(emails))):
+        for chunk in key_batches(self.conn, sorted(set(emails))):
             rows = self.conn.execute(
-                sa.select(LEAD.c.id, LEAD.c.email).where(LEAD.c.email.in_(chunk))
+                sa.select(LEAD.c.id, LEAD.c.email).where(one_of(self.conn, LEAD.c.email, chunk))
             )
             found.update({row.email: row.id for row in rows})
         return found
@@ -244,25 +262,20 @@ class Ingest:
                     pending.add(owner)
                     continue
                 updates.append({**fields, "_id": lead_id, "updated_at": self.now, "dirty": True})
-            if updates:
-                self.conn.execute(
-                    LEAD.update()
-                    .where(LEAD.c.id == sa.bindparam("_id"))
-                    .values({k: sa.bindparam(k) for k in updates[0] if k != "_id"}),
-                    updates,
-                )
+            update_rows(self.conn, LEAD, updates)
+            self.marked.update(u["_id"] for u in updates)
         return alive
 
     def _merged_fields(self, lead_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         groups: dict[int, list[IdentityData]] = {i: [] for i in lead_ids}
-        for chunk in _chunks(list(lead_ids)):
+        for chunk in key_batches(self.conn, list(lead_ids)):
             rows = self.conn.execute(
                 sa.select(
                     IDENTITY.c.lead_id,
                     IDENTITY.c.system,
                     IDENTITY.c.data,
                     IDENTITY.c.record_updated_at,
-                ).where(IDENTITY.c.lead_id.in_(chunk), IDENTITY.c.deleted.is_(False))
+                ).where(one_of(self.conn, IDENTITY.c.lead_id, chunk), IDENTITY.c.deleted.is_(False))
             )
             for row in rows:
                 groups[row.lead_id].append(
@@ -356,9 +369,11 @@ class Ingest:
         counts.unchanged += counts.read - len(records)
         leads = self.resolve_lead_keys(source, (r.lead for r in records))
         existing: dict[str, Any] = {}
-        for chunk in _chunks([r.external_id for r in records]):
+        for chunk in key_batches(self.conn, [r.external_id for r in records]):
             rows = self.conn.execute(
-                sa.select(table).where(table.c.source == source, table.c.external_id.in_(chunk))
+                sa.select(table).where(
+                    table.c.source == source, one_of(self.conn, table.c.external_id, chunk)
+                )
             )
             existing.update({r.external_id: r for r in rows})
         inserts, updates = [], []
@@ -381,23 +396,19 @@ class Ingest:
             pairs = [(row["type"], row["properties"]) for row in written]
             for row, sig in zip(written, signature_ids(self.conn, pairs), strict=True):
                 row["signature_id"] = sig
-            compare = (*compare, "signature_id")
         if inserts:
             insert_rows(self.conn, table, inserts)
-        if updates:
-            self.conn.execute(
-                table.update()
-                .where(table.c.id == sa.bindparam("_id"))
-                .values({k: sa.bindparam(k) for k in compare}),
-                updates,
-            )
+        update_rows(self.conn, table, updates)
         self.mark_dirty(counts.touched_leads)
         return counts
 
     def mark_dirty(self, lead_ids: Iterable[int]) -> None:
-        ids = sorted(set(lead_ids))
-        for chunk in _chunks(ids):
-            self.conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=True))
+        ids = sorted(set(lead_ids) - self.marked)
+        for chunk in key_batches(self.conn, ids):
+            self.conn.execute(
+                LEAD.update().where(one_of(self.conn, LEAD.c.id, chunk)).values(dirty=True)
+            )
+        self.marked.update(ids)
 
     def quarantine(self, source: str, stream: str, items: Sequence[Any]) -> int:
         """Park invalid payloads; the same payload quarantined again is not stored twice."""
@@ -408,12 +419,12 @@ class Ingest:
         ]
         refs = sorted({i.record_ref[:255] for i in items})
         known: set[tuple[str, str]] = set()
-        for chunk in _chunks(refs):
+        for chunk in key_batches(self.conn, refs):
             rows = self.conn.execute(
                 sa.select(QUARANTINE.c.record_ref, QUARANTINE.c.raw).where(
                     QUARANTINE.c.source == source,
                     QUARANTINE.c.stream == stream,
-                    QUARANTINE.c.record_ref.in_(chunk),
+                    one_of(self.conn, QUARANTINE.c.record_ref, chunk),
                 )
             )
             known.update((r.record_ref, r.raw) for r in rows)

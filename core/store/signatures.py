@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from core.store.bulk import key_batches, one_of
 from core.store.tables import Activity, ActivitySignature, table
 
 SIGNATURE = table(ActivitySignature)
@@ -37,11 +38,11 @@ def signature_ids(
     """The signature id of each (type, properties) pair, creating the missing signatures."""
     keys = [digest(kind, props) for kind, props in pairs]
     known: dict[str, int] = {}
-    wanted = sorted(set(keys))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in key_batches(conn, sorted(set(keys))):
         rows = conn.execute(
-            sa.select(SIGNATURE.c.digest, SIGNATURE.c.id).where(SIGNATURE.c.digest.in_(chunk))
+            sa.select(SIGNATURE.c.digest, SIGNATURE.c.id).where(
+                one_of(conn, SIGNATURE.c.digest, chunk)
+            )
         )
         known.update({r.digest: r.id for r in rows})
     fresh: dict[str, dict[str, Any]] = {}
@@ -55,11 +56,11 @@ def signature_ids(
             insert(SIGNATURE).on_conflict_do_nothing(index_elements=["digest"]),
             list(fresh.values()),
         )
-        found = sorted(fresh)
-        for start in range(0, len(found), 500):
-            chunk = found[start : start + 500]
+        for chunk in key_batches(conn, sorted(fresh)):
             rows = conn.execute(
-                sa.select(SIGNATURE.c.digest, SIGNATURE.c.id).where(SIGNATURE.c.digest.in_(chunk))
+                sa.select(SIGNATURE.c.digest, SIGNATURE.c.id).where(
+                    one_of(conn, SIGNATURE.c.digest, chunk)
+                )
             )
             known.update({r.digest: r.id for r in rows})
     return [known[k] for k in keys]

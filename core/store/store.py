@@ -6,6 +6,7 @@ applies migrations, and keeps cursors, runs, quarantine and read queries.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from core.store import db
 from core.store.ingest import HISTORY, IDENTITY, LEAD, QUARANTINE, Ingest, PageCounts
 from core.store.tables import Meta, Score, SyncRun, SyncState, table, utcnow
 
+log = logging.getLogger("leadhub.store")
+PAGE_TABLES = ("lead", "identity", "activity", "activity_signature", "outcome")
 SYNC_STATE = table(SyncState)
 SYNC_RUN = table(SyncRun)
 META = table(Meta)
@@ -122,8 +125,20 @@ class Store:
             reraise=True,
         ):
             with attempt:
-                return self._save_page_once(source, stream, items, cursor, priority)
-        raise AssertionError("unreachable")  # pragma: no cover
+                counts = self._save_page_once(source, stream, items, cursor, priority)
+        self._refresh_statistics()
+        return counts
+
+    def _refresh_statistics(self) -> None:
+        """After a page: fresh statistics for the tables pages fill, once one has doubled (see
+        `db.analyze_grown`); the page is stored whatever happens here."""
+        if self.dialect != "postgresql":
+            return
+        try:
+            with self.begin() as conn:
+                db.analyze_grown(conn, PAGE_TABLES)
+        except sa.exc.DBAPIError as exc:
+            log.warning("statistics not refreshed after a page: %s", exc.orig)
 
     def _save_page_once(
         self,
