@@ -26,7 +26,14 @@ from core.store.bulk import COPY_FROM, copy_rows, insert_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
-from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
+from scoring.engine import (
+    Activity,
+    LedgerEntry,
+    QualifiedState,
+    ScoreResult,
+    _as_utc,
+    score_lead,
+)
 from scoring.model import ScoringModel, segment_matches
 from scoring.tallied import tallyable
 
@@ -610,14 +617,9 @@ def _history_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
     }
 
 
-def entry_dict(entry: Any) -> dict[str, Any]:
-    return {
-        "section": entry.section,
-        "kind": entry.kind,
-        "name": entry.name,
-        "count": entry.count,
-        "points": entry.points,
-    }
+def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger line as a score row stores it."""
+    return entry.as_dict()
 
 
 def _norm(value: Any) -> Any:

@@ -26,7 +26,7 @@ from core.pipeline import score as scorer
 from core.store.ingest import ACTIVITY, LEAD
 from core.store.store import Store
 from core.store.tables import Score, table
-from scoring.engine import Activity, QualifiedState, score_lead
+from scoring.engine import Activity, QualifiedState, reason, score_lead
 from scoring.model import ScoringModel
 from scoring.tallied import tallyable
 
@@ -278,7 +278,7 @@ def _check_rounds(
                 want.qualified,
                 want.qualified_at,
             )
-            assert got.reason == want.reason
+            assert got.reason == want.reason == reason(got.ledger)
             assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
             previous[lead_id] = QualifiedState(want.qualified, want.qualified_at)
         # More activity before the next round.
@@ -413,10 +413,12 @@ def test_a_capped_day_split_by_the_expiry_moment(shared_store: Store) -> None:
     got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
     (row,) = got.values()
     assert (row.engagement, row.total, row.reason) == (30, 30, "Views \N{MULTIPLICATION SIGN}3")
-    assert [(e["name"], e["count"], e["points"]) for e in row.ledger] == [
-        ("Views", 4, 40),
-        ("Expired after 1.25 days", 1, -10),
-    ]
+    assert row.ledger == [
+        {"section": "engagement", "kind": "rule", "name": "Views", "count": 4, "points": 40,
+         "live": 3},
+        {"section": "engagement", "kind": "decay", "name": "Expired after 1.25 days",
+         "count": 1, "points": -10},
+    ]  # fmt: skip
 
 
 def test_a_window_that_starts_mid_day_before_the_cap(shared_store: Store) -> None:
@@ -438,9 +440,9 @@ def test_a_window_that_starts_mid_day_before_the_cap(shared_store: Store) -> Non
     got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
     (row,) = got.values()
     assert (row.engagement, row.reason) == (5, "Views")
-    assert [(e["name"], e["count"], e["points"]) for e in row.ledger] == [
-        ("Views", 2, 10),
-        ("Expired after 0.25 days", 1, -5),
+    assert [(e["name"], e["count"], e["points"], e.get("live")) for e in row.ledger] == [
+        ("Views", 2, 10, 1),
+        ("Expired after 0.25 days", 1, -5, None),
     ]
 
 
@@ -459,9 +461,9 @@ def test_expired_matches_still_fill_the_days_cap(shared_store: Store) -> None:
     got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
     (row,) = got.values()
     assert (row.engagement, row.reason) == (8, "Views \N{MULTIPLICATION SIGN}2")
-    assert [(e["name"], e["count"], e["points"]) for e in row.ledger] == [
-        ("Views", 3, 12),
-        ("Expired after 1.16667 days", 1, -4),
+    assert [(e["name"], e["count"], e["points"], e.get("live")) for e in row.ledger] == [
+        ("Views", 3, 12, 2),
+        ("Expired after 1.16667 days", 1, -4, None),
     ]
 
 
@@ -498,6 +500,7 @@ def _assert_as_engine(
             want.reason,
         )
         assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
+        assert got.reason == reason(got.ledger)
 
 
 def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:
