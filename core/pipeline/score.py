@@ -131,11 +131,13 @@ def _take_dirty(conn: Connection) -> list[int]:
     """Clear the dirty flag of the next chunk of dirty leads (lowest ids first) and return
     their ids, in one statement. Clearing first means a pull that marks a lead dirty while we
     score it waits for our row lock and marks it again after we commit: no change is ever
-    missed; `dirty` in the outer condition makes a concurrent pass skip the leads this one took.
-    On PostgreSQL the same statement turns off the wait for the WAL flush for this transaction
-    (`set_config(..., true)` is `SET LOCAL`), saving a round trip."""
+    missed. The outer `IS NOT false` (which no index serves, unlike `IS true`) makes a
+    concurrent pass skip the leads this one took, and leaves PostgreSQL one scan of the dirty
+    index, whose `true` side holds an entry for every lead ever marked until a VACUUM, and
+    primary-key lookups for the rest. On PostgreSQL the same statement turns off the wait for
+    the WAL flush for this transaction (`set_config(..., true)` is `SET LOCAL`)."""
     ids = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id).limit(CHUNK)
-    query = LEAD.update().where(LEAD.c.dirty.is_(True), LEAD.c.id.in_(ids.scalar_subquery()))
+    query = LEAD.update().where(LEAD.c.id.in_(ids.scalar_subquery()), LEAD.c.dirty.is_not(False))
     if conn.dialect.name == "postgresql":
         no_flush = sa.select(sa.func.set_config("synchronous_commit", "off", True))
         query = query.where(no_flush.scalar_subquery().is_not(None))

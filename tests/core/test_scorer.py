@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -156,6 +157,24 @@ def test_one_lead_after_one_activity_takes_the_same_few_statements_at_any_size(
     with store.engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT read, updated FROM sync_run WHERE kind = 'score'"))
         assert list(runs)[-1] == (1, 1)
+
+
+def test_two_passes_at_once_take_a_dirty_lead_once(store: Store) -> None:
+    """A pass that finds a lead locked by another pass's claim waits, then skips it if that
+    pass cleared its flag: the lead is scored by one of them."""
+    seed(store, 2)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(1, "q1")], None)
+    found: list[list[int]] = []
+    with store.engine.connect() as first, store.engine.connect() as second:
+        taken = scorer._take_dirty(first)  # claimed, not yet committed
+        other = threading.Thread(target=lambda: found.append(scorer._take_dirty(second)))
+        other.start()
+        other.join(0.5)  # on PostgreSQL it waits for the row lock; SQLite's reader sees
+        first.commit()  # the claim only once committed, so it may already be done
+        other.join()
+        second.commit()
+    assert len(taken) == 1 and found == [[]]
 
 
 def test_model_change_rescores_everyone(store: Store) -> None:
