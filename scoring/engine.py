@@ -59,13 +59,45 @@ class QualifiedState:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One line of a score's explanation; the points of all entries add up to the total."""
+    """One line of a score's explanation; the points of all entries add up to the total.
+
+    An engagement rule's line says how many matches it counted and their points; when the
+    model's expiry took some of them, `live` says how many still count (the expired points are
+    in the "Expired after" decay line). The score's reason is built from these lines alone
+    (`reason`)."""
 
     section: Literal["fit", "engagement", "total"]
     kind: Literal["rule", "decay", "clamp"]
     name: str
     count: int
     points: float
+    live: int | None = None  # of `count`, how many have not expired; None: all of them
+
+    def as_dict(self) -> dict[str, Any]:
+        """The line as stored in a score row's JSON ledger (`live` only when set)."""
+        line: dict[str, Any] = {
+            "section": self.section,
+            "kind": self.kind,
+            "name": self.name,
+            "count": self.count,
+            "points": self.points,
+        }
+        if self.live is not None:
+            line["live"] = self.live
+        return line
+
+    @classmethod
+    def of(cls, line: Mapping[str, Any]) -> LedgerEntry:
+        """A line as read back from a stored ledger (older ledgers have no `live`)."""
+        live = line.get("live")
+        return cls(
+            line["section"],
+            line["kind"],
+            line["name"],
+            int(line.get("count") or 0),
+            float(line.get("points") or 0),
+            None if live is None else int(live),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +146,9 @@ def score_lead(
     compiled = compile_model(model)
     now = _as_utc(now)
     ledger: list[LedgerEntry] = []
-    reasons: list[tuple[int, str]] = []  # (cents, label) of positive contributions
-    fit = _score_fit(compiled, fields, ledger, reasons)
-    engagement = _score_engagement(compiled, activities, now.timestamp(), ledger, reasons)
-    return outputs(compiled, fit, engagement, now, previous, ledger, reasons)
+    fit = _score_fit(compiled, fields, ledger)
+    engagement = _score_engagement(compiled, activities, now.timestamp(), ledger)
+    return outputs(compiled, fit, engagement, now, previous, ledger)
 
 
 def outputs(
@@ -127,10 +158,9 @@ def outputs(
     now: datetime,
     previous: QualifiedState | None,
     ledger: list[LedgerEntry],
-    reasons: list[tuple[int, str]],
 ) -> ScoreResult:
-    """The total, tier, grade and qualified state from fit and engagement in cents: the last
-    steps of every scoring path, per lead or set-based."""
+    """The total, tier, grade, qualified state and reason from fit, engagement (in cents) and
+    the ledger: the last steps of every scoring path, per lead or set-based."""
     total = _clamp(fit + engagement, compiled.total_bounds, "total", "Total", ledger)
     tier, color = _tier(compiled, total)
     grade = _grade(compiled, fit, engagement)
@@ -150,7 +180,7 @@ def outputs(
         qualified_at=qualified_at,
         event=event,
         ledger=tuple(ledger),
-        reason=_reason(reasons),
+        reason=reason(ledger),
     )
 
 
@@ -162,15 +192,12 @@ def _score_fit(
     compiled: CompiledModel,
     fields: Mapping[str, Any],
     ledger: list[LedgerEntry],
-    reasons: list[tuple[int, str]],
 ) -> int:
     fit = 0
     for rule in compiled.fit:
         if rule.test(rule.get(fields)):
             fit += rule.cents
             ledger.append(LedgerEntry("fit", "rule", rule.name, 1, rule.cents / 100))
-            if rule.cents > 0:
-                reasons.append((rule.cents, rule.name))
     return _clamp(fit, compiled.fit_bounds, "fit", "Fit", ledger)
 
 
@@ -235,7 +262,6 @@ def _score_engagement(
     activities: Iterable[Activity],
     now_ts: float,
     ledger: list[LedgerEntry],
-    reasons: list[tuple[int, str]],
 ) -> int:
     stamps, last = _collect(compiled, activities, now_ts)
     raw = 0
@@ -246,11 +272,11 @@ def _score_engagement(
             continue
         points = cents(rule.points * len(counted))
         raw += points
-        ledger.append(LedgerEntry("engagement", "rule", rule.name, len(counted), points / 100))
-        if rule.fades:
-            live = _fade(compiled, rule, counted, points, now_ts, fading)
-            if live:  # the reason names what still counts, not what expired
-                reasons.append((cents(rule.points * len(live)), _label(rule.name, len(live))))
+        live = _fade(compiled, rule, counted, points, now_ts, fading) if rule.fades else counted
+        alive = None if len(live) == len(counted) else len(live)
+        ledger.append(
+            LedgerEntry("engagement", "rule", rule.name, len(counted), points / 100, alive)
+        )
     decayed = _decay(compiled, raw, fading, now_ts - last, ledger)
     return _clamp(decayed, compiled.engagement_bounds, "engagement", "Engagement", ledger)
 
@@ -385,7 +411,22 @@ def _label(name: str, count: int) -> str:
     return name if count == 1 else f"{name} {TIMES}{count}"
 
 
-def _reason(reasons: list[tuple[int, str]]) -> str:
-    """The top three positive contributions, e.g. "Request a quote, Pricing page x3"."""
-    top = sorted(reasons, key=lambda item: -item[0])[:3]  # stable: model order breaks ties
+def reason(ledger: Iterable[LedgerEntry | Mapping[str, Any]]) -> str:
+    """A score's short reason, from its ledger alone (lines as `LedgerEntry` or as stored):
+    the labels of the three rule lines with positive points that weigh most, e.g. "Request a
+    quote, Pricing page" followed by a multiplication sign and 3. A line weighs what still
+    counts: its `live` matches (when expiry took some) and their share of its points; a line
+    whose matches all expired is left out. Ties keep ledger order (the model's: fit rules,
+    then engagement rules). Every reason leadhub stores, shows or sends is this function's."""
+    weighed: list[tuple[int, str]] = []
+    for line in ledger:
+        entry = line if isinstance(line, LedgerEntry) else LedgerEntry.of(line)
+        if entry.kind != "rule" or entry.points <= 0:
+            continue
+        if entry.live is None:
+            weighed.append((round(entry.points * 100), _label(entry.name, entry.count)))
+        elif entry.live > 0:
+            weight = round(entry.points * 100 * entry.live / entry.count)
+            weighed.append((weight, _label(entry.name, entry.live)))
+    top = sorted(weighed, key=lambda item: -item[0])[:3]  # stable: ledger order breaks ties
     return ", ".join(label for _, label in top)

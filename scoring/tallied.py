@@ -28,7 +28,6 @@ from scoring.engine import (
     _clamp,
     _decay,
     _Fading,
-    _label,
     outputs,
 )
 from scoring.model import ScoringModel
@@ -133,7 +132,6 @@ class TallyScorer:
     ) -> ScoreResult:
         compiled = self.compiled
         ledger: list[LedgerEntry] = []
-        reasons: list[tuple[int, str]] = []
         fit = 0
         hits = [False] * len(compiled.fit)
         for i, hit in zip(self._fit_order, (h for group in fit_key for h in group), strict=True):
@@ -142,8 +140,6 @@ class TallyScorer:
             if hit:
                 fit += rule.cents
                 ledger.append(LedgerEntry("fit", "rule", rule.name, 1, rule.cents / 100))
-                if rule.cents > 0:
-                    reasons.append((rule.cents, rule.name))
         fit = _clamp(fit, compiled.fit_bounds, "fit", "Fit", ledger)
         raw = 0
         fading = _Fading()
@@ -154,16 +150,22 @@ class TallyScorer:
                 continue
             points = cents(check.points * count)
             raw += points
-            ledger.append(LedgerEntry("engagement", "rule", check.name, count, points / 100))
-            if check.fades:
-                alive = count
-                if compiled.expire is not None:
-                    alive = min(count, live)
-                    if alive < count:
-                        fading.expired_count += count - alive
-                        fading.expired += points - cents(check.points * alive)
-                if alive:
-                    reasons.append((cents(check.points * alive), _label(check.name, alive)))
+            alive = count
+            if check.fades and compiled.expire is not None:
+                alive = min(count, live)
+                if alive < count:
+                    fading.expired_count += count - alive
+                    fading.expired += points - cents(check.points * alive)
+            ledger.append(
+                LedgerEntry(
+                    "engagement",
+                    "rule",
+                    check.name,
+                    count,
+                    points / 100,
+                    None if alive == count else alive,
+                )
+            )
         decayed = _decay(compiled, raw, fading, inactive, ledger)
         engagement = _clamp(decayed, compiled.engagement_bounds, "engagement", "Engagement", ledger)
-        return outputs(compiled, fit, engagement, now, previous, ledger, reasons)
+        return outputs(compiled, fit, engagement, now, previous, ledger)

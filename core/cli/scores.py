@@ -161,7 +161,8 @@ def explain(
     )
     for entry, e in zip(r.ledger, ledger, strict=True):
         name = e["name"] + _decay_note(model, entry)
-        table.add_row(e["section"], e["kind"], name, str(e["count"]), f"{e['points']:+g}")
+        count = str(e["count"]) + (f" ({entry.live} live)" if entry.live is not None else "")
+        table.add_row(e["section"], e["kind"], name, count, f"{e['points']:+g}")
     table.add_row("", "", "[bold]total[/bold]", "", f"[bold]{r.total:g}[/bold]")
     console.print(table)
     parts = [f"fit {r.fit:g}", f"engagement {r.engagement:g}"]

@@ -26,7 +26,14 @@ from core.store.bulk import COPY_FROM, copy_rows, insert_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
-from scoring.engine import Activity, QualifiedState, ScoreResult, _as_utc, score_lead
+from scoring.engine import (
+    Activity,
+    LedgerEntry,
+    QualifiedState,
+    ScoreResult,
+    _as_utc,
+    score_lead,
+)
 from scoring.model import ScoringModel, segment_matches
 from scoring.tallied import tallyable
 
@@ -75,29 +82,29 @@ def _score_dirty(
     progress: Callable[[int, int], None] | None,
 ) -> ScoreRun:
     """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
-    connection; a pass of one chunk (one lead after a webhook) is a single transaction, run
-    record included, and touches only that lead's rows through indexes.
+    connection whose transaction (begun by the caller's meta read) goes on; a pass of one
+    chunk (one lead after a webhook) is a single transaction, run record included, and
+    touches only that lead's rows through indexes: a handful of round trips whatever the
+    store's size.
 
     On PostgreSQL these transactions commit without waiting for the WAL flush: a crash can
     lose only whole transactions, and a lost one leaves its leads dirty, to be scored again.
     """
     started = utcnow()
-    ids: list[int] | None = None
+    total = 0
+    if progress:
+        query = sa.select(sa.func.count()).select_from(LEAD).where(LEAD.c.dirty.is_(True))
+        total = conn.execute(query).scalar_one()
     while True:
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-            if ids is None:
-                query = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id)
-                ids = [row.id for row in conn.execute(query)]
-            chunk = ids[run.leads : run.leads + CHUNK]
+        try:
+            chunk = _take_dirty(conn)
             if chunk:
-                conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
                 changed, events = _score_chunk(conn, chunk, models, now, artefact)
                 run.leads += len(chunk)
                 run.changed += changed
                 run.events += events
-            if run.leads >= len(ids):
+            done = len(chunk) < CHUNK
+            if done:
                 conn.execute(
                     SYNC_RUN.insert().values(
                         kind="score",
@@ -105,15 +112,39 @@ def _score_dirty(
                         started_at=started,
                         finished_at=utcnow(),
                         status="ok",
-                        read=len(ids),
+                        read=run.leads,
                         updated=run.changed,
                         unchanged=run.leads - run.changed,
                     )
                 )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
         if progress and chunk:
-            progress(run.leads, len(ids))
-        if run.leads >= len(ids):
+            progress(run.leads, max(total, run.leads))
+        if done:
             return run
+
+
+def _take_dirty(conn: Connection) -> list[int]:
+    """Clear the dirty flag of the next chunk of dirty leads (lowest ids first) and return
+    their ids, in one statement. Clearing first means a pull that marks a lead dirty while we
+    score it waits for our row lock and marks it again after we commit: no change is ever
+    missed. The outer `IS NOT false` (which no index serves, unlike `IS true`) makes a
+    concurrent pass skip the leads this one took, and leaves PostgreSQL one scan of the dirty
+    index, whose `true` side holds an entry for every lead ever marked until a VACUUM, and
+    primary-key lookups for the rest. On PostgreSQL the same statement turns off the wait for
+    the WAL flush for this transaction (`set_config(..., true)` is `SET LOCAL`)."""
+    ids = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id).limit(CHUNK)
+    query = LEAD.update().where(LEAD.c.id.in_(ids.scalar_subquery()), LEAD.c.dirty.is_not(False))
+    if conn.dialect.name == "postgresql":
+        no_flush = sa.select(sa.func.set_config("synchronous_commit", "off", True))
+        query = query.where(no_flush.scalar_subquery().is_not(None))
+    return sorted(conn.execute(query.values(dirty=False).returning(LEAD.c.id)).scalars())
+
+
+_VERSION_KEY = "(latest predictive version)"  # not a meta key: the read's row for it
 
 
 def score(
@@ -129,21 +160,25 @@ def score(
     run = ScoreRun()
     keys = [_hash_key(m) for m in models]
     with store.engine.connect() as conn:
-        meta = dict(
-            conn.execute(
-                sa.select(META.c.key, META.c.value).where(
-                    META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY])
-                )
-            ).all()
+        # The meta values and the latest predictive version in one read, which the
+        # incremental pass continues in its first transaction.
+        latest = sa.select(
+            sa.literal(_VERSION_KEY, sa.String),
+            sa.cast(sa.func.max(PREDICTIVE.c.version), sa.String),
         )
-        artefact = _latest_artefact(store, conn)
-        conn.rollback()  # ends the read; the incremental pass goes on on this connection
+        query = sa.select(META.c.key, META.c.value).where(
+            META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY])
+        )
+        meta = dict(conn.execute(query.union_all(latest)).all())
+        latest_version = meta.pop(_VERSION_KEY, None)
+        artefact = _latest_artefact(store, int(latest_version) if latest_version else None)
         version = str(artefact.version) if artefact else ""
         new_predictor = meta.get(PREDICTIVE_KEY) != version and artefact is not None
         stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
         names = ",".join(sorted(m.name for m in models))
         if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
             return _score_dirty(conn, models, now, artefact, run, progress)
+        conn.rollback()
     run.full_models = [m.name for m in stale]
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
@@ -335,9 +370,9 @@ MODELS_KEY = "scored_models"
 _ARTEFACTS: dict[tuple[str, int], Artefact] = {}  # (store url, version): loaded once
 
 
-def _latest_artefact(store: Store, conn: Connection) -> Artefact | None:
-    """The latest predictive model, loaded from its blob only when its version is new."""
-    version = conn.execute(sa.select(sa.func.max(PREDICTIVE.c.version))).scalar()
+def _latest_artefact(store: Store, version: int | None) -> Artefact | None:
+    """The latest predictive model (of `version`, the latest stored), loaded from its blob only
+    when its version is new."""
     if version is None:
         return None
     artefact = _ARTEFACTS.get((store.url, version))
@@ -584,14 +619,9 @@ def _history_row(lead_id: int, r: ScoreResult, now: datetime) -> dict[str, Any]:
     }
 
 
-def entry_dict(entry: Any) -> dict[str, Any]:
-    return {
-        "section": entry.section,
-        "kind": entry.kind,
-        "name": entry.name,
-        "count": entry.count,
-        "points": entry.points,
-    }
+def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger line as a score row stores it."""
+    return entry.as_dict()
 
 
 def _norm(value: Any) -> Any:

@@ -97,6 +97,9 @@ class LedgerLine(_Out):
     name: str
     count: int
     points: float
+    live: int | None = Field(
+        None, description="of `count`, how many have not expired (set only when some have)"
+    )
 
 
 class ModelScore(_Out):

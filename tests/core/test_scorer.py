@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
 
 from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord
@@ -101,6 +107,74 @@ def test_only_touched_lead_is_rescored(store: Store) -> None:
     run = scorer.score(store, model(), now=NOW)
     assert (run.leads, run.changed) == (1, 1)
     assert queries.ranked_leads(store, "default", 1)[0]["email"] == "p2@acme.com"
+
+
+@contextmanager
+def statements(store: Store) -> Iterator[list[str]]:
+    """The SQL statements sent to the database inside the block (transaction control too)."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    def begin(conn: Any) -> None:
+        sent.append("BEGIN")
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    sa.event.listen(store.engine, "begin", begin)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+        sa.event.remove(store.engine, "begin", begin)
+
+
+def test_one_lead_after_one_activity_takes_the_same_few_statements_at_any_size(
+    store: Store,
+) -> None:
+    """The incremental pass reads and writes one lead's rows: as many statements with 3 leads
+    as with 300, in one transaction (the meta read goes on into it), and the stored score
+    and the run record follow."""
+    seed(store, 3)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(1, "q1")], None)
+    with statements(store) as small:
+        run = scorer.score(store, model(), now=NOW)
+    assert (run.leads, run.changed) == (1, 1)
+    more = [
+        LeadRecord(source="crm", external_id=str(i), email=f"p{i}@acme.com") for i in range(3, 300)
+    ]
+    store.save_page("crm", "leads", more, None)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(2, "q2")], None)
+    with statements(store) as large:
+        run = scorer.score(store, model(), now=NOW)
+    assert (run.leads, run.changed) == (1, 1)
+    assert len(large) == len(small) <= 18, large
+    assert large.count("BEGIN") == 1
+    totals = [r["total"] for r in queries.ranked_leads(store, "default", 3)]
+    assert totals == [50, 50, 20]  # p1, p2: a quote each; p0: director
+    with store.engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT read, updated FROM sync_run WHERE kind = 'score'"))
+        assert list(runs)[-1] == (1, 1)
+
+
+def test_two_passes_at_once_take_a_dirty_lead_once(store: Store) -> None:
+    """A pass that finds a lead locked by another pass's claim waits, then skips it if that
+    pass cleared its flag: the lead is scored by one of them."""
+    seed(store, 2)
+    scorer.score(store, model(), now=NOW)
+    store.save_page("crm", "acts", [quote(1, "q1")], None)
+    found: list[list[int]] = []
+    with store.engine.connect() as first, store.engine.connect() as second:
+        taken = scorer._take_dirty(first)  # claimed, not yet committed
+        other = threading.Thread(target=lambda: found.append(scorer._take_dirty(second)))
+        other.start()
+        other.join(0.5)  # on PostgreSQL it waits for the row lock; SQLite's reader sees
+        first.commit()  # the claim only once committed, so it may already be done
+        other.join()
+        second.commit()
+    assert len(taken) == 1 and found == [[]]
 
 
 def test_model_change_rescores_everyone(store: Store) -> None:

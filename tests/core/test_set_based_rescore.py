@@ -5,6 +5,10 @@ window, per-day cap, limit, negative points; decay steps and expiry; clamps, tie
 qualified with release) and activity histories. A full rescore stores scores through the
 set-based path; `scoring.engine.score_lead`, run on the same inputs, is the oracle. A second
 round at a later moment, with more activity, checks hysteresis against the stored state.
+A second strategy aims at where expiry meets the per-day caps: expiry moments, window starts
+and `now` mid-day, bursts of alike activities on one UTC day either side of them (to the
+second and the microsecond), caps below a day's count and limits on top; three hand-computed
+cases pin the arithmetic.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from core.pipeline import score as scorer
 from core.store.ingest import ACTIVITY, LEAD
 from core.store.store import Store
 from core.store.tables import Score, table
-from scoring.engine import Activity, QualifiedState, score_lead
+from scoring.engine import Activity, QualifiedState, reason, score_lead
 from scoring.model import ScoringModel
 from scoring.tallied import tallyable
 
@@ -90,19 +94,23 @@ qualified = st.one_of(
 
 
 @st.composite
-def models(draw: st.DrawFn) -> ScoringModel:
+def models(
+    draw: st.DrawFn,
+    rules: st.SearchStrategy[dict[str, Any]] = engagement_rules,
+    decay: st.SearchStrategy[dict[str, Any]] = decays,
+) -> ScoringModel:
     fit = [
         {"name": f"F{i}", "points": draw(POINTS), **rule}
         for i, rule in enumerate(draw(st.lists(fit_rules, max_size=5)))
     ]
     engagement = [
         {"name": f"E{i}", **rule}
-        for i, rule in enumerate(draw(st.lists(engagement_rules, min_size=1, max_size=6)))
+        for i, rule in enumerate(draw(st.lists(rules, min_size=1, max_size=6)))
     ]
     data: dict[str, Any] = {
         "name": "m",
         "fit": {"rules": fit, **draw(bounds)},
-        "engagement": {"rules": engagement, "decay": draw(decays), **draw(bounds)},
+        "engagement": {"rules": engagement, "decay": draw(decay), **draw(bounds)},
         "tiers": draw(tiers),
         **draw(bounds),
     }
@@ -217,7 +225,14 @@ def _expected(
 def test_full_rescore_matches_the_engine_on_every_lead(
     shared_store: Store, model: ScoringModel, data: list[Any]
 ) -> None:
-    store = shared_store
+    _check_rounds(shared_store, model, data, (NOW, NOW + timedelta(days=3, hours=5)))
+
+
+def _check_rounds(
+    store: Store, model: ScoringModel, data: list[Any], moments: tuple[datetime, ...]
+) -> dict[int, Any]:
+    """A full rescore at each of `moments` (the later histories added after the first) stores,
+    for every lead, the engine's score given the previous round's state; the last round's rows."""
     _reset(store)
     with store.begin() as conn:
         lead_ids = [
@@ -239,8 +254,8 @@ def test_full_rescore_matches_the_engine_on_every_lead(
     histories_now = {lead_id: list(d[1]) for lead_id, d in zip(lead_ids, data, strict=True)}
     _add(store, lead_ids, [d[1] for d in data], 1)
     previous: dict[int, QualifiedState | None] = dict.fromkeys(lead_ids)
-    later = NOW + timedelta(days=3, hours=5)
-    for round_no, round_now in enumerate((NOW, later), start=2):
+    stored: dict[int, Any] = {}
+    for round_no, round_now in enumerate(moments, start=2):
         scorer.score(store, [model], full=True, now=round_now)
         with store.engine.connect() as conn:
             stored = {r.lead_id: r for r in conn.execute(sa.select(SCORE))}
@@ -263,13 +278,193 @@ def test_full_rescore_matches_the_engine_on_every_lead(
                 want.qualified,
                 want.qualified_at,
             )
-            assert got.reason == want.reason
+            assert got.reason == want.reason == reason(got.ledger)
             assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
             previous[lead_id] = QualifiedState(want.qualified, want.qualified_at)
-        # More activity before the second round.
+        # More activity before the next round.
         _add(store, lead_ids, [d[2] for d in data], round_no)
         for lead_id, d in zip(lead_ids, data, strict=True):
             histories_now[lead_id] += d[2]
+    return stored
+
+
+# Where expiry meets the per-day caps. Models that expire after a fraction of a day (the expiry
+# moment falls mid-day), rules with a per-day cap (mostly) below the bursts' sizes, windows that
+# start mid-day, limits on top; `now` at any second of its day; bursts of alike activities on
+# one UTC day around a moment where something changes (the expiry moment, a window's start,
+# midnight), at it, a second or a microsecond either side, or hours away on the same day.
+BOUNDARY_EVENTS = ("page_viewed", "form_submitted", "email_opened")
+boundary_rules = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(BOUNDARY_EVENTS),
+        "points": st.one_of(st.integers(1, 40), st.sampled_from([1.25, 3.33, -7])),
+        "limit_per_day": st.integers(1, 3),
+    },
+    optional={
+        "limit": st.integers(1, 5),
+        "window_days": st.sampled_from([0.3, 0.5, 1, 1.75, 2.5, 4]),
+        "url": st.just("*/pricing*"),
+    },
+)
+boundary_decays = st.fixed_dictionaries(
+    {"expire_after_days": st.sampled_from([0.25, 0.75, 1, 1.5, 2.6, 3])},
+    optional={"inactivity": st.just([{"days": 1, "minus": 3}, {"days": 4, "minus": 50}])},
+)
+OFFSETS = st.one_of(
+    st.sampled_from([-1, 0, 1]).map(lambda s: timedelta(seconds=s)),
+    st.sampled_from([-1, 1]).map(lambda us: timedelta(microseconds=us)),
+    st.integers(-6 * 3600, 6 * 3600).map(lambda s: timedelta(seconds=s)),
+)
+
+
+def _anchors(model: ScoringModel, moment: datetime) -> list[datetime]:
+    """The moments around which counting changes, as of `moment`."""
+    expire = model.engagement.decay.expire_after_days
+    spans = [expire] + [r.window_days for r in model.engagement.rules]
+    edges = [moment - timedelta(days=d) for d in spans if d is not None]
+    midnights = [e.replace(hour=0, minute=0, second=0, microsecond=0) for e in edges]
+    return [*edges, *midnights, moment]
+
+
+@st.composite
+def boundary_cases(draw: st.DrawFn) -> tuple[ScoringModel, list[Any], tuple[datetime, ...]]:
+    model = draw(models(boundary_rules, boundary_decays))
+    now = START + timedelta(seconds=draw(st.integers(0, 86399)))
+    later = now + timedelta(seconds=draw(st.integers(3600, 4 * 86400)))
+    anchors = _anchors(model, now) + _anchors(model, later)
+    kinds = sorted({r.event for r in model.engagement.rules})
+
+    def burst() -> list[tuple[str, datetime, Any]]:
+        anchor = draw(st.sampled_from(anchors))
+        kind = draw(st.sampled_from(kinds))
+        props = PROPERTIES[draw(st.sampled_from([0, 1, 5, 7]))]
+        same_day = draw(st.booleans())  # else a burst may cross midnight
+        day = anchor.replace(hour=0, minute=0, second=0, microsecond=0)
+        burst = []
+        for offset in draw(st.lists(OFFSETS, min_size=2, max_size=6)):
+            at = anchor + offset
+            if same_day:
+                at = min(max(at, day), day + timedelta(days=1, microseconds=-1))
+            burst.append((kind, at, props))
+        return burst
+
+    def history(most: int) -> list[Any]:
+        return [a for _ in range(draw(st.integers(0, most))) for a in burst()]
+
+    data = [(draw(leads), history(4), history(2)) for _ in range(draw(st.integers(1, 4)))]
+    return model, data, (now, later)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=boundary_cases())
+def test_expiry_and_day_caps_at_a_day_boundary_match_the_engine(
+    shared_store: Store, case: tuple[ScoringModel, list[Any], tuple[datetime, ...]]
+) -> None:
+    model, data, moments = case
+    _check_rounds(shared_store, model, data, moments)
+
+
+# Hand-computed cases. `now` is 2026-11-20 15:00 UTC.
+HAND_NOW = datetime(2026, 11, 20, 15, tzinfo=UTC)
+PLAIN_LEAD = {
+    "email": "a@acme.example",
+    "job_title": None,
+    "company_size": None,
+    "country": "US",
+    "industry": None,
+    "custom": {},
+}
+
+
+def _hand_model(rule: dict[str, Any], decay: dict[str, Any]) -> ScoringModel:
+    return ScoringModel.model_validate(
+        {"name": "m", "fit": {"rules": []}, "engagement": {"rules": [rule], "decay": decay}}
+    )
+
+
+def _views(*moments: str) -> list[Any]:
+    return [("page_viewed", datetime.fromisoformat(m).replace(tzinfo=UTC), {}) for m in moments]
+
+
+def test_a_capped_day_split_by_the_expiry_moment(shared_store: Store) -> None:
+    """Expiry after 1.25 days: the expiry moment is 2026-11-19 09:00, mid-day. A cap of 2 a
+    day keeps the latest two of each day: 12:00 and 11:00 on the 20th (10:00 is over the cap),
+    09:00 (exactly 1.25 days old: still live) and 08:59:59 (expired) on the 19th, both views of
+    the 18th (expired). `limit: 4` keeps the latest four of those: three live, one expired.
+    4 x 10 = 40 points, 10 of them expired: engagement 30; the reason names the live three."""
+    model = _hand_model(
+        {"name": "Views", "event": "page_viewed", "points": 10, "limit_per_day": 2, "limit": 4},
+        {"expire_after_days": 1.25},
+    )
+    acts = _views(
+        "2026-11-20 10:00",
+        "2026-11-20 11:00",
+        "2026-11-20 12:00",
+        "2026-11-19 08:00",
+        "2026-11-19 08:59:59",
+        "2026-11-19 09:00",
+        "2026-11-18 20:00",
+        "2026-11-18 21:00",
+    )
+    got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
+    (row,) = got.values()
+    assert (row.engagement, row.total, row.reason) == (30, 30, "Views \N{MULTIPLICATION SIGN}3")
+    assert row.ledger == [
+        {"section": "engagement", "kind": "rule", "name": "Views", "count": 4, "points": 40,
+         "live": 3},
+        {"section": "engagement", "kind": "decay", "name": "Expired after 1.25 days",
+         "count": 1, "points": -10},
+    ]  # fmt: skip
+
+
+def test_a_window_that_starts_mid_day_before_the_cap(shared_store: Store) -> None:
+    """A half-day window from 03:00 on the 20th: of the views at 19th 20:00, 02:59:59, 03:00
+    (exactly half a day old: in) and 14:00, the last two are in it and within the cap of 2 a
+    day: 2 x 5 = 10 points. Expiry after 0.25 days (09:00) takes 03:00's 5: engagement 5,
+    and the reason names the one live view."""
+    model = _hand_model(
+        {
+            "name": "Views",
+            "event": "page_viewed",
+            "points": 5,
+            "limit_per_day": 2,
+            "window_days": 0.5,
+        },
+        {"expire_after_days": 0.25},
+    )
+    acts = _views("2026-11-19 20:00", "2026-11-20 02:59:59", "2026-11-20 03:00", "2026-11-20 14:00")
+    got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
+    (row,) = got.values()
+    assert (row.engagement, row.reason) == (5, "Views")
+    assert [(e["name"], e["count"], e["points"], e.get("live")) for e in row.ledger] == [
+        ("Views", 2, 10, 1),
+        ("Expired after 0.25 days", 1, -5, None),
+    ]
+
+
+def test_expired_matches_still_fill_the_days_cap(shared_store: Store) -> None:
+    """The cap keeps the most recent matches of a day, live or expired: with expiry after 28
+    hours (the 19th 11:00), the views at 12:00 and 11:30 fill that day's cap of 2 and 10:00
+    and 09:00 are not counted, so nothing expires: 2 x 4 = 8 points. A cap of 3 counts 10:00
+    too and expires it: 12 points, 4 expired."""
+    rule = {"name": "Views", "event": "page_viewed", "points": 4, "limit_per_day": 2}
+    acts = _views("2026-11-19 09:00", "2026-11-19 10:00", "2026-11-19 11:30", "2026-11-19 12:00")
+    model = _hand_model(rule, {"expire_after_days": 28 / 24})
+    got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
+    (row,) = got.values()
+    assert (row.engagement, row.reason) == (8, "Views \N{MULTIPLICATION SIGN}2")
+    model = _hand_model({**rule, "limit_per_day": 3}, {"expire_after_days": 28 / 24})
+    got = _check_rounds(shared_store, model, [(PLAIN_LEAD, acts, [])], (HAND_NOW,))
+    (row,) = got.values()
+    assert (row.engagement, row.reason) == (8, "Views \N{MULTIPLICATION SIGN}2")
+    assert [(e["name"], e["count"], e["points"], e.get("live")) for e in row.ledger] == [
+        ("Views", 3, 12, 2),
+        ("Expired after 1.16667 days", 1, -4, None),
+    ]
 
 
 def _stored(store: Store) -> dict[tuple[int, str], Any]:
@@ -305,6 +500,7 @@ def _assert_as_engine(
             want.reason,
         )
         assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
+        assert got.reason == reason(got.ledger)
 
 
 def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scoring.engine import QualifiedState, ScoreResult, score_lead
+from scoring.engine import LedgerEntry, QualifiedState, ScoreResult, reason, score_lead
 from scoring.model import ScoringModel
 from tests.scoring.helpers import NOW, act, entries, ledger_total, model
 
@@ -165,6 +165,50 @@ def test_reason_lists_the_top_three_positive_contributions() -> None:
     result = score_lead({"job_title": "Director"}, acts, m, NOW)
     assert result.reason == "Pricing page \u00d73, Request a quote, Decision maker"
     assert score_lead({}, [act("unsubscribed", 1)], m, NOW).reason == ""
+
+
+def _line(section: str, kind: str, name: str, count: int, points: float, **more: Any) -> Any:
+    return {"section": section, "kind": kind, "name": name, "count": count, "points": points,
+            **more}  # fmt: skip
+
+
+def test_the_reason_is_built_from_the_stored_ledger_alone() -> None:
+    """Rule lines with positive points weigh their points, or, when expiry took some matches,
+    the live share of them (30 points for 3 matches, 1 live: 10); decay and clamp lines and
+    negative rules never show; a line whose matches all expired is left out; ties keep ledger
+    order. A ledger stored before lines had `live` reads as all live."""
+    ledger = [
+        _line("fit", "rule", "Director", 1, 20),
+        _line("fit", "rule", "Student", 1, -10),
+        _line("fit", "clamp", "Fit max 5", 1, -5),
+        _line("engagement", "rule", "Pricing page", 3, 30, live=1),  # weighs 10
+        _line("engagement", "rule", "Webinar", 2, 20),  # weighs 20: ties with Director
+        _line("engagement", "rule", "Old form", 1, 50, live=0),  # all expired
+        _line("engagement", "rule", "Unsubscribed", 1, -20),
+        _line("engagement", "decay", "Expired after 30 days", 3, -70),
+        _line("total", "clamp", "Total max 100", 1, 40),
+    ]
+    assert reason(ledger) == "Director, Webinar \u00d72, Pricing page"
+    assert reason([LedgerEntry.of(line) for line in ledger]) == reason(ledger)
+    older = [_line("engagement", "rule", "Pricing page", 3, 30)]
+    assert reason(older) == "Pricing page \u00d73"
+    assert reason([]) == ""
+
+
+def test_an_expired_part_is_on_the_rule_line_and_the_reason_names_what_still_counts() -> None:
+    """Four pricing views 1, 2, 40 and 50 days ago at 25 points, expiry after 30 days: the
+    line counts 4 (100 points) of which 2 live; expiry takes 50; the reason says x2."""
+    m = model(
+        engagement={
+            "rules": [{"name": "Pricing page", "event": "page_viewed", "points": 25}],
+            "decay": {"expire_after_days": 30},
+        }
+    )
+    result = score_lead({}, [act("page_viewed", d) for d in (1, 2, 40, 50)], m, NOW)
+    assert result.ledger[0] == LedgerEntry("engagement", "rule", "Pricing page", 4, 100, 2)
+    assert result.ledger[0].as_dict()["live"] == 2
+    assert (result.engagement, result.reason) == (50, "Pricing page \u00d72")
+    assert result.reason == reason(result.ledger) == reason(e.as_dict() for e in result.ledger)
 
 
 def test_outputs_are_what_destinations_map() -> None:

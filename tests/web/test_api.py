@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from core.store.store import Store
+from scoring.engine import reason
 from tests.web.conftest import Client
 
 
@@ -164,6 +165,20 @@ def test_lead_detail_has_ledger_summing_to_total_and_history(authed: Client, see
     assert [h["total"] for h in lead["history"]] == [30, 55]
     assert lead["history"][0]["computed_at"] < lead["history"][1]["computed_at"]
     assert [o["status"] for o in lead["outcomes"]] == ["won"]
+
+
+def test_every_reason_shown_is_the_one_built_from_the_lead_ledger(
+    authed: Client, seeded: Store
+) -> None:
+    """The list's reason and the lead's own are the reason built from its stored ledger. Lead 4
+    (hand-computed): two pricing views, 2 x 25, and the referral's 5: "Pricing page x2,
+    Referral"."""
+    items = leads(authed)["items"]
+    for item in items:
+        [score] = authed.get(f"/api/leads/{item['id']}").json()["scores"]
+        assert item["reason"] == score["reason"] == reason(score["ledger"])
+    [score] = authed.get(f"/api/leads/{lead_id(seeded, 4)}").json()["scores"]
+    assert score["reason"] == "Pricing page \u00d72, Referral"
 
 
 def test_unknown_lead_is_404(authed: Client) -> None:
