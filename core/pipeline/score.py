@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -145,6 +145,8 @@ def score(
         if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
             return _score_dirty(conn, models, now, artefact, run, progress)
     run.full_models = [m.name for m in stale]
+    # Under models scored before, a lead whose score and inputs stay the same keeps its figures.
+    remodelled = bool(changed_models_in(meta, models))
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
         query = sa.select(LEAD.c.id).order_by(LEAD.c.id)
@@ -154,14 +156,16 @@ def score(
     counts = PageCounts(read=len(ids))
     tallied = [m for m in models if tallyable(m)] if stale and artefact is None else []
     if tallied:
-        _score_all_tallied(store, ids, models, tallied, now, run, progress)
+        _score_all_tallied(store, ids, models, tallied, now, run, progress, remodelled)
     for start in range(0, len(ids) if not tallied else 0, CHUNK):
         chunk = ids[start : start + CHUNK]
         with store.begin() as conn:
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
             # row lock and marks it again after we commit: no change is ever missed.
-            conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
-            changed, events = _score_chunk(conn, chunk, models, now, artefact)
+            clear = LEAD.update().where(LEAD.c.id.in_(chunk), LEAD.c.dirty.is_(True))
+            dirty = _cleared(conn, clear)
+            moved = None if remodelled or not stale else dirty
+            changed, events = _score_chunk(conn, chunk, models, now, artefact, moved)
         run.leads += len(chunk)
         run.changed += changed
         run.events += events
@@ -188,8 +192,11 @@ def _score_all_tallied(
     now: datetime,
     run: ScoreRun,
     progress: Callable[[int, int], None] | None,
+    remodelled: bool = True,
 ) -> None:
-    """Every lead in `ids`: `tallied` models set-based, the others through the engine."""
+    """Every lead in `ids`: `tallied` models set-based, the others through the engine.
+    Unless `remodelled` (a model is new or changed), the report's figures are recounted only
+    for leads whose score changed or that were dirty."""
     rest = [m for m in models if m not in tallied]
     plan = RulePlan(tallied, _as_utc(now))
     with store.engine.connect() as conn:
@@ -201,17 +208,17 @@ def _score_all_tallied(
         try:
             for low, high, size in ranges(ids, FULL_CHUNK):
                 with conn.begin():
-                    conn.execute(
-                        LEAD.update()
-                        .where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
-                        .values(dirty=False)
+                    clear = LEAD.update().where(
+                        LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
                     )
-                    changed, events = _score_range(conn, plan, low, high, now)
+                    dirty = _cleared(conn, clear)
+                    moved = None if remodelled else dirty
+                    changed, events = _score_range(conn, plan, low, high, now, moved)
                     if rest:
                         chunk = [i for i in ids[run.leads : run.leads + size]]
                         for start in range(0, len(chunk), CHUNK):
                             part = chunk[start : start + CHUNK]
-                            more = _score_chunk(conn, part, rest, now)
+                            more = _score_chunk(conn, part, rest, now, None, moved)
                             changed, events = changed + more[0], events + more[1]
                 run.leads += size
                 run.changed += changed
@@ -224,6 +231,13 @@ def _score_all_tallied(
         if conn.dialect.name == "postgresql":  # fresh statistics for the lookups that follow
             conn.execute(sa.text("ANALYZE lead, score"))
             conn.commit()
+
+
+def _cleared(conn: Connection, clear: sa.Update) -> set[int]:
+    """Run `clear` (an UPDATE of dirty leads) setting `dirty` false: the ids it cleared, read in
+    the same statement, so a lead marked dirty meanwhile is either cleared and listed, or not
+    cleared."""
+    return set(conn.execute(clear.values(dirty=False).returning(LEAD.c.id)).scalars())
 
 
 def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
@@ -249,12 +263,17 @@ _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predicti
 
 
 def _score_range(
-    conn: Connection, plan: RulePlan, low: int, high: int, now: datetime
+    conn: Connection,
+    plan: RulePlan,
+    low: int,
+    high: int,
+    now: datetime,
+    dirty: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Score the leads with ids in [low, high] under the plan's models, from their tallies.
 
     A score is computed once per distinct input and compared with the stored one as a tuple;
-    only the changed ones become rows.
+    only the changed ones become rows. `dirty`: see `_keep_figures`.
     """
     fields = _lead_fields(conn, low, high)
     tallies = plan.tallies(conn, low, high)
@@ -316,7 +335,7 @@ def _score_range(
     # Scores of leads gone from the range (merged away) go too.
     changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
     write_changes(conn, changes)
-    _keep_figures(conn, plan.models, list(fields), changes, now)
+    _keep_figures(conn, plan.models, list(fields), changes, now, dirty)
     return _tally(changes)
 
 
@@ -450,6 +469,7 @@ def _score_chunk(
     models: Sequence[ScoringModel],
     now: datetime,
     artefact: Artefact | None = None,
+    dirty: Collection[int] | None = None,
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
     predicted = _predictions(artefact, fields, acts, now)
@@ -470,7 +490,7 @@ def _score_chunk(
         ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
     ]
     write_changes(conn, changes)
-    _keep_figures(conn, models, chunk, changes, now)
+    _keep_figures(conn, models, chunk, changes, now, dirty)
     return _tally(changes)
 
 
@@ -480,14 +500,26 @@ def _keep_figures(
     lead_ids: Sequence[int],
     changes: Sequence[ScoreChange],
     now: datetime,
+    dirty: Collection[int] | None = None,
 ) -> None:
-    """The report's kept figures follow the scores just written, in the same transaction."""
+    """The report's kept figures follow the scores just written, in the same transaction.
+
+    `dirty`, when given, says the models are the ones the figures were last kept under and
+    which of `lead_ids` were dirty (their fields, identities, activities or outcomes may have
+    moved): only those and the leads whose score changed are recounted, and only the dirty
+    ones are rescored at their decision point. None: every lead of `lead_ids` is recounted.
+    """
     crossed = [
         (c.model, c.lead_id)
         for c in changes
         if c.history is not None and c.history["event"] == "qualified"
     ]
-    summary.apply(conn, models, lead_ids, crossed, now)
+    settled: Collection[int] = ()
+    if dirty is not None:
+        rescored = {c.lead_id for c in changes}
+        settled = rescored - set(dirty)
+        lead_ids = sorted(rescored | set(dirty))
+    summary.apply(conn, models, lead_ids, crossed, now, settled)
 
 
 def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -260,16 +260,22 @@ def _at_decision(
     return result.total, result.qualified
 
 
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+
+
 def _rows(
     conn: Connection,
     models: Sequence[ScoringModel],
     scored: Sequence[tuple[str, int, Mapping[str, Any]]],
+    known: Mapping[tuple[str, int], tuple[float, bool] | None] = _NOTHING,
 ) -> list[dict[str, Any]]:
-    """report_lead rows for (model, lead, outputs), reading the leads' attributes."""
+    """report_lead rows for (model, lead, outputs), reading the leads' attributes; `known`
+    holds scores at the decision point that are known not to have moved (not recomputed)."""
     by_name = {m.name: m for m in models}
     ids = sorted({lead_id for _, lead_id, _ in scored})
     attrs = _attributes(conn, ids)
-    decided = [i for i in ids if i in attrs and attrs[i].outcome in DECIDED]
+    unknown = {i for name, i, _ in scored if (name, i) not in known}
+    decided = [i for i in ids if i in unknown and i in attrs and attrs[i].outcome in DECIDED]
     activities = _activities(conn, decided)
     rows = []
     for name, lead_id, outputs in scored:
@@ -277,7 +283,10 @@ def _rows(
         if found is None:
             continue
         model = by_name.get(name)
-        at_close = _at_decision(model, found, activities[lead_id]) if model else None
+        if (name, lead_id) in known:
+            at_close = known[(name, lead_id)]
+        else:
+            at_close = _at_decision(model, found, activities[lead_id]) if model else None
         rows.append(
             {
                 "model": name,
@@ -337,22 +346,27 @@ def apply(
     lead_ids: Sequence[int],
     crossed: Iterable[tuple[str, int]],
     now: datetime,
+    settled: Collection[int] = (),
 ) -> None:
     """Bring the figures of `models` up to date for `lead_ids`, in the caller's transaction,
     after it wrote their scores: each lead counts as its score row now says (no row: it leaves
     the figures), with its current channel, source and outcome — those may have moved on a
     pull although the score did not. `crossed` lists the (model, lead) that crossed into
-    qualified at `now`. Builds the whole summary first when the store has none yet."""
+    qualified at `now`. `settled` names leads whose fields, activities and outcomes did not
+    move since their figures were last kept, under the same models: their score at the
+    decision point is kept as counted, not recomputed. Builds the whole summary first when the
+    store has none yet."""
     if not built(conn):
         rebuild(conn, models)
         return  # the rebuild read the scores this transaction just wrote
     ids = sorted(set(lead_ids))
     names = [m.name for m in models]
     crossed = list(crossed)
+    settled = set(settled)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         mine = set(chunk)
-        _apply_chunk(conn, models, names, chunk, [c for c in crossed if c[1] in mine], now)
+        _apply_chunk(conn, models, names, chunk, [c for c in crossed if c[1] in mine], now, settled)
 
 
 def _apply_chunk(
@@ -362,6 +376,7 @@ def _apply_chunk(
     ids: Sequence[int],
     crossed: Sequence[tuple[str, int]],
     now: datetime,
+    settled: Collection[int] = (),
 ) -> None:
     query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
@@ -372,7 +387,14 @@ def _apply_chunk(
         SCORE.c.qualified, SCORE.c.ledger,
     ).where(SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names))  # fmt: skip
     scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
-    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored)}
+    known = {
+        key: None
+        if row["decided_total"] is None
+        else (row["decided_total"], row["decided_qualified"])
+        for key, row in old.items()
+        if key[1] in settled
+    }
+    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, known)}
     deltas: dict[tuple[str, str, str], list[int]] = {}
     inserts, updates, deletes = [], [], []
     for key in sorted({*old, *new}):
