@@ -28,6 +28,7 @@ decision points; a lead's source is the system it first came from).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -100,6 +101,26 @@ def bracket(score: float) -> int:
 SEP = "\x1f"  # joins the parts of a composite key
 
 
+def _scored(conn: Connection, where: Sequence[Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(model, lead, outputs) of the scores `where` selects; `outputs["rules"]` is the ledger
+    as `rules_of` gives it, parsed once per distinct ledger."""
+    query = sa.select(
+        SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
+        SCORE.c.qualified, sa.cast(SCORE.c.ledger, sa.Text).label("ledger"),
+    ).where(*where)  # fmt: skip
+    parsed: dict[str, list[list[Any]]] = {}
+    found = []
+    for row in conn.execute(query):
+        outputs = row._asdict()
+        text = outputs.pop("ledger")
+        rules = parsed.get(text)
+        if rules is None:
+            rules = parsed[text] = rules_of(json.loads(text))
+        outputs["rules"] = rules
+        found.append((row.model, row.lead_id, outputs))
+    return found
+
+
 def rules_of(ledger: Sequence[Mapping[str, Any]] | None) -> list[list[Any]]:
     """A score's ledger as [section, kind, name, count, points] lines."""
     return [
@@ -149,6 +170,34 @@ def _add(
             tally[i] += sign * value
 
 
+_COUNTED = (
+    "tier", "grade", "qualified", "total", "channel", "source", "systems", "outcome",
+    "decided_total", "decided_qualified",
+)  # fmt: skip  # with "rules": what a report_lead row adds to the figures
+
+
+class _Moves:
+    """Rows entering (+1) and leaving (-1) the figures, counted per distinct row first: most
+    leads count as one of a few thousand distinct rows, whose contributions are added once."""
+
+    def __init__(self) -> None:
+        self.weights: dict[tuple[Any, ...], int] = defaultdict(int)
+
+    def add(self, model: str, row: Mapping[str, Any], sign: int) -> None:
+        rules = tuple(tuple(line) for line in row["rules"] or ())
+        self.weights[(model, rules, *(row[k] for k in _COUNTED))] += sign
+
+    def into(self, deltas: dict[tuple[str, str, str], list[int]]) -> None:
+        for (model, rules, *values), weight in self.weights.items():
+            if weight:
+                _add(
+                    deltas,
+                    model,
+                    {"rules": rules, **dict(zip(_COUNTED, values, strict=True))},
+                    weight,
+                )
+
+
 def _insert(conn: Connection) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(R_FIGURE)
 
@@ -188,9 +237,11 @@ def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequen
 
 @dataclass(frozen=True, slots=True)
 class _Attributes:
-    """A lead's attributes the report groups by, and what its decision point needs."""
+    """A lead's attributes the report groups by, and what its decision point needs (`fields`
+    are read for decided leads only)."""
 
-    fields: dict[str, Any]
+    channel: str | None
+    fields: Mapping[str, Any]
     created_at: datetime
     source: str | None
     systems: str
@@ -199,7 +250,8 @@ class _Attributes:
 
 
 def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
-    leads = {row.id: row for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids)))}
+    basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(LEAD.c.id.in_(lead_ids))
+    leads = {row.id: row for row in conn.execute(basics)}
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
     query = (
@@ -216,16 +268,22 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
     )
     for row in conn.execute(query):
         outcomes[row.lead_id].append((row.status, row.closed_at))
+    decided: dict[int, tuple[str, datetime | None]] = {}
+    for lead_id, held in outcomes.items():
+        decided[lead_id] = deciding_outcome(held)
+    fields: dict[int, dict[str, Any]] = {}
+    wanted = [i for i, (status, _) in decided.items() if status in DECIDED and i in leads]
+    if wanted:
+        for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(wanted))):
+            values = {name: getattr(row, name) for name in LEAD_FIELDS}
+            values["custom"] = row.custom or {}
+            fields[row.id] = values
     found = {}
     for lead_id, row in leads.items():
-        fields = {name: getattr(row, name) for name in LEAD_FIELDS}
-        fields["custom"] = row.custom or {}
-        status: str | None = None
-        closed_at: datetime | None = None
-        if lead_id in outcomes:
-            status, closed_at = deciding_outcome(outcomes[lead_id])
+        status, closed_at = decided.get(lead_id, (None, None))
         found[lead_id] = _Attributes(
-            fields,
+            row.channel,
+            fields.get(lead_id, _NOTHING),
             row.created_at,
             sources.get(lead_id),
             ",".join(sorted(systems[lead_id])),
@@ -295,13 +353,13 @@ def _rows(
                 "grade": outputs["grade"],
                 "qualified": bool(outputs["qualified"]),
                 "total": float(outputs["total"]),
-                "channel": found.fields["channel"],
+                "channel": found.channel,
                 "source": found.source,
                 "systems": found.systems,
                 "outcome": found.outcome,
                 "decided_total": at_close[0] if at_close else None,
                 "decided_qualified": at_close[1] if at_close else None,
-                "rules": rules_of(outputs.get("ledger")),
+                "rules": outputs["rules"],
             }
         )
     return rows
@@ -382,11 +440,7 @@ def _apply_chunk(
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
-    query = sa.select(
-        SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-        SCORE.c.qualified, SCORE.c.ledger,
-    ).where(SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names))  # fmt: skip
-    scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
+    scored = _scored(conn, [SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names)])
     known = {
         key: None
         if row["decided_total"] is None
@@ -396,15 +450,16 @@ def _apply_chunk(
     }
     new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, known)}
     deltas: dict[tuple[str, str, str], list[int]] = {}
+    moves = _Moves()
     inserts, updates, deletes = [], [], []
     for key in sorted({*old, *new}):
         before, after = old.get(key), new.get(key)
         if before is not None and after is not None and _same(before, after):
             continue
         if before is not None:
-            _add(deltas, key[0], before, -1)
+            moves.add(key[0], before, -1)
         if after is not None:
-            _add(deltas, key[0], after, +1)
+            moves.add(key[0], after, +1)
         if before is None and after is not None:
             inserts.append(after)
         elif before is not None and after is not None:
@@ -425,6 +480,7 @@ def _apply_chunk(
             .values({k: sa.bindparam(k) for k in _ROW_KEYS}),
             [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates],
         )
+    moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
     _write_deltas(conn, deltas)
@@ -513,6 +569,7 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
     conn.execute(R_FIGURE.delete())
     conn.execute(R_QUALIFIED.delete())
     deltas: dict[tuple[str, str, str], list[int]] = {}
+    moves = _Moves()
     last = 0
     while True:
         ids = list(
@@ -527,16 +584,12 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         if not ids:
             break
         last = ids[-1]
-        query = sa.select(
-            SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-            SCORE.c.qualified, SCORE.c.ledger,
-        ).where(SCORE.c.lead_id.in_(ids))  # fmt: skip
-        scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
-        rows = _rows(conn, models, scored)
+        rows = _rows(conn, models, _scored(conn, [SCORE.c.lead_id.in_(ids)]))
         if rows:
             conn.execute(R_LEAD.insert(), rows)
         for row in rows:
-            _add(deltas, row["model"], row, +1)
+            moves.add(row["model"], row, +1)
+    moves.into(deltas)
     query = sa.select(HISTORY.c.model, HISTORY.c.lead_id, HISTORY.c.computed_at).where(
         HISTORY.c.event == "qualified"
     )
