@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
-from core.store.bulk import COPY_FROM, copy_rows, insert_rows
+from core.store.bulk import COPY_FROM, Serialized, copy_rows, insert_rows, update_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
@@ -285,6 +285,7 @@ def _score_range(
     empty = LeadTallies("", None)
     changes: list[ScoreChange] = []
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
+    rows: dict[int, dict[str, Any]] = {}  # id(result) -> its score row, but for the lead
     for scorer in plan.scorers:
         scorer.forget()
     for lead_id, values in fields.items():
@@ -310,7 +311,8 @@ def _score_range(
             )
             held = stored.get(id(result))
             if held is None:
-                ledger = [entry_dict(e) for e in result.ledger]
+                ledger = Serialized([entry_dict(e) for e in result.ledger])
+                rows[id(result)] = _score_row(0, result, now, ledger=ledger)
                 held = stored[id(result)] = (
                     result.model_hash,
                     result.fit,
@@ -322,11 +324,11 @@ def _score_range(
                     result.qualified_at,
                     result.reason,
                     None,
-                    json.dumps(ledger),
+                    ledger.text,
                 )
             if prev is not None and tuple(prev[3:]) == held:
                 continue
-            row = _score_row(lead_id, result, now)
+            row = {**rows[id(result)], "lead_id": lead_id}
             if prev is not None and not _moved(prev, row):
                 continue
             moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
@@ -344,7 +346,10 @@ def _moved(prev: Any, row: dict[str, Any]) -> bool:
     keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive")
     if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
         return True
-    return bool(prev.ledger != json.dumps(row["ledger"]))
+    ledger = row["ledger"]
+    return bool(
+        prev.ledger != (ledger.text if isinstance(ledger, Serialized) else json.dumps(ledger))
+    )
 
 
 PREDICTIVE_KEY = "predictive_version"
@@ -563,12 +568,7 @@ def _write(
         _update_by_copy(conn, updates)
     elif updates:
         columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
-        conn.execute(
-            SCORE.update()
-            .where(SCORE.c.id == sa.bindparam("_id"))
-            .values({k: sa.bindparam(k) for k in columns}),
-            [{k: u[k] for k in (*columns, "_id")} for u in updates],
-        )
+        update_rows(conn, SCORE, "id", [{k: u[k] for k in (*columns, "_id")} for u in updates])
     if history:
         insert_rows(conn, HISTORY, history)
     if gone:
@@ -589,14 +589,18 @@ def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
 
 
 def _score_row(
-    lead_id: int, r: ScoreResult, now: datetime, prediction: Prediction | None = None
+    lead_id: int,
+    r: ScoreResult,
+    now: datetime,
+    prediction: Prediction | None = None,
+    ledger: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "lead_id": lead_id,
         "model": r.model,
         "model_hash": r.model_hash,
         **r.outputs(),
-        "ledger": [entry_dict(e) for e in r.ledger],
+        "ledger": [entry_dict(e) for e in r.ledger] if ledger is None else ledger,
         "predictive": prediction.score if prediction else None,
         "predictive_reason": prediction.reason if prediction else None,
         "computed_at": now,

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
+from core.store.bulk import Serialized, insert_rows
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -101,21 +102,27 @@ def bracket(score: float) -> int:
 SEP = "\x1f"  # joins the parts of a composite key
 
 
-def _scored(conn: Connection, where: Sequence[Any]) -> list[tuple[str, int, dict[str, Any]]]:
+_PARSED = 50_000  # distinct ledgers remembered
+
+
+def _scored(
+    conn: Connection, where: Sequence[Any], parsed: dict[str, Serialized]
+) -> list[tuple[str, int, dict[str, Any]]]:
     """(model, lead, outputs) of the scores `where` selects; `outputs["rules"]` is the ledger
-    as `rules_of` gives it, parsed once per distinct ledger."""
+    as `rules_of` gives it, parsed once per distinct ledger (remembered in `parsed`)."""
     query = sa.select(
         SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
         SCORE.c.qualified, sa.cast(SCORE.c.ledger, sa.Text).label("ledger"),
     ).where(*where)  # fmt: skip
-    parsed: dict[str, list[list[Any]]] = {}
     found = []
     for row in conn.execute(query):
         outputs = row._asdict()
         text = outputs.pop("ledger")
         rules = parsed.get(text)
         if rules is None:
-            rules = parsed[text] = rules_of(json.loads(text))
+            if len(parsed) >= _PARSED:  # bounds memory
+                parsed.clear()
+            rules = parsed[text] = Serialized(rules_of(json.loads(text)))
         outputs["rules"] = rules
         found.append((row.model, row.lead_id, outputs))
     return found
@@ -421,10 +428,13 @@ def apply(
     names = [m.name for m in models]
     crossed = list(crossed)
     settled = set(settled)
+    parsed: dict[str, Serialized] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         mine = set(chunk)
-        _apply_chunk(conn, models, names, chunk, [c for c in crossed if c[1] in mine], now, settled)
+        _apply_chunk(
+            conn, models, names, chunk, [c for c in crossed if c[1] in mine], now, settled, parsed
+        )
 
 
 def _apply_chunk(
@@ -435,12 +445,14 @@ def _apply_chunk(
     crossed: Sequence[tuple[str, int]],
     now: datetime,
     settled: Collection[int] = (),
+    parsed: dict[str, Serialized] | None = None,
 ) -> None:
+    parsed = {} if parsed is None else parsed
     query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
-    scored = _scored(conn, [SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names)])
+    scored = _scored(conn, [SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names)], parsed)
     known = {
         key: None
         if row["decided_total"] is None
@@ -469,7 +481,7 @@ def _apply_chunk(
     for model, lead_id in deletes:
         conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
     if inserts:
-        conn.execute(R_LEAD.insert(), inserts)
+        insert_rows(conn, R_LEAD, inserts)
     if updates:
         conn.execute(
             R_LEAD.update()
@@ -570,6 +582,7 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
     conn.execute(R_QUALIFIED.delete())
     deltas: dict[tuple[str, str, str], list[int]] = {}
     moves = _Moves()
+    parsed: dict[str, Serialized] = {}
     last = 0
     while True:
         ids = list(
@@ -584,9 +597,9 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         if not ids:
             break
         last = ids[-1]
-        rows = _rows(conn, models, _scored(conn, [SCORE.c.lead_id.in_(ids)]))
+        rows = _rows(conn, models, _scored(conn, [SCORE.c.lead_id.in_(ids)], parsed))
         if rows:
-            conn.execute(R_LEAD.insert(), rows)
+            insert_rows(conn, R_LEAD, rows)
         for row in rows:
             moves.add(row["model"], row, +1)
     moves.into(deltas)
