@@ -210,33 +210,24 @@ def _insert(conn: Connection) -> Any:
 
 
 def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
-    """Add `deltas` to the counters, in key order (two writers lock rows in the same order)."""
+    """Add `deltas` to the counters, in key order (two writers lock rows in the same order): one
+    upsert statement per few thousand counters, adding to the ones that exist."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    if not moving:
-        return
-    zero = dict.fromkeys(COUNTERS, 0)
-    conn.execute(
-        _insert(conn).on_conflict_do_nothing(index_elements=["model", "figure", "key"]),
-        [{"model": m, "figure": f, "key": k, **zero} for (m, f, k), _ in moving],
-    )
-    conn.execute(
-        R_FIGURE.update()
-        .where(
-            R_FIGURE.c.model == sa.bindparam("_model"),
-            R_FIGURE.c.figure == sa.bindparam("_figure"),
-            R_FIGURE.c.key == sa.bindparam("_key"),
+    for start in range(0, len(moving), _UPSERT):
+        insert = _insert(conn)
+        rows = [
+            {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
+            for (m, f, k), v in moving[start : start + _UPSERT]
+        ]
+        conn.execute(
+            insert.values(rows).on_conflict_do_update(
+                index_elements=["model", "figure", "key"],
+                set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
+            )
         )
-        .values({c: R_FIGURE.c[c] + sa.bindparam(f"_d_{c}") for c in COUNTERS}),
-        [
-            {
-                "_model": m,
-                "_figure": f,
-                "_key": k,
-                **{f"_d_{c}": v[i] for i, c in enumerate(COUNTERS)},
-            }
-            for (m, f, k), v in moving
-        ],
-    )
+
+
+_UPSERT = 2000  # counters per upsert statement (9 parameters each)
 
 
 # -- what a lead counts as ------------------------------------------------------------------------
@@ -256,14 +247,24 @@ class _Attributes:
     closed_at: datetime | None
 
 
+def _among(conn: Connection, column: Any, ids: Sequence[int]) -> Any:
+    """`column IN ids`; on PostgreSQL `= ANY` of one array parameter, so a chunk's thousand ids
+    are not a thousand parameters parsed into the statement's text."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
+
+
 def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
-    basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(LEAD.c.id.in_(lead_ids))
+    basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
+        _among(conn, LEAD.c.id, lead_ids)
+    )
     leads = {row.id: row for row in conn.execute(basics)}
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
     query = (
         sa.select(IDENTITY.c.lead_id, IDENTITY.c.system)
-        .where(IDENTITY.c.lead_id.in_(lead_ids))
+        .where(_among(conn, IDENTITY.c.lead_id, lead_ids))
         .order_by(IDENTITY.c.id)
     )
     for lead_id, system in conn.execute(query):
@@ -271,7 +272,7 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
         systems[lead_id].add(system)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
     query = sa.select(OUTCOME.c.lead_id, OUTCOME.c.status, OUTCOME.c.closed_at).where(
-        OUTCOME.c.lead_id.in_(lead_ids)
+        _among(conn, OUTCOME.c.lead_id, lead_ids)
     )
     for row in conn.execute(query):
         outcomes[row.lead_id].append((row.status, row.closed_at))
@@ -281,7 +282,7 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
     fields: dict[int, dict[str, Any]] = {}
     wanted = [i for i, (status, _) in decided.items() if status in DECIDED and i in leads]
     if wanted:
-        for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(wanted))):
+        for row in conn.execute(sa.select(LEAD).where(_among(conn, LEAD.c.id, wanted))):
             values = {name: getattr(row, name) for name in LEAD_FIELDS}
             values["custom"] = row.custom or {}
             fields[row.id] = values
@@ -306,7 +307,7 @@ def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Act
         return found
     query = sa.select(
         ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
-    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
+    ).where(_among(conn, ACTIVITY.c.lead_id, lead_ids))
     for lead_id, kind, occurred_at, props in conn.execute(query):
         found[lead_id].append(Activity(kind, occurred_at, MappingProxyType(props or {})))
     return found
@@ -448,11 +449,11 @@ def _apply_chunk(
     parsed: dict[str, Serialized] | None = None,
 ) -> None:
     parsed = {} if parsed is None else parsed
-    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
+    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), _among(conn, R_LEAD.c.lead_id, ids))
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
-    scored = _scored(conn, [SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names)], parsed)
+    scored = _scored(conn, [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)], parsed)
     known = {
         key: None
         if row["decided_total"] is None
@@ -597,7 +598,7 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         if not ids:
             break
         last = ids[-1]
-        rows = _rows(conn, models, _scored(conn, [SCORE.c.lead_id.in_(ids)], parsed))
+        rows = _rows(conn, models, _scored(conn, [_among(conn, SCORE.c.lead_id, ids)], parsed))
         if rows:
             insert_rows(conn, R_LEAD, rows)
         for row in rows:
