@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
-from core.store.bulk import COPY_FROM, copy_rows, insert_rows
+from core.store.bulk import COPY_FROM, Serialized, copy_rows, insert_rows, update_rows
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
@@ -180,6 +180,8 @@ def score(
             return _score_dirty(conn, models, now, artefact, run, progress)
         conn.rollback()
     run.full_models = [m.name for m in stale]
+    # Under models scored before, a lead whose score and inputs stay the same keeps its figures.
+    remodelled = bool(changed_models_in(meta, models))
     run_id = store.start_run("score", "all")
     with store.engine.connect() as conn:
         query = sa.select(LEAD.c.id).order_by(LEAD.c.id)
@@ -189,14 +191,16 @@ def score(
     counts = PageCounts(read=len(ids))
     tallied = [m for m in models if tallyable(m)] if stale and artefact is None else []
     if tallied:
-        _score_all_tallied(store, ids, models, tallied, now, run, progress)
+        _score_all_tallied(store, ids, models, tallied, now, run, progress, remodelled)
     for start in range(0, len(ids) if not tallied else 0, CHUNK):
         chunk = ids[start : start + CHUNK]
         with store.begin() as conn:
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
             # row lock and marks it again after we commit: no change is ever missed.
-            conn.execute(LEAD.update().where(LEAD.c.id.in_(chunk)).values(dirty=False))
-            changed, events = _score_chunk(conn, chunk, models, now, artefact)
+            clear = LEAD.update().where(LEAD.c.id.in_(chunk), LEAD.c.dirty.is_(True))
+            dirty = _cleared(conn, clear)
+            moved = None if remodelled or not stale else dirty
+            changed, events = _score_chunk(conn, chunk, models, now, artefact, moved)
         run.leads += len(chunk)
         run.changed += changed
         run.events += events
@@ -223,8 +227,11 @@ def _score_all_tallied(
     now: datetime,
     run: ScoreRun,
     progress: Callable[[int, int], None] | None,
+    remodelled: bool = True,
 ) -> None:
-    """Every lead in `ids`: `tallied` models set-based, the others through the engine."""
+    """Every lead in `ids`: `tallied` models set-based, the others through the engine.
+    Unless `remodelled` (a model is new or changed), the report's figures are recounted only
+    for leads whose score changed or that were dirty."""
     rest = [m for m in models if m not in tallied]
     plan = RulePlan(tallied, _as_utc(now))
     with store.engine.connect() as conn:
@@ -236,17 +243,17 @@ def _score_all_tallied(
         try:
             for low, high, size in ranges(ids, FULL_CHUNK):
                 with conn.begin():
-                    conn.execute(
-                        LEAD.update()
-                        .where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
-                        .values(dirty=False)
+                    clear = LEAD.update().where(
+                        LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
                     )
-                    changed, events = _score_range(conn, plan, low, high, now)
+                    dirty = _cleared(conn, clear)
+                    moved = None if remodelled else dirty
+                    changed, events = _score_range(conn, plan, low, high, now, moved)
                     if rest:
                         chunk = [i for i in ids[run.leads : run.leads + size]]
                         for start in range(0, len(chunk), CHUNK):
                             part = chunk[start : start + CHUNK]
-                            more = _score_chunk(conn, part, rest, now)
+                            more = _score_chunk(conn, part, rest, now, None, moved)
                             changed, events = changed + more[0], events + more[1]
                 run.leads += size
                 run.changed += changed
@@ -259,6 +266,13 @@ def _score_all_tallied(
         if conn.dialect.name == "postgresql":  # fresh statistics for the lookups that follow
             conn.execute(sa.text("ANALYZE lead, score"))
             conn.commit()
+
+
+def _cleared(conn: Connection, clear: sa.Update) -> set[int]:
+    """Run `clear` (an UPDATE of dirty leads) setting `dirty` false: the ids it cleared, read in
+    the same statement, so a lead marked dirty meanwhile is either cleared and listed, or not
+    cleared."""
+    return set(conn.execute(clear.values(dirty=False).returning(LEAD.c.id)).scalars())
 
 
 def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
@@ -284,12 +298,17 @@ _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predicti
 
 
 def _score_range(
-    conn: Connection, plan: RulePlan, low: int, high: int, now: datetime
+    conn: Connection,
+    plan: RulePlan,
+    low: int,
+    high: int,
+    now: datetime,
+    dirty: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Score the leads with ids in [low, high] under the plan's models, from their tallies.
 
     A score is computed once per distinct input and compared with the stored one as a tuple;
-    only the changed ones become rows.
+    only the changed ones become rows. `dirty`: see `_keep_figures`.
     """
     fields = _lead_fields(conn, low, high)
     tallies = plan.tallies(conn, low, high)
@@ -301,6 +320,7 @@ def _score_range(
     empty = LeadTallies("", None)
     changes: list[ScoreChange] = []
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
+    rows: dict[int, dict[str, Any]] = {}  # id(result) -> its score row, but for the lead
     for scorer in plan.scorers:
         scorer.forget()
     for lead_id, values in fields.items():
@@ -326,7 +346,8 @@ def _score_range(
             )
             held = stored.get(id(result))
             if held is None:
-                ledger = [entry_dict(e) for e in result.ledger]
+                ledger = Serialized([entry_dict(e) for e in result.ledger])
+                rows[id(result)] = _score_row(0, result, now, ledger=ledger)
                 held = stored[id(result)] = (
                     result.model_hash,
                     result.fit,
@@ -338,11 +359,11 @@ def _score_range(
                     result.qualified_at,
                     result.reason,
                     None,
-                    json.dumps(ledger),
+                    ledger.text,
                 )
             if prev is not None and tuple(prev[3:]) == held:
                 continue
-            row = _score_row(lead_id, result, now)
+            row = {**rows[id(result)], "lead_id": lead_id}
             if prev is not None and not _moved(prev, row):
                 continue
             moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
@@ -351,7 +372,7 @@ def _score_range(
     # Scores of leads gone from the range (merged away) go too.
     changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
     write_changes(conn, changes)
-    _keep_figures(conn, plan.models, list(fields), changes, now)
+    _keep_figures(conn, plan.models, list(fields), changes, now, dirty)
     return _tally(changes)
 
 
@@ -360,7 +381,10 @@ def _moved(prev: Any, row: dict[str, Any]) -> bool:
     keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive")
     if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
         return True
-    return bool(prev.ledger != json.dumps(row["ledger"]))
+    ledger = row["ledger"]
+    return bool(
+        prev.ledger != (ledger.text if isinstance(ledger, Serialized) else json.dumps(ledger))
+    )
 
 
 PREDICTIVE_KEY = "predictive_version"
@@ -485,6 +509,7 @@ def _score_chunk(
     models: Sequence[ScoringModel],
     now: datetime,
     artefact: Artefact | None = None,
+    dirty: Collection[int] | None = None,
 ) -> tuple[int, int]:
     fields, acts = load_inputs(conn, chunk)
     predicted = _predictions(artefact, fields, acts, now)
@@ -505,7 +530,7 @@ def _score_chunk(
         ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
     ]
     write_changes(conn, changes)
-    _keep_figures(conn, models, chunk, changes, now)
+    _keep_figures(conn, models, chunk, changes, now, dirty)
     return _tally(changes)
 
 
@@ -515,14 +540,26 @@ def _keep_figures(
     lead_ids: Sequence[int],
     changes: Sequence[ScoreChange],
     now: datetime,
+    dirty: Collection[int] | None = None,
 ) -> None:
-    """The report's kept figures follow the scores just written, in the same transaction."""
+    """The report's kept figures follow the scores just written, in the same transaction.
+
+    `dirty`, when given, says the models are the ones the figures were last kept under and
+    which of `lead_ids` were dirty (their fields, identities, activities or outcomes may have
+    moved): only those and the leads whose score changed are recounted, and only the dirty
+    ones are rescored at their decision point. None: every lead of `lead_ids` is recounted.
+    """
     crossed = [
         (c.model, c.lead_id)
         for c in changes
         if c.history is not None and c.history["event"] == "qualified"
     ]
-    summary.apply(conn, models, lead_ids, crossed, now)
+    settled: Collection[int] = ()
+    if dirty is not None:
+        rescored = {c.lead_id for c in changes}
+        settled = rescored - set(dirty)
+        lead_ids = sorted(rescored | set(dirty))
+    summary.apply(conn, models, lead_ids, crossed, now, settled)
 
 
 def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:
@@ -566,12 +603,7 @@ def _write(
         _update_by_copy(conn, updates)
     elif updates:
         columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
-        conn.execute(
-            SCORE.update()
-            .where(SCORE.c.id == sa.bindparam("_id"))
-            .values({k: sa.bindparam(k) for k in columns}),
-            [{k: u[k] for k in (*columns, "_id")} for u in updates],
-        )
+        update_rows(conn, SCORE, [{k: u[k] for k in (*columns, "_id")} for u in updates])
     if history:
         insert_rows(conn, HISTORY, history)
     if gone:
@@ -592,14 +624,18 @@ def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
 
 
 def _score_row(
-    lead_id: int, r: ScoreResult, now: datetime, prediction: Prediction | None = None
+    lead_id: int,
+    r: ScoreResult,
+    now: datetime,
+    prediction: Prediction | None = None,
+    ledger: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "lead_id": lead_id,
         "model": r.model,
         "model_hash": r.model_hash,
         **r.outputs(),
-        "ledger": [entry_dict(e) for e in r.ledger],
+        "ledger": [entry_dict(e) for e in r.ledger] if ledger is None else ledger,
         "predictive": prediction.score if prediction else None,
         "predictive_reason": prediction.reason if prediction else None,
         "computed_at": now,

@@ -62,8 +62,9 @@ class RulePlan:
         self._naive: list[list[datetime]] = []
         self._text: list[list[str]] = []
         self._thresholds()
-        self._naive_now = now.astimezone(UTC).replace(tzinfo=None)
         self._parsed: dict[str, dict[int, tuple[tuple[int, int, int], ...]]] = {}
+        # global rule id -> (per-day cap, window start, expiry start)
+        self._bounds: dict[int, tuple[int | None, datetime, datetime]] = {}
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -90,6 +91,7 @@ class RulePlan:
             for m, scorer in enumerate(self.scorers):
                 for i in scorer.compiled.rules_for(kind, properties):
                     cap, window, live = bounds[m][i]
+                    self._bounds[self._rule_id(m, i)] = (cap, window, live)
                     self._rows.append(
                         {
                             "signature_id": sig,
@@ -113,52 +115,102 @@ class RulePlan:
         return self.now - timedelta(seconds=seconds)
 
     def tallies(self, conn: Connection, low: int, high: int) -> dict[int, LeadTallies]:
-        """The tallies of the leads with ids in [low, high] that have activities up to now."""
+        """The tallies of the leads with ids in [low, high] that have activities up to now.
+
+        Two aggregates over the range's activities: rules without a per-day cap counted per lead
+        in one GROUP BY (a column per rule; the activities come in lead order from the index, so
+        nothing is sorted), and the capped ones per lead, rule and day (a few activity types).
+        """
         pg = conn.dialect.name == "postgresql"
-        day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
-        outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
         mark = "%({})s" if pg else ":{}"
+        outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
+        params: dict[str, Any] = {"low": low, "high": high, "now": self._moment(self.now, pg)}
+        sums, texts = [], []
+        for rule, (cap, window, live) in sorted(self._bounds.items()):
+            if cap is not None:
+                continue
+            # per rule: its matches within the window (kept) and within expiry too (live)
+            for name, start in (("k", window), ("l", live)):
+                if name == "l" and live == window:
+                    continue
+                test = f"m.rule = {rule}"
+                if start != _EPOCH:
+                    params[f"{name}{rule}"] = self._moment(start, pg)
+                    test += f" AND a.occurred_at >= {mark.format(f'{name}{rule}')}"
+                sums.append(f"SUM(CASE WHEN {test} THEN 1 ELSE 0 END) AS {name}{rule}")
+            kept, alive = f"k{rule}", f"l{rule}" if live != window else f"k{rule}"
+            texts.append(
+                f"CASE WHEN {kept} > 0 THEN '{rule}:' || {kept} || ':' || {alive} || ' ' "
+                "ELSE '' END"
+            )
+        where = (
+            f"a.lead_id BETWEEN {mark.format('low')} AND {mark.format('high')} "
+            f"AND a.occurred_at <= {mark.format('now')}"
+        )
         # Per lead one row: its tallies as text ("rule:kept:live ..."), which is also the key
         # under which equal inputs share one computed score, and its last activity.
-        tally = "CAST(rule AS TEXT) || ':' || kept || ':' || live"
-        concat = f"string_agg({tally}, ' ' ORDER BY rule)" if pg else f"group_concat({tally}, ' ')"
+        text = " || ".join(texts) if texts else "''"
         sql = f"""
-            SELECT lead_id, {concat}, MAX(last_at)
+            SELECT lead_id, {text}, last_at
             FROM (
-                SELECT lead_id, rule,
-                       SUM(CASE WHEN cap IS NULL OR n_window < cap THEN n_window ELSE cap END)
-                           AS kept,
-                       SUM(CASE WHEN cap IS NULL OR n_live < cap THEN n_live ELSE cap END)
-                           AS live,
-                       MAX(last_at) AS last_at
-                FROM (
-                    SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
-                           SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END)
-                               AS n_window,
-                           SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END)
-                               AS n_live,
-                           MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
-                               AS last_at
-                    FROM activity a
-                    LEFT JOIN score_rule_match m ON m.signature_id = a.signature_id
-                    WHERE a.lead_id BETWEEN {mark.format("low")} AND {mark.format("high")}
-                      AND a.occurred_at <= {mark.format("now")}
-                    GROUP BY a.lead_id, m.rule, m.cap,
-                             CASE WHEN m.cap IS NULL THEN NULL ELSE {day} END
-                ) t
-                GROUP BY lead_id, rule
-            ) u
-            GROUP BY lead_id
+                SELECT a.lead_id AS lead_id, {"".join(f"{x}, " for x in sums)}
+                       MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
+                           AS last_at
+                FROM activity a
+                LEFT JOIN score_rule_match m
+                    ON m.signature_id = a.signature_id AND m.cap IS NULL
+                WHERE {where}
+                GROUP BY a.lead_id
+            ) t
         """
-        now = self._naive_now.strftime("%Y-%m-%d %H:%M:%S.%f") if not pg else self._naive_now
+        found: dict[int, LeadTallies] = {}
         # The DBAPI cursor directly: these rows need no type processing, and skipping it is a
         # good part of the time on a million leads.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, {"low": low, "high": high, "now": now})
-        rows = cursor.fetchall()
-        cursor.close()
+        try:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            capped: Sequence[Any] = []
+            if any(cap is not None for cap, _, _ in self._bounds.values()):
+                cursor.execute(self._capped(pg, where), params)
+                capped = cursor.fetchall()
+        finally:
+            cursor.close()
+        extra: dict[int, str] = {}
+        for lead_id, rule, kept, live in capped:
+            if kept > 0:
+                extra[lead_id] = f"{extra.get(lead_id, '')}{rule}:{kept}:{live} "
         self._parsed.clear()
-        return {lead_id: LeadTallies(text or "", last) for lead_id, text, last in rows}
+        for lead_id, tallied, last in rows:
+            found[lead_id] = LeadTallies(tallied + extra.get(lead_id, ""), last)
+        return found
+
+    def _capped(self, pg: bool, where: str) -> str:
+        """Per lead and capped rule: the matches kept within the window after the per-day cap,
+        and of those the ones within expiry."""
+        day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
+        return f"""
+            SELECT lead_id, rule,
+                   SUM(CASE WHEN n_window < cap THEN n_window ELSE cap END),
+                   SUM(CASE WHEN n_live < cap THEN n_live ELSE cap END)
+            FROM (
+                SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
+                       SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END)
+                           AS n_window,
+                       SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END) AS n_live
+                FROM activity a
+                JOIN score_rule_match m ON m.signature_id = a.signature_id
+                WHERE m.cap IS NOT NULL AND {where}
+                GROUP BY a.lead_id, m.rule, m.cap, {day}
+            ) t
+            GROUP BY lead_id, rule
+        """
+
+    def _moment(self, moment: datetime, pg: bool) -> Any:
+        """A time as the database compares it with stored ones: naive UTC, on SQLite as the text
+        SQLAlchemy stores."""
+        naive = moment.astimezone(UTC).replace(tzinfo=None)
+        return naive if pg else naive.strftime("%Y-%m-%d %H:%M:%S.%f")
 
     def parse(self, text: str) -> dict[int, tuple[tuple[int, int, int], ...]]:
         """Per model index, the (rule index, kept, live) of a lead's tallies text, rule order."""

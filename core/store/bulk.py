@@ -1,7 +1,11 @@
-"""Bulk writes and lookups: on PostgreSQL a large batch goes by COPY (new rows) or one
+"""Bulk writes and lookups. On PostgreSQL a large batch goes by COPY (new rows) or one
 `UPDATE … FROM unnest` (changed rows), one statement instead of one per row (psycopg's executemany
-sends one per row), and a lookup by many keys takes them as one array; elsewhere, or for a few
-rows, plain statements and IN lists."""
+sends one per row), and a lookup by many keys takes them as one array. On SQLite a large batch goes
+to the driver's executemany with each column's value converted once, without building statement
+parameters per row. For a few rows, plain statements and IN lists.
+
+A JSON value that many rows share can be serialised once: a `Serialized` list carries its text,
+which the bulk paths write as it is (elsewhere it is an ordinary list)."""
 
 from __future__ import annotations
 
@@ -19,13 +23,57 @@ COPY_FROM = 200  # rows from which PostgreSQL gets them by COPY rather than INSE
 T = TypeVar("T")
 
 
+class Serialized(list[Any]):
+    """A JSON array with its text, serialised once for every row that holds it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        super().__init__(items)
+        self.text = json.dumps(self)
+
+
 def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT the rows; on PostgreSQL a large batch goes by COPY, one stream instead of a
-    statement per row."""
-    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+    """INSERT the rows; a large batch goes by COPY on PostgreSQL, straight to the driver's
+    executemany on SQLite."""
+    if len(rows) < COPY_FROM:
         conn.execute(table.insert(), rows)
+    elif conn.dialect.name == "postgresql":
+        copy_rows(conn, table, rows)
+    elif conn.dialect.name == "sqlite" and not _callable_defaults(table, rows[0]):
+        _executemany_insert(conn, table, rows)
+    else:
+        conn.execute(table.insert(), rows)
+
+
+def update_rows(
+    conn: Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    key: str = "id",
+    into: str = "_id",
+) -> None:
+    """UPDATE `table` SET the rows' other columns WHERE column `key` equals the row's `into`, the
+    same columns in every row. A large batch is one statement over arrays on PostgreSQL
+    (`UPDATE … FROM unnest(…)`), and goes straight to the driver's executemany on SQLite."""
+    if not rows:
         return
-    copy_rows(conn, table, rows)
+    columns = [name for name in rows[0] if name != into]
+    if len(rows) >= COPY_FROM and conn.dialect.name == "postgresql":
+        _update_unnest(conn, table, rows, columns, key, into)
+        return
+    if len(rows) >= COPY_FROM and conn.dialect.name == "sqlite":
+        convert = [_bind(conn, table.c[name].type) for name in (*columns, key)]
+        assignments = ", ".join(f'"{name}" = ?' for name in columns)
+        sql = f'UPDATE {table.name} SET {assignments} WHERE "{key}" = ?'
+        _executemany(conn, sql, convert, (*columns, into), rows)
+        return
+    conn.execute(
+        table.update()
+        .where(table.c[key] == sa.bindparam(into))
+        .values({name: sa.bindparam(name) for name in columns}),
+        rows,
+    )
 
 
 def copy_rows(
@@ -45,7 +93,7 @@ def copy_rows(
 def _copy_value(kind: Any) -> Callable[[Any], Any]:
     """How a column's value is written by COPY: JSON as text, times as naive UTC."""
     if isinstance(kind, sa.JSON):
-        return lambda value: json.dumps(value)
+        return _json_text(json.dumps)
     if isinstance(kind, UTCDateTime):
         return lambda value: kind.process_bind_param(value, None)
     return lambda value: value
@@ -74,32 +122,25 @@ def one_of(conn: Connection, column: sa.ColumnElement[Any], keys: Sequence[Any])
     return column == sa.any_(sa.bindparam(None, list(keys), type_=postgresql.ARRAY(kind)))
 
 
-def update_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """UPDATE `table` row by row: each row names its `id` as `_id` and the columns to set, the
-    same columns in every row. On PostgreSQL a large batch is one statement over arrays
-    (`UPDATE … FROM unnest(…)`) instead of a statement per row."""
-    if not rows:
-        return
-    columns = [name for name in rows[0] if name != "_id"]
-    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
-        conn.execute(
-            table.update()
-            .where(table.c.id == sa.bindparam("_id"))
-            .values({name: sa.bindparam(name) for name in columns}),
-            rows,
-        )
-        return
+def _update_unnest(
+    conn: Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    key: str,
+    into: str,
+) -> None:
     # in id order, as executemany would lock them: concurrent writers take rows in one order
-    rows = sorted(rows, key=lambda row: row["_id"])
+    rows = sorted(rows, key=lambda row: row[into])
     dialect = conn.dialect
-    names = ["id", *columns]
+    names = [key, *columns]
     kinds = [table.c[name].type for name in names]
     convert = [_copy_value(kind) for kind in kinds]
     # Every array goes as text and is cast by the server: one kind of list for psycopg to send
     # (a column's values may mix ints and floats, or be all NULL).
     arrays = {
         f"a{i}": [None if row[key] is None else _text(f(row[key])) for row in rows]
-        for i, (f, key) in enumerate(zip(convert, ["_id", *columns], strict=True))
+        for i, (f, key) in enumerate(zip(convert, [into, *columns], strict=True))
     }
     typed = ", ".join(
         f"%(a{i})s::{kind.compile(dialect=dialect)}[]" for i, kind in enumerate(kinds)
@@ -108,7 +149,7 @@ def update_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
     aliases = ", ".join(f'"{name}"' for name in names)
     conn.exec_driver_sql(
         f"UPDATE {table.name} SET {sets} FROM unnest({typed}) AS v({aliases}) "
-        f"WHERE {table.name}.id = v.id",
+        f'WHERE {table.name}."{key}" = v."{key}"',
         arrays,
     )
 
@@ -118,3 +159,59 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _json_text(serialise: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: value.text if isinstance(value, Serialized) else serialise(value)
+
+
+def _bind(conn: Connection, kind: Any) -> Callable[[Any], Any] | None:
+    """The dialect's conversion of a value of `kind` for the driver (None: as it is)."""
+    process = kind._cached_bind_processor(conn.dialect)
+    if isinstance(kind, sa.JSON) and process is not None:
+        return _json_text(process)
+    return process  # type: ignore[no-any-return]
+
+
+def _callable_defaults(table: sa.Table, row: dict[str, Any]) -> bool:
+    """Whether a column the rows leave out takes a default computed per row (left to the
+    SQL expression path)."""
+    return any(
+        c.name not in row and c.default is not None and not c.default.is_scalar
+        for c in table.columns
+    )
+
+
+def _executemany_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    given = list(rows[0])
+    # columns left out with a constant default get it, as an INSERT statement gives them
+    defaults = {
+        c.name: c.default.arg  # type: ignore[attr-defined]
+        for c in table.columns
+        if c.name not in given and c.default is not None and c.default.is_scalar
+    }
+    names = (*given, *defaults)
+    convert = [_bind(conn, table.c[name].type) for name in names]
+    columns = ", ".join(f'"{name}"' for name in names)
+    marks = ", ".join("?" for _ in names)
+    sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
+    if defaults:
+        rows = [{**row, **defaults} for row in rows]
+    _executemany(conn, sql, convert, names, rows)
+
+
+def _executemany(
+    conn: Connection,
+    sql: str,
+    convert: Sequence[Callable[[Any], Any] | None],
+    names: Sequence[str],
+    rows: list[dict[str, Any]],
+) -> None:
+    pairs = list(zip(convert, names, strict=True))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(
+            sql, [[row[n] if f is None else f(row[n]) for f, n in pairs] for row in rows]
+        )
+    finally:
+        cursor.close()

@@ -28,9 +28,10 @@ decision points; a lead's source is the system it first came from).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -41,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
+from core.store.bulk import Serialized, insert_rows
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -100,6 +102,32 @@ def bracket(score: float) -> int:
 SEP = "\x1f"  # joins the parts of a composite key
 
 
+_PARSED = 50_000  # distinct ledgers remembered
+
+
+def _scored(
+    conn: Connection, where: Sequence[Any], parsed: dict[str, Serialized]
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """(model, lead, outputs) of the scores `where` selects; `outputs["rules"]` is the ledger
+    as `rules_of` gives it, parsed once per distinct ledger (remembered in `parsed`)."""
+    query = sa.select(
+        SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
+        SCORE.c.qualified, sa.cast(SCORE.c.ledger, sa.Text).label("ledger"),
+    ).where(*where)  # fmt: skip
+    found = []
+    for row in conn.execute(query):
+        outputs = row._asdict()
+        text = outputs.pop("ledger")
+        rules = parsed.get(text)
+        if rules is None:
+            if len(parsed) >= _PARSED:  # bounds memory
+                parsed.clear()
+            rules = parsed[text] = Serialized(rules_of(json.loads(text)))
+        outputs["rules"] = rules
+        found.append((row.model, row.lead_id, outputs))
+    return found
+
+
 def rules_of(ledger: Sequence[Mapping[str, Any]] | None) -> list[list[Any]]:
     """A score's ledger as [section, kind, name, count, points] lines."""
     return [
@@ -149,38 +177,57 @@ def _add(
             tally[i] += sign * value
 
 
+_COUNTED = (
+    "tier", "grade", "qualified", "total", "channel", "source", "systems", "outcome",
+    "decided_total", "decided_qualified",
+)  # fmt: skip  # with "rules": what a report_lead row adds to the figures
+
+
+class _Moves:
+    """Rows entering (+1) and leaving (-1) the figures, counted per distinct row first: most
+    leads count as one of a few thousand distinct rows, whose contributions are added once."""
+
+    def __init__(self) -> None:
+        self.weights: dict[tuple[Any, ...], int] = defaultdict(int)
+
+    def add(self, model: str, row: Mapping[str, Any], sign: int) -> None:
+        rules = tuple(tuple(line) for line in row["rules"] or ())
+        self.weights[(model, rules, *(row[k] for k in _COUNTED))] += sign
+
+    def into(self, deltas: dict[tuple[str, str, str], list[int]]) -> None:
+        for (model, rules, *values), weight in self.weights.items():
+            if weight:
+                _add(
+                    deltas,
+                    model,
+                    {"rules": rules, **dict(zip(_COUNTED, values, strict=True))},
+                    weight,
+                )
+
+
 def _insert(conn: Connection) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(R_FIGURE)
 
 
 def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
-    """Add `deltas` to the counters, in key order (two writers lock rows in the same order)."""
+    """Add `deltas` to the counters, in key order (two writers lock rows in the same order): one
+    upsert statement per few thousand counters, adding to the ones that exist."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    if not moving:
-        return
-    zero = dict.fromkeys(COUNTERS, 0)
-    conn.execute(
-        _insert(conn).on_conflict_do_nothing(index_elements=["model", "figure", "key"]),
-        [{"model": m, "figure": f, "key": k, **zero} for (m, f, k), _ in moving],
-    )
-    conn.execute(
-        R_FIGURE.update()
-        .where(
-            R_FIGURE.c.model == sa.bindparam("_model"),
-            R_FIGURE.c.figure == sa.bindparam("_figure"),
-            R_FIGURE.c.key == sa.bindparam("_key"),
+    for start in range(0, len(moving), _UPSERT):
+        insert = _insert(conn)
+        rows = [
+            {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
+            for (m, f, k), v in moving[start : start + _UPSERT]
+        ]
+        conn.execute(
+            insert.values(rows).on_conflict_do_update(
+                index_elements=["model", "figure", "key"],
+                set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
+            )
         )
-        .values({c: R_FIGURE.c[c] + sa.bindparam(f"_d_{c}") for c in COUNTERS}),
-        [
-            {
-                "_model": m,
-                "_figure": f,
-                "_key": k,
-                **{f"_d_{c}": v[i] for i, c in enumerate(COUNTERS)},
-            }
-            for (m, f, k), v in moving
-        ],
-    )
+
+
+_UPSERT = 2000  # counters per upsert statement (9 parameters each)
 
 
 # -- what a lead counts as ------------------------------------------------------------------------
@@ -188,9 +235,11 @@ def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequen
 
 @dataclass(frozen=True, slots=True)
 class _Attributes:
-    """A lead's attributes the report groups by, and what its decision point needs."""
+    """A lead's attributes the report groups by, and what its decision point needs (`fields`
+    are read for decided leads only)."""
 
-    fields: dict[str, Any]
+    channel: str | None
+    fields: Mapping[str, Any]
     created_at: datetime
     source: str | None
     systems: str
@@ -198,13 +247,24 @@ class _Attributes:
     closed_at: datetime | None
 
 
+def _among(conn: Connection, column: Any, ids: Sequence[int]) -> Any:
+    """`column IN ids`; on PostgreSQL `= ANY` of one array parameter, so a chunk's thousand ids
+    are not a thousand parameters parsed into the statement's text."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
+
+
 def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
-    leads = {row.id: row for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids)))}
+    basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
+        _among(conn, LEAD.c.id, lead_ids)
+    )
+    leads = {row.id: row for row in conn.execute(basics)}
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
     query = (
         sa.select(IDENTITY.c.lead_id, IDENTITY.c.system)
-        .where(IDENTITY.c.lead_id.in_(lead_ids))
+        .where(_among(conn, IDENTITY.c.lead_id, lead_ids))
         .order_by(IDENTITY.c.id)
     )
     for lead_id, system in conn.execute(query):
@@ -212,20 +272,26 @@ def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attribu
         systems[lead_id].add(system)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
     query = sa.select(OUTCOME.c.lead_id, OUTCOME.c.status, OUTCOME.c.closed_at).where(
-        OUTCOME.c.lead_id.in_(lead_ids)
+        _among(conn, OUTCOME.c.lead_id, lead_ids)
     )
     for row in conn.execute(query):
         outcomes[row.lead_id].append((row.status, row.closed_at))
+    decided: dict[int, tuple[str, datetime | None]] = {}
+    for lead_id, held in outcomes.items():
+        decided[lead_id] = deciding_outcome(held)
+    fields: dict[int, dict[str, Any]] = {}
+    wanted = [i for i, (status, _) in decided.items() if status in DECIDED and i in leads]
+    if wanted:
+        for row in conn.execute(sa.select(LEAD).where(_among(conn, LEAD.c.id, wanted))):
+            values = {name: getattr(row, name) for name in LEAD_FIELDS}
+            values["custom"] = row.custom or {}
+            fields[row.id] = values
     found = {}
     for lead_id, row in leads.items():
-        fields = {name: getattr(row, name) for name in LEAD_FIELDS}
-        fields["custom"] = row.custom or {}
-        status: str | None = None
-        closed_at: datetime | None = None
-        if lead_id in outcomes:
-            status, closed_at = deciding_outcome(outcomes[lead_id])
+        status, closed_at = decided.get(lead_id, (None, None))
         found[lead_id] = _Attributes(
-            fields,
+            row.channel,
+            fields.get(lead_id, _NOTHING),
             row.created_at,
             sources.get(lead_id),
             ",".join(sorted(systems[lead_id])),
@@ -241,7 +307,7 @@ def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Act
         return found
     query = sa.select(
         ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
-    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
+    ).where(_among(conn, ACTIVITY.c.lead_id, lead_ids))
     for lead_id, kind, occurred_at, props in conn.execute(query):
         found[lead_id].append(Activity(kind, occurred_at, MappingProxyType(props or {})))
     return found
@@ -260,16 +326,22 @@ def _at_decision(
     return result.total, result.qualified
 
 
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+
+
 def _rows(
     conn: Connection,
     models: Sequence[ScoringModel],
     scored: Sequence[tuple[str, int, Mapping[str, Any]]],
+    known: Mapping[tuple[str, int], tuple[float, bool] | None] = _NOTHING,
 ) -> list[dict[str, Any]]:
-    """report_lead rows for (model, lead, outputs), reading the leads' attributes."""
+    """report_lead rows for (model, lead, outputs), reading the leads' attributes; `known`
+    holds scores at the decision point that are known not to have moved (not recomputed)."""
     by_name = {m.name: m for m in models}
     ids = sorted({lead_id for _, lead_id, _ in scored})
     attrs = _attributes(conn, ids)
-    decided = [i for i in ids if i in attrs and attrs[i].outcome in DECIDED]
+    unknown = {i for name, i, _ in scored if (name, i) not in known}
+    decided = [i for i in ids if i in unknown and i in attrs and attrs[i].outcome in DECIDED]
     activities = _activities(conn, decided)
     rows = []
     for name, lead_id, outputs in scored:
@@ -277,7 +349,10 @@ def _rows(
         if found is None:
             continue
         model = by_name.get(name)
-        at_close = _at_decision(model, found, activities[lead_id]) if model else None
+        if (name, lead_id) in known:
+            at_close = known[(name, lead_id)]
+        else:
+            at_close = _at_decision(model, found, activities[lead_id]) if model else None
         rows.append(
             {
                 "model": name,
@@ -286,13 +361,13 @@ def _rows(
                 "grade": outputs["grade"],
                 "qualified": bool(outputs["qualified"]),
                 "total": float(outputs["total"]),
-                "channel": found.fields["channel"],
+                "channel": found.channel,
                 "source": found.source,
                 "systems": found.systems,
                 "outcome": found.outcome,
                 "decided_total": at_close[0] if at_close else None,
                 "decided_qualified": at_close[1] if at_close else None,
-                "rules": rules_of(outputs.get("ledger")),
+                "rules": outputs["rules"],
             }
         )
     return rows
@@ -337,22 +412,30 @@ def apply(
     lead_ids: Sequence[int],
     crossed: Iterable[tuple[str, int]],
     now: datetime,
+    settled: Collection[int] = (),
 ) -> None:
     """Bring the figures of `models` up to date for `lead_ids`, in the caller's transaction,
     after it wrote their scores: each lead counts as its score row now says (no row: it leaves
     the figures), with its current channel, source and outcome — those may have moved on a
     pull although the score did not. `crossed` lists the (model, lead) that crossed into
-    qualified at `now`. Builds the whole summary first when the store has none yet."""
+    qualified at `now`. `settled` names leads whose fields, activities and outcomes did not
+    move since their figures were last kept, under the same models: their score at the
+    decision point is kept as counted, not recomputed. Builds the whole summary first when the
+    store has none yet."""
     if not built(conn):
         rebuild(conn, models)
         return  # the rebuild read the scores this transaction just wrote
     ids = sorted(set(lead_ids))
     names = [m.name for m in models]
     crossed = list(crossed)
+    settled = set(settled)
+    parsed: dict[str, Serialized] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         mine = set(chunk)
-        _apply_chunk(conn, models, names, chunk, [c for c in crossed if c[1] in mine], now)
+        _apply_chunk(
+            conn, models, names, chunk, [c for c in crossed if c[1] in mine], now, settled, parsed
+        )
 
 
 def _apply_chunk(
@@ -362,27 +445,34 @@ def _apply_chunk(
     ids: Sequence[int],
     crossed: Sequence[tuple[str, int]],
     now: datetime,
+    settled: Collection[int] = (),
+    parsed: dict[str, Serialized] | None = None,
 ) -> None:
-    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), R_LEAD.c.lead_id.in_(ids))
+    parsed = {} if parsed is None else parsed
+    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), _among(conn, R_LEAD.c.lead_id, ids))
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
-    query = sa.select(
-        SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-        SCORE.c.qualified, SCORE.c.ledger,
-    ).where(SCORE.c.lead_id.in_(ids), SCORE.c.model.in_(names))  # fmt: skip
-    scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
-    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored)}
+    scored = _scored(conn, [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)], parsed)
+    known = {
+        key: None
+        if row["decided_total"] is None
+        else (row["decided_total"], row["decided_qualified"])
+        for key, row in old.items()
+        if key[1] in settled
+    }
+    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, known)}
     deltas: dict[tuple[str, str, str], list[int]] = {}
+    moves = _Moves()
     inserts, updates, deletes = [], [], []
     for key in sorted({*old, *new}):
         before, after = old.get(key), new.get(key)
         if before is not None and after is not None and _same(before, after):
             continue
         if before is not None:
-            _add(deltas, key[0], before, -1)
+            moves.add(key[0], before, -1)
         if after is not None:
-            _add(deltas, key[0], after, +1)
+            moves.add(key[0], after, +1)
         if before is None and after is not None:
             inserts.append(after)
         elif before is not None and after is not None:
@@ -392,7 +482,7 @@ def _apply_chunk(
     for model, lead_id in deletes:
         conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
     if inserts:
-        conn.execute(R_LEAD.insert(), inserts)
+        insert_rows(conn, R_LEAD, inserts)
     if updates:
         conn.execute(
             R_LEAD.update()
@@ -403,6 +493,7 @@ def _apply_chunk(
             .values({k: sa.bindparam(k) for k in _ROW_KEYS}),
             [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates],
         )
+    moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
     _write_deltas(conn, deltas)
@@ -491,6 +582,8 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
     conn.execute(R_FIGURE.delete())
     conn.execute(R_QUALIFIED.delete())
     deltas: dict[tuple[str, str, str], list[int]] = {}
+    moves = _Moves()
+    parsed: dict[str, Serialized] = {}
     last = 0
     while True:
         ids = list(
@@ -505,16 +598,12 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         if not ids:
             break
         last = ids[-1]
-        query = sa.select(
-            SCORE.c.model, SCORE.c.lead_id, SCORE.c.total, SCORE.c.tier, SCORE.c.grade,
-            SCORE.c.qualified, SCORE.c.ledger,
-        ).where(SCORE.c.lead_id.in_(ids))  # fmt: skip
-        scored = [(r.model, r.lead_id, r._asdict()) for r in conn.execute(query)]
-        rows = _rows(conn, models, scored)
+        rows = _rows(conn, models, _scored(conn, [_among(conn, SCORE.c.lead_id, ids)], parsed))
         if rows:
-            conn.execute(R_LEAD.insert(), rows)
+            insert_rows(conn, R_LEAD, rows)
         for row in rows:
-            _add(deltas, row["model"], row, +1)
+            moves.add(row["model"], row, +1)
+    moves.into(deltas)
     query = sa.select(HISTORY.c.model, HISTORY.c.lead_id, HISTORY.c.computed_at).where(
         HISTORY.c.event == "qualified"
     )

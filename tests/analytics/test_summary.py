@@ -250,3 +250,48 @@ def test_a_store_without_the_summary_builds_it_on_the_next_score_run(store: Stor
     store.save_page("crm", "acts", [quote(1, START)], None)
     scorer.score(store, hub, now=START + timedelta(hours=1))
     check(store, hub)
+
+
+def test_a_full_rescore_recounts_leads_a_pull_moved_although_their_scores_stay(
+    store: Store,
+) -> None:
+    hub = models()
+    store.save_page("crm", "leads", [lead(i) for i in range(16)], None)
+    acts: list[Any] = []
+    for i in range(16):
+        acts += views(i, START - timedelta(days=1), 1 + i % 3)
+    store.save_page("crm", "acts", acts, None)
+    store.save_page("crm", "outcomes", [outcome(4, "won", START - timedelta(hours=1))], None)
+    scorer.score(store, hub, now=START)
+    check(store, hub)
+    with store.engine.connect() as conn:
+        query = sa.text(
+            "SELECT l.email, s.model, s.total FROM score s JOIN lead l ON l.id = s.lead_id"
+        )
+        before = {(i, m): total for i, m, total in conn.execute(query)}
+
+    # a pull moves channels (not a fit field of the models), decides outcomes, and a second
+    # system comes to know a lead; lead 3 also requested a quote before it was won. Then a
+    # full rescore (not incremental)
+    store.save_page("crm", "leads", [lead(1, channel="events"), lead(2, channel="events")], None)
+    store.save_page(
+        "crm",
+        "outcomes",
+        [outcome(3, "won", START - timedelta(hours=2)), outcome(6, "lost", START)],
+        None,
+    )
+    store.save_page("ads", "leads", [lead(5, "ads")], None)
+    store.save_page("crm", "acts", [quote(3, START - timedelta(hours=3))], None)
+    run = scorer.score(store, hub, now=START, full=True)
+    assert run.full_models and run.changed == 1  # lead 3's quote; every other score as it was
+    with store.engine.connect() as conn:
+        after = {(i, m): total for i, m, total in conn.execute(query)}
+    assert {key for key in after if after[key] != before[key]} == {("p3@acme3.com", "default")}
+    check(store, hub)
+    kept = analytics.report(store, hub[0])
+    assert kept is not None
+    # hand count: leads 1 and 2 moved to "event"; leads 3 and 4 won, lead 6 lost
+    assert {g.name: g.leads for g in kept.channels}["event"] == 2
+    assert sum(b.decided for b in kept.conversion) == 3
+    assert sum(b.converted for b in kept.conversion) == 2
+    assert {g.name: g.leads for g in kept.sources} == {"crm": 16}
