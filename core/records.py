@@ -185,8 +185,10 @@ class ActivityRecord(_Record):
     """Something a lead did, keyed by an id unique within its source."""
 
     external_id: str = Field(min_length=1, max_length=255)  # the store's column
-    lead: str = Field(min_length=1, description="the lead's external id in this source, or email")
-    type: str
+    lead: str = Field(
+        min_length=1, max_length=320, description="the lead's external id in this source, or email"
+    )
+    type: str = Field(max_length=100)  # the store's column
     occurred_at: UtcDatetime
     properties: dict[str, Any] = Field(default_factory=dict)
 
@@ -202,7 +204,7 @@ class OutcomeRecord(_Record):
     """What became of a lead in a CRM: feeds reports, backtests and the predictive model."""
 
     external_id: str = Field(min_length=1, max_length=255)  # the store's column
-    lead: str = Field(min_length=1)
+    lead: str = Field(min_length=1, max_length=320)  # an external id or an email
     status: Literal["open", "converted", "won", "lost"]
     closed_at: OptUtcDatetime = None
     amount: OptNumber = None

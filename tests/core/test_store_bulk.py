@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
-from core.records import ActivityRecord, LeadRecord
-from core.store import db
+from core.records import ActivityRecord, LeadRecord, describe_validation_error
+from core.store import db, ingest
 from core.store.bulk import COPY_FROM, one_of
 from core.store.ingest import IDENTITY
 from core.store.signatures import digest
@@ -187,21 +188,45 @@ def test_the_same_people_from_a_second_source_join_their_leads(store: Store) -> 
     ) == [(2 * N,)]
 
 
-def test_a_page_that_fails_leaves_the_pages_before_it_whole(store: Store) -> None:
+def test_a_page_that_fails_leaves_the_pages_before_it_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.save_page("crm", "all", [*leads(), *activities()], {"n": 1})
     before = rows(store, "SELECT external_id, lead_id, type FROM activity ORDER BY external_id")
-    if store.dialect == "sqlite":
-        pytest.skip("SQLite does not enforce column lengths")
+    real = ingest.insert_rows
+
+    def failing(conn: Any, table: sa.Table, batch: list[dict[str, Any]]) -> None:
+        if table.name == "activity":  # after the page's leads and identities were written
+            raise sa.exc.OperationalError("INSERT INTO activity", {}, Exception("disk full"))
+        real(conn, table, batch)
+
+    monkeypatch.setattr(ingest, "insert_rows", failing)
     newcomer = LeadRecord(source="crm", external_id="crm-new", email="new@x.com")
-    page = [newcomer, *activities("email_sent")]
-    page.append(page[1].model_copy(update={"type": "custom:" + "x" * 100}))  # past the column
-    with pytest.raises(sa.exc.DBAPIError):
+    page = [newcomer, *activities("email_sent", n=3 * N)]
+    with pytest.raises(sa.exc.OperationalError):
         store.save_page("crm", "all", page, {"n": 2})
     assert store.lead_by_email("new@x.com") is None
     assert rows(store, "SELECT external_id, lead_id, type FROM activity ORDER BY external_id") == (
         before
     )
     assert store.get_cursor("crm", "all") == {"n": 1}
+
+
+def test_a_value_longer_than_its_column_is_a_record_error_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ActivityRecord(
+            source="crm",
+            external_id="a1",
+            lead="crm-1",
+            type="custom:" + "x" * 100,
+            occurred_at=DAY,
+        )
+    assert describe_validation_error(caught.value).startswith("type:")
+    with pytest.raises(ValidationError) as caught:
+        ActivityRecord(
+            source="crm", external_id="a1", lead="x" * 321, type="email_sent", occurred_at=DAY
+        )
+    assert describe_validation_error(caught.value).startswith("lead:")
 
 
 def test_a_key_longer_than_its_column_matches_no_row_cut_to_that_length(store: Store) -> None:
