@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -170,20 +170,31 @@ def _decayed_recently(conn: Connection, model: str, recent: int) -> Moment | Non
     """`_decayed` among the newest `recent` score changes of `model`: their leads' histories
     give each change its previous score; the falls are then checked for activity in the order
     `_decayed` ranks them, stopping at the first quiet one."""
-    # `model || ''`: walk the history backwards by id (SQLite would otherwise pick the index
-    # that starts with the model and sort the model's whole history)
+    # SQLite: `model || ''`, so that it walks the history backwards by id rather than pick the
+    # index that starts with the model and sort the model's whole history
+    sqlite = conn.dialect.name == "sqlite"
+    of_model = HISTORY.c.model + "" if sqlite else HISTORY.c.model
     newest = conn.execute(
         sa.select(HISTORY.c.id, HISTORY.c.lead_id)
-        .where(HISTORY.c.model + "" == model)
+        .where(of_model == model)
         .order_by(HISTORY.c.id.desc())
         .limit(recent)
     ).all()
     wanted = {row.id for row in newest}
+    # the leads as a list (a subquery has PostgreSQL hash the whole history), on PostgreSQL as
+    # one array parameter rather than thousands of parameters
     leads = sorted({row.lead_id for row in newest})
-    columns = (HISTORY.c.id, HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.total)
+    listed = (
+        HISTORY.c.lead_id.in_(leads)
+        if sqlite
+        else HISTORY.c.lead_id == sa.any_(sa.literal(leads, sa.ARRAY(sa.Integer)))
+    )
+    # the times as the driver gives them (a string on SQLite), made moments only for the falls
+    raw = sa.type_coerce(HISTORY.c.computed_at, sa.String if sqlite else sa.DateTime)
+    columns = (HISTORY.c.id, HISTORY.c.lead_id, raw.label("computed_at"), HISTORY.c.total)
     history = conn.execute(
         sa.select(*columns, HISTORY.c.event)
-        .where(HISTORY.c.model == model, HISTORY.c.lead_id.in_(leads))
+        .where(HISTORY.c.model == model, listed)
         .order_by(HISTORY.c.lead_id, HISTORY.c.computed_at, HISTORY.c.id)
     ).all()
     falls = []
@@ -191,6 +202,7 @@ def _decayed_recently(conn: Connection, model: str, recent: int) -> Moment | Non
         if row.id in wanted and previous.lead_id == row.lead_id and row.total < previous.total:
             moved = (row.computed_at, float(previous.total), float(row.total), row.event)
             falls.append(Moment(row.lead_id, None, *moved, previous.computed_at))
+    falls = [replace(m, at=_utc(m.at), since=_utc(m.since)) for m in falls]
     falls.sort(key=lambda m: (m.event == "released", m.before - m.after, m.at, m.lead_id))
     for fall in reversed(falls):
         busy = sa.exists().where(
@@ -201,6 +213,15 @@ def _decayed_recently(conn: Connection, model: str, recent: int) -> Moment | Non
         if not conn.execute(sa.select(busy)).scalar():
             return replace(fall, email=_email(conn, fall.lead_id))
     return None
+
+
+def _utc(moment: Any) -> Any:
+    """A stored time read raw (an ISO string on SQLite, a naive datetime on PostgreSQL) as the
+    UTC datetime the table's type gives."""
+    if moment is None:
+        return None
+    found = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
 
 
 def _email(conn: Connection, lead_id: int) -> str | None:
