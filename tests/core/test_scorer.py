@@ -15,6 +15,7 @@ from core.records import ActivityRecord, LeadRecord
 from core.store import store as queries
 from core.store.store import Store
 from scoring.model import ScoringModel, parse_models
+from tests.conftest import PG_URL, need_service, reset_postgres
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -212,3 +213,32 @@ def test_a_model_taken_out_of_the_file_loses_its_scores_and_a_new_one_gains_them
     assert {r["model"] for r in queries.lead_scores(store, 1)} == {"default"}
     scorer.score(store, [*model(), *second], now=NOW)  # and put back
     assert {r["model"] for r in queries.lead_scores(store, 1)} == {"default", "partners"}
+
+
+def test_a_full_rescore_on_postgresql_leaves_no_dead_lead_or_score_rows() -> None:
+    """Without autovacuum, the flags and scores a full rescore rewrites would stay behind as
+    dead rows the next incremental pass reads past: the rescore vacuums them."""
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    try:
+        seed(store, 300)
+        scorer.score(store, model(), full=True, now=NOW)
+        with store.engine.connect() as conn:
+            seen = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL "
+                        "FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                        "AND relname IN ('lead', 'score')"
+                    )
+                ).all()
+            )
+            dead = conn.execute(
+                sa.text(
+                    "SELECT n_dead_tup FROM pg_stat_user_tables "
+                    "WHERE schemaname = current_schema() AND relname = 'lead'"
+                )
+            ).scalar_one()
+        assert seen == {"lead": True, "score": True}
+        assert dead == 0  # 300 dirty flags were cleared: 300 dead versions before the vacuum
+    finally:
+        store.close()
