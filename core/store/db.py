@@ -64,8 +64,8 @@ def analyze_grown(conn: Connection, tables: Sequence[str]) -> list[str]:
         conn.execute(
             sa.text(
                 "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[])) "
-                "AND pg_relation_size(c.oid) >= GREATEST(2 * c.relpages, :least) "
-                "* current_setting('block_size')::int ORDER BY c.relname"
+                "AND pg_relation_size(c.oid) >= GREATEST(2 * CAST(c.relpages AS bigint), :least) "
+                "* CAST(current_setting('block_size') AS bigint) ORDER BY c.relname"
             ),
             {"tables": list(tables), "least": ANALYZE_FROM_PAGES},
         )

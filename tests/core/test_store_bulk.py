@@ -257,3 +257,19 @@ def test_statistics_are_taken_once_a_table_has_doubled(store: Store) -> None:
     assert counted == [("activity", 2000), ("lead", 1000)]
     with store.begin() as conn:
         assert db.analyze_grown(conn, ["lead", "activity"]) == []  # nothing grew since
+
+
+def test_statistics_of_a_table_past_two_gigabytes_are_judged_without_overflow(store: Store) -> None:
+    """Pages times block size passes the 32-bit range at 2 GB (262,144 pages of 8 kB): the
+    check must still answer (here: not grown, as the statistics claim 300,000 pages)."""
+    store.save_page("crm", "all", leads(n=1000), None)
+    if store.dialect != "postgresql":  # no statistics to judge
+        with store.begin() as conn:
+            assert db.analyze_grown(conn, ["lead"]) == []
+        return
+    with store.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE pg_class SET relpages = 300000 WHERE oid = CAST('lead' AS regclass)")
+        )
+        assert db.analyze_grown(conn, ["lead"]) == []
+        conn.rollback()
