@@ -227,7 +227,7 @@ def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
     middle = leads // 2  # ids run from 1 to `leads`
     deep = max(0, leads - 25)
     last_page = max(1, (leads + 24) // 25)
-    hot = model.tiers[0].name
+    hot, cold = model.tiers[0].name, model.tiers[-1].name
     return [
         ("home /", f"/?model={model.name}"),
         ("report /api/report", f"/api/report?model={model.name}"),
@@ -246,6 +246,7 @@ def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
         ("/leads?q=co (2 characters, every lead)", "/leads?q=co"),
         ("/leads?q=com (every lead)", "/leads?q=com"),
         ("/leads?q=nomatch-xyz (none)", "/leads?q=nomatch-xyz"),
+        (f"/leads?q=co&tier={cold} (common, broad filter)", f"/leads?q=co&tier={cold}"),
         ("/leads deep page (last)", f"/leads?page={last_page}"),
         ("/api/leads", "/api/leads"),
         (f"/api/leads?tier={hot}", f"/api/leads?tier={hot}"),
@@ -257,6 +258,10 @@ def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
         ("/api/leads?q=zq (2 characters)", "/api/leads?q=zq"),
         ("/api/leads?q=com (every lead)", "/api/leads?q=com"),
         ("/api/leads?q=1&tier=… (common, filtered)", f"/api/leads?q=1&tier={hot}"),
+        (
+            f"/api/leads?q=co&tier={cold} (common, broad filter)",
+            f"/api/leads?q=co&tier={cold}",
+        ),
         ("/api/leads deep offset", f"/api/leads?limit=25&offset={deep}"),
         ("/api/leads deep keyset (after)", f"/api/leads?limit=25&after=s:0.0:{middle}"),
         ("lead page /leads/{id}", f"/leads/{middle}"),

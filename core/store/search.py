@@ -12,10 +12,12 @@
 
 `find` stops after `FEW` matches: up to that many, the list is filtered by the matching ids;
 beyond, by a probe of each listed lead's document, walking the list's sort order and stopping at
-the page's end (matches are then dense), and the count is one pass over the documents. Either
+the page's end (matches are then dense), and the count is one pass over the documents. When
+the list also has other filters, an exact count would probe the document of every lead they keep;
+it then stops at `bound()` matches and is a lower bound (`Matches.bounded`). Either
 way every candidate is checked with the plain condition (`instr` of the folded needle in the
-document, `%` and `_` literal), so the results, their order and their count are exactly those of
-a scan of the leads.
+document, `%` and `_` literal), so the results, their order and their count (when not a
+lower bound) are exactly those of a scan of the leads.
 """
 
 from __future__ import annotations
@@ -110,6 +112,12 @@ class Matches:
         )
         return doc.exists()
 
+    @property
+    def bounded(self) -> bool:
+        """Whether a count of these matches together with other filters stops at `bound()`:
+        they are too many to list by id, so an exact count would probe every kept lead."""
+        return self.ids is None
+
     def count(self, conn: Connection) -> int:
         """How many leads match: one pass over the documents when they are many and not
         counted on the way."""
@@ -126,6 +134,11 @@ class Matches:
                 .where(_contains(self.dialect, TEXT.c.doc, self.needle))
             )
         return int(conn.execute(query).scalar_one())
+
+
+def bound() -> int:
+    """The most matches a filtered search counts: a count reaching it is a lower bound."""
+    return FEW + 1
 
 
 def find(conn: Connection, needle: str) -> Matches:

@@ -82,7 +82,16 @@ class LeadSummary(_Out):
 
 class LeadList(_Out):
     model: str
-    total: int = Field(description="leads matching the filters, over all pages")
+    total: int = Field(
+        description="leads matching the filters, over all pages; a lower bound "
+        "when `total_exact` is false"
+    )
+    total_exact: bool = Field(
+        True,
+        description="false when `total` is a lower bound: a search (`q`) matching more than "
+        f"{search.FEW:,} leads together with another filter is counted up to "
+        f"{search.FEW + 1:,} only; paging by `offset` or `next` still reaches every lead",
+    )
     limit: int
     offset: int
     items: list[LeadSummary]
@@ -341,11 +350,15 @@ def resolved(conn: Connection, where: LeadFilter) -> LeadFilter:
     return replace(where, matches=search.find(conn, where.search.strip()))
 
 
-def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
-    """Leads matching `where` under `model` (unscored leads too when no score filter is set).
+def lead_count(conn: Connection, model: str, where: LeadFilter) -> tuple[int, bool]:
+    """(leads matching `where` under `model`, whether that count is exact); unscored leads
+    count too when no score filter is set.
 
     Without a search the scored part comes from the counters the scorer keeps
-    (`core.store.summary`), and the unscored part from the lead table minus those."""
+    (`core.store.summary`), and the unscored part from the lead table minus those. A search
+    with more matches than it lists by id, together with other filters, is counted up to
+    `search.bound()` only: an exact count would probe the search document of every lead the
+    filters keep. Reaching the bound, the count is a lower bound (not exact)."""
     where = resolved(conn, where)
     if where.counted and summary.built(conn):
         grades = [g.upper() for g in where.grades]
@@ -353,7 +366,7 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
             conn, model, where.tiers, grades, where.qualified, where.channels, where.sources
         )
         if where.score_conditions():
-            return scored
+            return scored, True
         everyone = sa.select(sa.func.count()).select_from(LEAD)
         if where.channels:
             everyone = everyone.where(LEAD.c.channel.in_(list(where.channels)))
@@ -368,16 +381,22 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> int:
         every_scored = summary.count_cells(
             conn, model, channels=where.channels, sources=where.sources
         )
-        return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored)
+        return scored + max(0, int(conn.execute(everyone).scalar_one()) - every_scored), True
     only_search = not (where.score_conditions() or where.sources or where.channels)
     if where.matches is not None and only_search:
-        return where.matches.count(conn)
+        return where.matches.count(conn), True
     if not where.score_conditions():  # scored or not: every lead that matches, in one pass
-        query = sa.select(sa.func.count()).select_from(LEAD).where(*where.lead_conditions())
-        return int(conn.execute(query).scalar_one())
-    joined, conditions = _scored(model, where)
-    query = sa.select(sa.func.count()).select_from(joined).where(*conditions)
-    return int(conn.execute(query).scalar_one())
+        kept = sa.select(LEAD.c.id).where(*where.lead_conditions())
+    else:
+        joined, conditions = _scored(model, where)
+        kept = sa.select(SCORE.c.lead_id).select_from(joined).where(*conditions)
+    if where.matches is not None and where.matches.bounded:
+        bound = search.bound()
+        query = sa.select(sa.func.count()).select_from(kept.limit(bound).subquery())
+        counted = int(conn.execute(query).scalar_one())
+        return counted, counted < bound
+    query = kept.with_only_columns(sa.func.count(), maintain_column_froms=True)
+    return int(conn.execute(query).scalar_one()), True
 
 
 def _after(sort: str, cursor: str | None) -> tuple[str, float | None, int]:
@@ -402,9 +421,10 @@ def lead_page(
     limit: int,
     offset: int = 0,
     after: str | None = None,
-) -> tuple[int, list[dict[str, Any]], str | None]:
-    """(leads matching `where` under `model`, one page of them in `sort` order, the cursor of
-    the next page); a lead never scored under `model` matches no score filter and sorts last.
+) -> tuple[int, bool, list[dict[str, Any]], str | None]:
+    """(leads matching `where` under `model`, whether that count is exact (`lead_count`), one
+    page of them in `sort` order, the cursor of the next page); a lead never scored under
+    `model` matches no score filter and sorts last.
 
     A page is found from the index alone (lead ids only) and then read: a deep `offset` skips
     index entries, not rows; `after` (the previous page's cursor, for the sorts in
@@ -417,11 +437,11 @@ def lead_page(
         order = order.nulls_last()
     with store.engine.connect() as conn:
         where = resolved(conn, where)
-        count = lead_count(conn, model, where)
+        count, exact = lead_count(conn, model, where)
         if column.table is not SCORE:
             ids = _lead_sorted_ids(model, where, order, limit, offset)
             rows = _read(conn, model, [int(r[0]) for r in conn.execute(ids)])
-            return count, rows, None
+            return count, exact, rows, None
         part, value, last = _after(sort, after)
         found: list[int] = []
         cursor: str | None = None
@@ -459,7 +479,7 @@ def lead_page(
                 cursor = f"u::{rest[-1]}"
         if len(found) < limit:
             cursor = None
-        return count, _read(conn, model, found), cursor
+        return count, exact, _read(conn, model, found), cursor
 
 
 def _lead_sorted_ids(
@@ -684,8 +704,8 @@ def list_leads(
         "",
         max_length=200,
         description="Part of the email, first, last or full name, or company, in any case "
-        "(as the database folds it: A-Z only on SQLite), `%` and `_` literal; `total` stays "
-        "exact.",
+        "(as the database folds it: A-Z only on SQLite), `%` and `_` literal; `total` is "
+        "exact unless `total_exact` says otherwise.",
     ),
     source: list[str] = Query([], description="Only leads known to these sources (repeat)."),
     channel: list[str] = Query([], description="Only these channels (repeat)."),
@@ -706,10 +726,18 @@ def list_leads(
     where = LeadFilter(tier, grade, qualified, q, source, channel)
     if after is not None and sort not in KEYSET_SORTS:
         raise HTTPException(422, f"after: works with the sorts {', '.join(KEYSET_SORTS)}")
-    total, rows, cursor = lead_page(ctx.store, name, where, sort, limit, offset, after)
+    total, exact, rows, cursor = lead_page(ctx.store, name, where, sort, limit, offset, after)
     colors = tier_colors(ctx.hub)
     items = [LeadSummary(**r, tier_color=colors.get((name, r["tier"]))) for r in rows]
-    return LeadList(model=name, total=total, limit=limit, offset=offset, items=items, next=cursor)
+    return LeadList(
+        model=name,
+        total=total,
+        total_exact=exact,
+        limit=limit,
+        offset=offset,
+        items=items,
+        next=cursor,
+    )
 
 
 @api.get("/leads/{lead_id}", response_model=LeadDetail, responses=NOT_FOUND)

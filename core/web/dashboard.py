@@ -274,9 +274,9 @@ def overview(ctx: WebContext, model: ScoringModel) -> dict[str, Any]:
         report = model_report(ctx.store, model)
     except ConfigError as exc:
         problem = str(exc)
-    count, rows, _ = lead_page(ctx.store, model.name, LeadFilter(), "-total", TOP, 0)
-    with ctx.store.engine.connect() as conn:
-        qualified = lead_count(conn, model.name, LeadFilter(qualified=True))
+    count, _, rows, _ = lead_page(ctx.store, model.name, LeadFilter(), "-total", TOP, 0)
+    with ctx.store.engine.connect() as conn:  # no search: both counts are exact
+        qualified, _ = lead_count(conn, model.name, LeadFilter(qualified=True))
     colors = tier_palette(model)
     data: dict[str, Any] = {
         "model": model,
@@ -473,12 +473,14 @@ def leads(
         _values("channel", channel),
     )
     key = SORTS[sort] if order == "asc" else f"-{SORTS[sort]}"
-    count, rows, _ = lead_page(ctx.store, chosen.name, where, key, size, (page - 1) * size)
+    count, exact, rows, _ = lead_page(ctx.store, chosen.name, where, key, size, (page - 1) * size)
     pages_total = max(1, math.ceil(count / size))
-    if page > pages_total:
+    if exact and page > pages_total:
         raise HTTPException(
             422, f"page {page} is past the last page ({pages_total}) of {count} matching leads"
         )
+    if not exact and page > 1 and not rows:
+        raise HTTPException(422, f"page {page} is past the last of the matching leads")
     given = [(k, v) for k, v in request.query_params.multi_items() if v.strip()]
     params: dict[str, str | list[str]] = {}
     for k, v in given:
@@ -496,8 +498,12 @@ def leads(
             "model": chosen,
             "rows": rows,
             "count": count,
+            # a lower bound of `count` leads is shown as "more than count - 1"
+            "count_text": f"{count:,}" if exact else f"{count - 1:,}+",
             "page": page,
-            "pages": pages_total,
+            # not exact: the pages run on while they are full
+            "pages": pages_total if exact else None,
+            "more": len(rows) == size,
             "size": size,
             "sizes": PAGE_SIZES,
             "first": (page - 1) * size + 1,

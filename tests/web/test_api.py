@@ -221,6 +221,13 @@ def test_openapi_lists_the_routes_and_both_auth_schemes(client: Client) -> None:
     assert {"total", "tier", "grade", "qualified", "reason"} <= set(item)
 
 
+def test_openapi_says_when_the_lead_list_total_is_a_lower_bound(client: Client) -> None:
+    fields = client.get("/openapi.json").json()["components"]["schemas"]["LeadList"]["properties"]
+    assert fields["total_exact"]["type"] == "boolean"
+    assert "lower bound" in fields["total_exact"]["description"]
+    assert "total_exact" in fields["total"]["description"]
+
+
 @pytest.mark.parametrize(
     ("path", "schema"),
     [

@@ -1,8 +1,10 @@
 """Lead search (`q=`) through the search documents and the trigram index answers exactly what a
 substring filter over every lead answers: the same leads, in the list's order, with the same
 count and pages, also after leads change, merge and go, whether the matches are few (listed by
-id) or many (probed in the list's order: `FEW` lowered to 2 here). The oracle is a plain Python
-filter over the stored leads, folding case as each database's lower() does."""
+id) or many (probed in the list's order: `FEW` lowered to 2 here). With another filter, a
+search of many matches counts up to `FEW + 1` only and says so (`total_exact`), its pages still
+exact. The oracle is a plain Python filter over the stored leads, folding case as each
+database's lower() does."""
 
 from __future__ import annotations
 
@@ -192,3 +194,97 @@ def test_without_the_index_search_scans_to_the_same_answer(store: Store, tmp_pat
     client = Client(app, {"Authorization": f"Bearer {TOKEN}"})
     for needle in ("company 1", "PERSON1", "_", "acme.example", "nothing"):
         assert_same_as_oracle(store, client, needle)
+
+
+# -- a bounded count: many matches and another filter --------------------------------------------
+
+
+@pytest.fixture
+def bounded(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Client]:
+    """The seeded store with `FEW` lowered to 5: a filtered search stops counting at 6."""
+    monkeypatch.setattr(search, "FEW", 5)
+    seed.seed(store)
+    app = create_app(store, seed.hub(tmp_path), settings())
+    return store, Client(app, {"Authorization": f"Bearer {TOKEN}"})
+
+
+def filtered_oracle(client: Client, store: Store, needle: str, tiers: set[str]) -> list[int]:
+    """The leads in `tiers` whose fields contain `needle`, in the unsearched list's order."""
+    leads = {lead["id"]: lead for lead in every_lead(store)}
+    everyone = client.get("/api/leads", params={"limit": 500}).json()["items"]
+    return [
+        item["id"]
+        for item in everyone
+        if item["tier"] in tiers and oracle(leads[item["id"]], needle, store.dialect)
+    ]
+
+
+def test_a_common_search_with_a_broad_filter_counts_up_to_a_bound(
+    bounded: tuple[Store, Client],
+) -> None:
+    store, client = bounded
+    expected = filtered_oracle(client, store, "acme", {"warm", "cold"})
+    assert len(expected) == 8  # leads 4-11: every email is @acme.example, 12 matches > FEW
+    params = {"q": "acme", "tier": ["warm", "cold"]}
+    body = client.get("/api/leads", params={**params, "limit": 500}).json()
+    assert (body["total"], body["total_exact"]) == (6, False)  # FEW + 1: at least 6
+    assert [item["id"] for item in body["items"]] == expected
+    # past the bound, a page by offset still holds the leads there
+    deep = client.get("/api/leads", params={**params, "limit": 3, "offset": 6}).json()
+    assert [item["id"] for item in deep["items"]] == expected[6:]
+    walked: list[int] = []
+    after: str | None = None
+    while True:
+        page = {**params, "limit": 3, **({"after": after} if after else {})}
+        body = client.get("/api/leads", params=page).json()
+        walked += [item["id"] for item in body["items"]]
+        after = body["next"]
+        if after is None:
+            break
+    assert walked == expected
+
+
+@pytest.mark.parametrize(
+    ("needle", "tiers"),
+    [
+        ("company 1", {"cold"}),  # 3 matches (1, 10, 11): listed by id
+        ("acme", {"hot"}),  # 12 matches, 4 of them hot: under the bound
+    ],
+)
+def test_a_rare_search_or_a_narrow_filter_stays_exact(
+    bounded: tuple[Store, Client], needle: str, tiers: set[str]
+) -> None:
+    store, client = bounded
+    expected = filtered_oracle(client, store, needle, tiers)
+    params = {"q": needle, "tier": sorted(tiers), "limit": 500}
+    body = client.get("/api/leads", params=params).json()
+    assert (body["total"], body["total_exact"]) == (len(expected), True)
+    assert [item["id"] for item in body["items"]] == expected
+
+
+def test_a_common_search_alone_stays_exact(bounded: tuple[Store, Client]) -> None:
+    _, client = bounded
+    body = client.get("/api/leads", params={"q": "acme", "limit": 500}).json()
+    assert (body["total"], body["total_exact"]) == (12, True)
+    plain = client.get("/api/leads", params={"tier": "cold"}).json()
+    assert (plain["total"], plain["total_exact"]) == (4, True)
+
+
+def test_the_dashboard_shows_a_bounded_count_and_pages_past_it(
+    bounded: tuple[Store, Client],
+) -> None:
+    store, client = bounded
+    expected = filtered_oracle(client, store, "acme", {"warm", "cold"})
+    emails = {lead["id"]: lead["email"] for lead in every_lead(store)}
+    params = {"q": "acme", "tier": ["warm", "cold"], "size": 3}
+    first = client.get("/leads", params=params)
+    assert first.status_code == 200, first.text
+    assert '<h2 id="lead-count">5+ leads' in first.text  # more than FEW
+    assert "page 1<" in first.text and 'rel="next"' in first.text
+    last = client.get("/leads", params={**params, "page": 3})  # leads 7-8, past the bound
+    assert last.status_code == 200, last.text
+    shown = [emails[i] for i in expected[6:]]
+    assert all(e in last.text for e in shown) and 'rel="next"' not in last.text
+    assert client.get("/leads", params={**params, "page": 4}).status_code == 422
+    exact = client.get("/leads", params={"q": "acme", "tier": "hot"})
+    assert '<h2 id="lead-count">4 leads' in exact.text
