@@ -14,7 +14,9 @@
 beyond, by a probe of each listed lead's document, walking the list's sort order and stopping at
 the page's end (matches are then dense), and the count is one pass over the documents. When
 the list also has other filters, an exact count would probe the document of every lead they keep;
-it then stops at `bound()` matches and is a lower bound (`Matches.bounded`). Either
+it then stops at `bound()` matches and is a lower bound (`Matches.bounded`), unless the
+matches were counted on the way (SQLite) and are at most `SPARSE`: then the count goes from the
+documents, checking the filters for each match only (`Matches.count_within`). Either
 way every candidate is checked with the plain condition (`instr` of the folded needle in the
 document, `%` and `_` literal), so the results, their order and their count (when not a
 lower bound) are exactly those of a scan of the leads.
@@ -34,6 +36,7 @@ FTS_TABLE = "lead_search"
 TEXT_TABLE = "lead_search_text"
 MIN_INDEXED = 3  # characters: the shortest needle a trigram index can answer
 FEW = 10_000  # matches listed by id; more are probed lead by lead in the list's order
+SPARSE = 4 * FEW  # up to this many matches, a filtered count is driven from the documents
 SEPARATOR = "\x1f"  # between the fields of a document: no needle spans two fields
 
 TEXT = sa.table(TEXT_TABLE, sa.column("lead_id", sa.Integer), sa.column("doc", sa.Text))
@@ -117,6 +120,26 @@ class Matches:
         """Whether a count of these matches together with other filters stops at `bound()`:
         they are too many to list by id, so an exact count would probe every kept lead."""
         return self.ids is None
+
+    @property
+    def sparse(self) -> bool:
+        """Whether these matches, too many to list by id, are known to be few enough that a
+        filtered count goes faster from the documents (probing the filters for each match)
+        than from the filters (probing the document of each lead they keep)."""
+        return self.ids is None and self.known is not None and self.known <= SPARSE
+
+    def count_within(self, conn: Connection, kept: sa.Select[Any]) -> int:
+        """How many of the leads `kept` (a query of lead ids, this search among its
+        conditions) match: one pass over the documents, `kept` probed for each match only."""
+        found = TEXT.alias("found")
+        lead_id = kept.selected_columns[0]
+        probe = kept.where(lead_id == found.c.lead_id).exists()
+        query = (
+            sa.select(sa.func.count())
+            .select_from(found)
+            .where(_contains(self.dialect, found.c.doc, self.needle), probe)
+        )
+        return int(conn.execute(query).scalar_one())
 
     def count(self, conn: Connection) -> int:
         """How many leads match: one pass over the documents when they are many and not

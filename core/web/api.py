@@ -390,6 +390,8 @@ def lead_count(conn: Connection, model: str, where: LeadFilter) -> tuple[int, bo
     else:
         joined, conditions = _scored(model, where)
         kept = sa.select(SCORE.c.lead_id).select_from(joined).where(*conditions)
+    if where.matches is not None and where.matches.sparse:
+        return where.matches.count_within(conn, kept), True
     if where.matches is not None and where.matches.bounded:
         bound = search.bound()
         query = sa.select(sa.func.count()).select_from(kept.limit(bound).subquery())

@@ -203,6 +203,7 @@ def test_without_the_index_search_scans_to_the_same_answer(store: Store, tmp_pat
 def bounded(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, Client]:
     """The seeded store with `FEW` lowered to 5: a filtered search stops counting at 6."""
     monkeypatch.setattr(search, "FEW", 5)
+    monkeypatch.setattr(search, "SPARSE", 5)  # 12 matches: not sparse, counted up to the bound
     seed.seed(store)
     app = create_app(store, seed.hub(tmp_path), settings())
     return store, Client(app, {"Authorization": f"Bearer {TOKEN}"})
@@ -260,6 +261,35 @@ def test_a_rare_search_or_a_narrow_filter_stays_exact(
     body = client.get("/api/leads", params=params).json()
     assert (body["total"], body["total_exact"]) == (len(expected), True)
     assert [item["id"] for item in body["items"]] == expected
+
+
+def test_sparse_matches_with_a_broad_filter_are_counted_from_the_documents(
+    bounded: tuple[Store, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More matches than listed by id but, as SQLite counts them on the way, few enough that
+    the filtered count goes from the documents: exact. (PostgreSQL finds the matches without
+    counting them, and counts up to the bound.)"""
+    store, client = bounded
+    monkeypatch.setattr(search, "SPARSE", 20)
+    expected = filtered_oracle(client, store, "acme", {"warm", "cold"})
+    params = {"q": "acme", "tier": ["warm", "cold"], "limit": 500}
+    body = client.get("/api/leads", params=params).json()
+    want = (len(expected), True) if store.dialect == "sqlite" else (6, False)
+    assert (body["total"], body["total_exact"]) == want
+    assert [item["id"] for item in body["items"]] == expected
+    params = {"q": "company", "channel": "referral", "limit": 500}  # lead conditions, not tiers
+    body = client.get("/api/leads", params=params).json()
+    with store.engine.connect() as conn:
+        channels = dict(conn.exec_driver_sql("SELECT id, channel FROM lead").all())
+    referred = [
+        lead["id"]
+        for lead in every_lead(store)
+        if channels[lead["id"]] == "referral" and oracle(lead, "company", store.dialect)
+    ]
+    assert referred
+    if store.dialect == "sqlite":
+        assert (body["total"], body["total_exact"]) == (len(referred), True)
+    assert sorted(item["id"] for item in body["items"]) == sorted(referred)
 
 
 def test_a_common_search_alone_stays_exact(bounded: tuple[Store, Client]) -> None:
