@@ -262,6 +262,10 @@ def pages(model: ScoringModel, leads: int) -> list[tuple[str, str]]:
             f"/api/leads?q=co&tier={cold} (common, broad filter)",
             f"/api/leads?q=co&tier={cold}",
         ),
+        (
+            f"/api/leads?q=company 12&tier={cold} (some matches, broad filter)",
+            f"/api/leads?q=company%2012&tier={cold}",
+        ),
         ("/api/leads deep offset", f"/api/leads?limit=25&offset={deep}"),
         ("/api/leads deep keyset (after)", f"/api/leads?limit=25&after=s:0.0:{middle}"),
         ("lead page /leads/{id}", f"/leads/{middle}"),
