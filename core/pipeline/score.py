@@ -80,6 +80,7 @@ def _score_dirty(
     artefact: Artefact | None,
     run: ScoreRun,
     progress: Callable[[int, int], None] | None,
+    summary_built: bool = False,
 ) -> ScoreRun:
     """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
     connection whose transaction (begun by the caller's meta read) goes on; a pass of one
@@ -97,9 +98,13 @@ def _score_dirty(
         total = conn.execute(query).scalar_one()
     while True:
         try:
-            chunk = _take_dirty(conn)
+            taken = _take_dirty(conn)
+            chunk = [row.id for row in taken]
             if chunk:
-                changed, events = _score_chunk(conn, chunk, models, now, artefact)
+                changed, events = _score_chunk(
+                    conn, chunk, models, now, artefact, summary_built=summary_built, leads=taken
+                )
+                summary_built = True  # if it was not, the chunk built it
                 run.leads += len(chunk)
                 run.changed += changed
                 run.events += events
@@ -127,21 +132,22 @@ def _score_dirty(
             return run
 
 
-def _take_dirty(conn: Connection) -> list[int]:
+def _take_dirty(conn: Connection) -> list[Any]:
     """Clear the dirty flag of the next chunk of dirty leads (lowest ids first) and return
-    their ids, in one statement. Clearing first means a pull that marks a lead dirty while we
-    score it waits for our row lock and marks it again after we commit: no change is ever
-    missed. The outer `IS NOT false` (which no index serves, unlike `IS true`) makes a
-    concurrent pass skip the leads this one took, and leaves PostgreSQL one scan of the dirty
-    index, whose `true` side holds an entry for every lead ever marked until a VACUUM, and
-    primary-key lookups for the rest. On PostgreSQL the same statement turns off the wait for
+    their rows (lowest ids first), in one statement. Clearing first means a pull that marks a
+    lead dirty while we score it waits for our row lock and marks it again after we commit: no
+    change is ever missed. The outer `IS NOT false` (which no index serves, unlike `IS true`)
+    makes a concurrent pass skip the leads this one took, and leaves PostgreSQL one scan of the
+    dirty index, whose `true` side holds an entry for every lead ever marked until a VACUUM,
+    and primary-key lookups for the rest. On PostgreSQL the same statement turns off the wait for
     the WAL flush for this transaction (`set_config(..., true)` is `SET LOCAL`)."""
     ids = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id).limit(CHUNK)
     query = LEAD.update().where(LEAD.c.id.in_(ids.scalar_subquery()), LEAD.c.dirty.is_not(False))
     if conn.dialect.name == "postgresql":
         no_flush = sa.select(sa.func.set_config("synchronous_commit", "off", True))
         query = query.where(no_flush.scalar_subquery().is_not(None))
-    return sorted(conn.execute(query.values(dirty=False).returning(LEAD.c.id)).scalars())
+    rows = conn.execute(query.values(dirty=False).returning(*LEAD.c)).all()
+    return sorted(rows, key=lambda row: row.id)
 
 
 _VERSION_KEY = "(latest predictive version)"  # not a meta key: the read's row for it
@@ -167,7 +173,7 @@ def score(
             sa.cast(sa.func.max(PREDICTIVE.c.version), sa.String),
         )
         query = sa.select(META.c.key, META.c.value).where(
-            META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY])
+            META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY, summary.BUILT_KEY])
         )
         meta = dict(conn.execute(query.union_all(latest)).all())
         latest_version = meta.pop(_VERSION_KEY, None)
@@ -177,7 +183,8 @@ def score(
         stale = list(models) if (full or new_predictor) else changed_models_in(meta, models)
         names = ",".join(sorted(m.name for m in models))
         if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
-            return _score_dirty(conn, models, now, artefact, run, progress)
+            built = meta.get(summary.BUILT_KEY) == "1"
+            return _score_dirty(conn, models, now, artefact, run, progress, built)
         conn.rollback()
     run.full_models = [m.name for m in stale]
     # Under models scored before, a lead whose score and inputs stay the same keeps its figures.
@@ -284,22 +291,27 @@ def _cleared(conn: Connection, clear: sa.Update) -> set[int]:
     return set(conn.execute(clear.values(dirty=False).returning(LEAD.c.id)).scalars())
 
 
-def _lead_fields(conn: Connection, low: int, high: int) -> dict[int, dict[str, Any]]:
-    """The fields of the leads with ids in [low, high]; `custom` parsed once per distinct text."""
+def _lead_fields(
+    conn: Connection, low: int, high: int, created: dict[int, datetime] | None = None
+) -> dict[int, dict[str, Any]]:
+    """The fields of the leads with ids in [low, high]; `custom` parsed once per distinct text.
+    Each lead's `created_at` goes into `created` when given."""
     columns = [LEAD.c[name] for name in LEAD_FIELDS]
-    query = sa.select(LEAD.c.id, sa.cast(LEAD.c.custom, sa.Text), *columns).where(
-        LEAD.c.id.between(low, high)
-    )
+    query = sa.select(
+        LEAD.c.id, LEAD.c.created_at, sa.cast(LEAD.c.custom, sa.Text), *columns
+    ).where(LEAD.c.id.between(low, high))
     parsed: dict[str | None, Any] = {None: {}}
     fields = {}
     for row in conn.execute(query):
-        raw = row[1]
+        raw = row[2]
         custom = parsed.get(raw)
         if custom is None:
             custom = parsed[raw] = json.loads(raw) or {}
-        values = dict(zip(LEAD_FIELDS, row[2:], strict=True))
+        values = dict(zip(LEAD_FIELDS, row[3:], strict=True))
         values["custom"] = custom
         fields[row[0]] = values
+        if created is not None:
+            created[row[0]] = row[1]
     return fields
 
 
@@ -319,7 +331,8 @@ def _score_range(
     A score is computed once per distinct input and compared with the stored one as a tuple;
     only the changed ones become rows. `dirty`: see `_keep_figures`.
     """
-    fields = _lead_fields(conn, low, high)
+    created: dict[int, datetime] = {}
+    fields = _lead_fields(conn, low, high, created)
     tallies = plan.tallies(conn, low, high)
     names = {m.name for m in plan.models}
     query = sa.select(
@@ -330,6 +343,7 @@ def _score_range(
     changes: list[ScoreChange] = []
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
     rows: dict[int, dict[str, Any]] = {}  # id(result) -> its score row, but for the lead
+    current: dict[tuple[str, int], Mapping[Any, Any]] = {}  # the score rows once written
     for scorer in plan.scorers:
         scorer.forget()
     for lead_id, values in fields.items():
@@ -371,9 +385,12 @@ def _score_range(
                     ledger.text,
                 )
             if prev is not None and tuple(prev[3:]) == held:
+                current[(model.name, lead_id)] = prev._mapping
                 continue
+            current[(model.name, lead_id)] = rows[id(result)]
             row = {**rows[id(result)], "lead_id": lead_id}
             if prev is not None and not _moved(prev, row):
+                current[(model.name, lead_id)] = prev._mapping
                 continue
             moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
             hist = _history_row(lead_id, result, now) if moved else None
@@ -381,7 +398,9 @@ def _score_range(
     # Scores of leads gone from the range (merged away) go too.
     changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
     write_changes(conn, changes)
-    _keep_figures(conn, plan.models, list(fields), changes, now, dirty)
+    read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
+    known = summary.Known(current, read)
+    _keep_figures(conn, plan.models, list(fields), changes, now, dirty, known)
     return _tally(changes)
 
 
@@ -461,14 +480,24 @@ def _drop_removed_models(conn: Connection, models: Sequence[ScoringModel]) -> No
 
 
 def load_inputs(
-    conn: Connection, lead_ids: Sequence[int], until: datetime | None = None
+    conn: Connection,
+    lead_ids: Sequence[int],
+    until: datetime | None = None,
+    created: dict[int, datetime] | None = None,
+    leads: Sequence[Any] | None = None,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, list[Activity]]]:
-    """Lead fields and activities (up to `until`) of a chunk of leads, in two queries."""
+    """Lead fields and activities (up to `until`) of a chunk of leads, in two queries (one when
+    the caller read the lead rows, `leads`); each lead's `created_at` goes into `created` when
+    given."""
     fields = {}
-    for row in conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids))):
+    if leads is None:
+        leads = conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids))).all()
+    for row in leads:
         values = {name: getattr(row, name) for name in LEAD_FIELDS}
         values["custom"] = row.custom or {}
         fields[row.id] = values
+        if created is not None:
+            created[row.id] = row.created_at
     acts: dict[int, list[Activity]] = defaultdict(list)
     # Properties come back as JSON text and are parsed once per distinct value: most activities
     # share a handful of property sets (the same URL, form or campaign), so this skips most parsing.
@@ -519,8 +548,14 @@ def _score_chunk(
     now: datetime,
     artefact: Artefact | None = None,
     dirty: Collection[int] | None = None,
+    summary_built: bool = False,
+    leads: Sequence[Any] | None = None,
 ) -> tuple[int, int]:
-    fields, acts = load_inputs(conn, chunk)
+    """Score `chunk` through the engine and keep the report's figures, from what this reads:
+    the figures are given the score rows as written and the leads as read (`leads`: the rows
+    of the chunk's leads, when the caller read them)."""
+    created: dict[int, datetime] = {}
+    fields, acts = load_inputs(conn, chunk, created=created, leads=leads)
     predicted = _predictions(artefact, fields, acts, now)
     names = {m.name for m in models}
     previous = {k: p for k, p in _previous(conn, chunk).items() if k[1] in names}
@@ -539,7 +574,17 @@ def _score_chunk(
         ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
     ]
     write_changes(conn, changes)
-    _keep_figures(conn, models, chunk, changes, now, dirty)
+    scores: dict[tuple[str, int], Mapping[Any, Any]] = {
+        (k[1], k[0]): p._mapping for k, p in previous.items()
+    }
+    for c in changes:
+        if c.new is None:
+            scores.pop((c.model, c.lead_id), None)
+        else:
+            scores[(c.model, c.lead_id)] = c.new
+    read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
+    known = summary.Known(scores, read)
+    _keep_figures(conn, models, chunk, changes, now, dirty, known, summary_built)
     return _tally(changes)
 
 
@@ -550,8 +595,11 @@ def _keep_figures(
     changes: Sequence[ScoreChange],
     now: datetime,
     dirty: Collection[int] | None = None,
+    known: summary.Known | None = None,
+    summary_built: bool = False,
 ) -> None:
-    """The report's kept figures follow the scores just written, in the same transaction.
+    """The report's kept figures follow the scores just written, in the same transaction
+    (`known`, `summary_built`: see `summary.apply`).
 
     `dirty`, when given, says the models are the ones the figures were last kept under and
     which of `lead_ids` were dirty (their fields, identities, activities or outcomes may have
@@ -568,7 +616,7 @@ def _keep_figures(
         rescored = {c.lead_id for c in changes}
         settled = rescored - set(dirty)
         lead_ids = sorted(rescored | set(dirty))
-    summary.apply(conn, models, lead_ids, crossed, now, settled)
+    summary.apply(conn, models, lead_ids, crossed, now, settled, known, summary_built)
 
 
 def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:

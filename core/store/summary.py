@@ -32,7 +32,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -128,6 +128,34 @@ def _scored(
     return found
 
 
+def _given(
+    scores: Mapping[tuple[str, int], Mapping[Any, Any]],
+    names: Sequence[str],
+    ids: Sequence[int],
+    rules: dict[int, tuple[Any, Serialized]],
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """`_scored` of the score rows a caller holds (see `Known`), in the same shape. A ledger
+    (a list, or its JSON text) is made into rules once per object: rows computed once for many
+    leads share theirs: `rules` remembers them, id(ledger) -> (ledger, its rules)."""
+    found = []
+    for lead_id in ids:
+        for name in names:
+            row = scores.get((name, lead_id))
+            if row is None:
+                continue
+            outputs = {k: row[k] for k in ("total", "tier", "grade", "qualified")}
+            ledger = row["ledger"]
+            held = rules.get(id(ledger))
+            if held is None:
+                if len(rules) >= _PARSED:  # bounds memory
+                    rules.clear()
+                parsed = json.loads(ledger) if isinstance(ledger, str) else ledger
+                held = rules[id(ledger)] = (ledger, Serialized(rules_of(parsed)))
+            outputs["rules"] = held[1]
+            found.append((name, lead_id, outputs))
+    return found
+
+
 def rules_of(ledger: Sequence[Mapping[str, Any]] | None) -> list[list[Any]]:
     """A score's ledger as [section, kind, name, count, points] lines."""
     return [
@@ -210,24 +238,22 @@ def _insert(conn: Connection) -> Any:
 
 
 def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
-    """Add `deltas` to the counters, in key order (two writers lock rows in the same order): one
-    upsert statement per few thousand counters, adding to the ones that exist."""
+    """Add `deltas` to the counters, in key order (two writers lock rows in the same order), by
+    one upsert run over all the counters (the driver batches the rows; the statement, the same
+    for any number of rows, is compiled once), adding to the ones that exist."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    for start in range(0, len(moving), _UPSERT):
-        insert = _insert(conn)
-        rows = [
-            {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
-            for (m, f, k), v in moving[start : start + _UPSERT]
-        ]
-        conn.execute(
-            insert.values(rows).on_conflict_do_update(
-                index_elements=["model", "figure", "key"],
-                set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
-            )
-        )
-
-
-_UPSERT = 2000  # counters per upsert statement (9 parameters each)
+    if not moving:
+        return
+    insert = _insert(conn)
+    rows = [
+        {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
+        for (m, f, k), v in moving
+    ]
+    upsert = insert.on_conflict_do_update(
+        index_elements=["model", "figure", "key"],
+        set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
+    )
+    conn.execute(upsert, rows)
 
 
 # -- what a lead counts as ------------------------------------------------------------------------
@@ -255,44 +281,64 @@ def _among(conn: Connection, column: Any, ids: Sequence[int]) -> Any:
     return column.in_(ids)
 
 
-def _attributes(conn: Connection, lead_ids: Sequence[int]) -> dict[int, _Attributes]:
-    basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
-        _among(conn, LEAD.c.id, lead_ids)
-    )
-    leads = {row.id: row for row in conn.execute(basics)}
+def _attributes(
+    conn: Connection, lead_ids: Sequence[int], given: Mapping[int, Mapping[str, Any]] | None = None
+) -> dict[int, _Attributes]:
+    """The attributes of `lead_ids`; their fields and `created_at` taken from `given` when the
+    caller read them (a lead missing there is gone)."""
+    leads: Mapping[int, Mapping[Any, Any]]
+    if given is None:
+        basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
+            _among(conn, LEAD.c.id, lead_ids)
+        )
+        leads = {row.id: row._mapping for row in conn.execute(basics)}
+    else:
+        leads = {i: given[i] for i in lead_ids if i in given}
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
-    query = (
-        sa.select(IDENTITY.c.lead_id, IDENTITY.c.system)
-        .where(_among(conn, IDENTITY.c.lead_id, lead_ids))
-        .order_by(IDENTITY.c.id)
-    )
-    for lead_id, system in conn.execute(query):
+    outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
+    # The identities (id set) and the outcomes (id null) in one read.
+    query = sa.select(
+        OUTCOME.c.lead_id,
+        sa.cast(sa.null(), sa.Integer),
+        OUTCOME.c.status,
+        OUTCOME.c.closed_at,
+    ).where(_among(conn, OUTCOME.c.lead_id, lead_ids))
+    identities = sa.select(
+        IDENTITY.c.lead_id,
+        IDENTITY.c.id,
+        IDENTITY.c.system,
+        sa.cast(sa.null(), OUTCOME.c.closed_at.type),
+    ).where(_among(conn, IDENTITY.c.lead_id, lead_ids))
+    known: list[tuple[int, int, str]] = []
+    for lead_id, identity_id, text, closed_at in conn.execute(query.union_all(identities)):
+        if identity_id is None:
+            outcomes[lead_id].append((text, closed_at))
+        else:
+            known.append((identity_id, lead_id, text))
+    for _, lead_id, system in sorted(known):  # the first identity is the lead's source
         sources.setdefault(lead_id, system)
         systems[lead_id].add(system)
-    outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
-    query = sa.select(OUTCOME.c.lead_id, OUTCOME.c.status, OUTCOME.c.closed_at).where(
-        _among(conn, OUTCOME.c.lead_id, lead_ids)
-    )
-    for row in conn.execute(query):
-        outcomes[row.lead_id].append((row.status, row.closed_at))
     decided: dict[int, tuple[str, datetime | None]] = {}
     for lead_id, held in outcomes.items():
         decided[lead_id] = deciding_outcome(held)
     fields: dict[int, dict[str, Any]] = {}
     wanted = [i for i, (status, _) in decided.items() if status in DECIDED and i in leads]
-    if wanted:
+    if given is not None:
+        for i in wanted:
+            fields[i] = {k: v for k, v in given[i].items() if k != "created_at"}
+    elif wanted:
         for row in conn.execute(sa.select(LEAD).where(_among(conn, LEAD.c.id, wanted))):
             values = {name: getattr(row, name) for name in LEAD_FIELDS}
             values["custom"] = row.custom or {}
             fields[row.id] = values
     found = {}
-    for lead_id, row in leads.items():
+    for lead_id, lead in leads.items():
         status, closed_at = decided.get(lead_id, (None, None))
         found[lead_id] = _Attributes(
-            row.channel,
+            lead["channel"],
             fields.get(lead_id, _NOTHING),
-            row.created_at,
+            lead["created_at"],
             sources.get(lead_id),
             ",".join(sorted(systems[lead_id])),
             status,
@@ -334,12 +380,14 @@ def _rows(
     models: Sequence[ScoringModel],
     scored: Sequence[tuple[str, int, Mapping[str, Any]]],
     known: Mapping[tuple[str, int], tuple[float, bool] | None] = _NOTHING,
+    leads: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """report_lead rows for (model, lead, outputs), reading the leads' attributes; `known`
-    holds scores at the decision point that are known not to have moved (not recomputed)."""
+    holds scores at the decision point that are known not to have moved (not recomputed),
+    `leads` the leads' fields and `created_at` when the caller read them (see `Known`)."""
     by_name = {m.name: m for m in models}
     ids = sorted({lead_id for _, lead_id, _ in scored})
-    attrs = _attributes(conn, ids)
+    attrs = _attributes(conn, ids, leads)
     unknown = {i for name, i, _ in scored if (name, i) not in known}
     decided = [i for i in ids if i in unknown and i in attrs and attrs[i].outcome in DECIDED]
     activities = _activities(conn, decided)
@@ -406,6 +454,19 @@ def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 # -- the hooks ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a caller already read in its transaction, so that `apply` does not read it again:
+    `scores` per (model, lead), each lead's score row as it now stands (total, tier, grade,
+    qualified and ledger; a lead with no entry under a model has no score there), and `leads`
+    each lead's fields (`LEAD_FIELDS` and `custom`) with its `created_at`. Both must cover
+    every lead `apply` is given, under every model it is given."""
+
+    scores: Mapping[tuple[str, int], Mapping[Any, Any]]
+    leads: Mapping[int, Mapping[str, Any]]
+    rules: dict[int, tuple[Any, Serialized]] = field(default_factory=dict)  # see `_given`
+
+
 def apply(
     conn: Connection,
     models: Sequence[ScoringModel],
@@ -413,6 +474,8 @@ def apply(
     crossed: Iterable[tuple[str, int]],
     now: datetime,
     settled: Collection[int] = (),
+    known: Known | None = None,
+    summary_built: bool = False,
 ) -> None:
     """Bring the figures of `models` up to date for `lead_ids`, in the caller's transaction,
     after it wrote their scores: each lead counts as its score row now says (no row: it leaves
@@ -421,8 +484,9 @@ def apply(
     qualified at `now`. `settled` names leads whose fields, activities and outcomes did not
     move since their figures were last kept, under the same models: their score at the
     decision point is kept as counted, not recomputed. Builds the whole summary first when the
-    store has none yet."""
-    if not built(conn):
+    store has none yet (`summary_built`: the caller read that it has one, in this transaction).
+    `known`: the scores and leads the caller read, not read again."""
+    if not summary_built and not built(conn):
         rebuild(conn, models)
         return  # the rebuild read the scores this transaction just wrote
     ids = sorted(set(lead_ids))
@@ -434,7 +498,15 @@ def apply(
         chunk = ids[start : start + CHUNK]
         mine = set(chunk)
         _apply_chunk(
-            conn, models, names, chunk, [c for c in crossed if c[1] in mine], now, settled, parsed
+            conn,
+            models,
+            names,
+            chunk,
+            [c for c in crossed if c[1] in mine],
+            now,
+            settled,
+            parsed,
+            known,
         )
 
 
@@ -447,21 +519,27 @@ def _apply_chunk(
     now: datetime,
     settled: Collection[int] = (),
     parsed: dict[str, Serialized] | None = None,
+    known: Known | None = None,
 ) -> None:
     parsed = {} if parsed is None else parsed
     query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), _among(conn, R_LEAD.c.lead_id, ids))
     if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
     old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
-    scored = _scored(conn, [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)], parsed)
-    known = {
+    if known is None:
+        where = [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
+        scored = _scored(conn, where, parsed)
+    else:
+        scored = _given(known.scores, names, ids, known.rules)
+    at_close = {
         key: None
         if row["decided_total"] is None
         else (row["decided_total"], row["decided_qualified"])
         for key, row in old.items()
         if key[1] in settled
     }
-    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, known)}
+    leads = known.leads if known is not None else None
+    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, at_close, leads)}
     deltas: dict[tuple[str, str, str], list[int]] = {}
     moves = _Moves()
     inserts, updates, deletes = [], [], []
