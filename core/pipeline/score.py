@@ -23,6 +23,7 @@ from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
 from core.store.bulk import COPY_FROM, Serialized, copy_rows, insert_rows, update_rows
+from core.store.db import analyze_grown
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
 from core.store.tables import PredictiveModel, Score, table, utcnow
@@ -44,6 +45,9 @@ SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
 CHUNK = 1000
 FULL_CHUNK = 20_000  # leads per set-based range: bounds memory, not queries
+# Tables a rescore fills: their statistics are refreshed as they grow (see `analyze_grown`), or
+# PostgreSQL goes on reading a million-row report_lead with the plan made for an empty one.
+SCORED_TABLES = ("score", "score_history", "report_lead", "report_qualified", "report_figure")
 OUTPUTS = ("fit", "engagement", "total", "tier", "grade", "qualified", "qualified_at", "reason")
 log = logging.getLogger("leadhub.scorer")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -208,6 +212,7 @@ def score(
             dirty = _cleared(conn, clear)
             moved = None if remodelled or not stale else dirty
             changed, events = _score_chunk(conn, chunk, models, now, artefact, moved)
+            analyze_grown(conn, SCORED_TABLES)
         run.leads += len(chunk)
         run.changed += changed
         run.events += events
@@ -265,6 +270,8 @@ def _score_all_tallied(
                 run.leads += size
                 run.changed += changed
                 run.events += events
+                with conn.begin():
+                    analyze_grown(conn, SCORED_TABLES)
                 if progress:
                     progress(run.leads, len(ids))
         finally:

@@ -242,3 +242,24 @@ def test_a_full_rescore_on_postgresql_leaves_no_dead_lead_or_score_rows() -> Non
         assert dead == 0  # 300 dirty flags were cleared: 300 dead versions before the vacuum
     finally:
         store.close()
+
+
+def test_a_full_rescore_on_postgresql_takes_statistics_of_the_tables_it_fills() -> None:
+    """Without autovacuum the planner would read the report's rows of a million leads with the
+    plan made when the table was empty (a scan per chunk): a full rescore takes statistics of
+    the tables it fills as they grow, so the planner's row counts are the tables' own."""
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    try:
+        seed(store, 1000)
+        scorer.score(store, model(), full=True, now=NOW)
+        with store.engine.connect() as conn:
+            counted = conn.execute(
+                sa.text(
+                    "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                    "('report_lead', 'score_history') "
+                    "AND relnamespace = to_regnamespace(current_schema()) ORDER BY relname"
+                )
+            ).all()
+        assert counted == [("report_lead", 1000), ("score_history", 1000)]
+    finally:
+        store.close()
