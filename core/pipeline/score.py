@@ -259,6 +259,9 @@ def _score_all_tallied(
                         LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
                     )
                     dirty = _cleared(conn, clear)
+                    # Every page that marked a lead cleared here has committed (later ones wait
+                    # for its row): its activities count, their signatures matched now.
+                    plan.refresh(conn)
                     moved = None if remodelled else dirty
                     changed, events = _score_range(conn, plan, low, high, now, moved)
                     if rest:

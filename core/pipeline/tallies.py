@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.store.signatures import load_signatures, sign_activities
+from core.store.signatures import SIGNATURE, load_signatures, sign_activities
 from core.store.tables import UTCDateTime
 from scoring.engine import OUTBOUND_TYPES
 from scoring.model import ScoringModel
@@ -56,7 +56,8 @@ class RulePlan:
         self.scorers = [TallyScorer(m) for m in models]
         self.now = now
         self.rules: list[tuple[int, int]] = []  # global rule id -> (model index, rule index)
-        self._rows: list[dict[str, Any]] = []
+        self._matched: set[int] = set()  # signature ids matched against the rules
+        self._windows: list[list[tuple[int | None, datetime, datetime]]] = []
         self._first: dict[tuple[int, int], int] = {}
         self._aware: list[list[datetime]] = []
         self._naive: list[list[datetime]] = []
@@ -75,8 +76,7 @@ class RulePlan:
 
     def load(self, conn: Connection) -> None:
         """Sign unsigned activities, match every signature once, fill the temporary table."""
-        sign_activities(conn)
-        bounds = []
+        self._windows = []
         for scorer in self.scorers:
             compiled = scorer.compiled
             per_rule = []
@@ -86,13 +86,37 @@ class RulePlan:
                 if rule.fades and compiled.expire is not None:
                     live = max(window, self._ago(compiled.expire))
                 per_rule.append((rule.per_day, window, live))
-            bounds.append(per_rule)
-        for sig, kind, properties in load_signatures(conn):
+            self._windows.append(per_rule)
+        _MATCH.drop(conn, checkfirst=True)
+        _MATCH.create(conn)
+        self._match_new(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("ANALYZE score_rule_match"))
+
+    def refresh(self, conn: Connection) -> None:
+        """Match the signatures stored since `load`: a page pulled while the rescore runs may
+        bring activity of a kind never seen before. The new ones are told from the set already
+        matched, not by a highest id: on PostgreSQL ids come from a sequence, committed out of
+        order."""
+        self._match_new(conn)
+
+    def _match_new(self, conn: Connection) -> None:
+        sign_activities(conn)
+        signatures = load_signatures(conn)
+        if self._matched:
+            stored = conn.execute(sa.select(SIGNATURE.c.id)).scalars()
+            new = sorted(set(stored) - self._matched)
+            if not new:
+                return
+            signatures = load_signatures(conn, new)
+        rows = []
+        for sig, kind, properties in signatures:
+            self._matched.add(sig)
             for m, scorer in enumerate(self.scorers):
                 for i in scorer.compiled.rules_for(kind, properties):
-                    cap, window, live = bounds[m][i]
+                    cap, window, live = self._windows[m][i]
                     self._bounds[self._rule_id(m, i)] = (cap, window, live)
-                    self._rows.append(
+                    rows.append(
                         {
                             "signature_id": sig,
                             "rule": self._rule_id(m, i),
@@ -101,12 +125,8 @@ class RulePlan:
                             "live_from": live,
                         }
                     )
-        _MATCH.drop(conn, checkfirst=True)
-        _MATCH.create(conn)
-        if self._rows:
-            conn.execute(_MATCH.insert(), self._rows)
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("ANALYZE score_rule_match"))
+        if rows:
+            conn.execute(_MATCH.insert(), rows)
 
     def drop(self, conn: Connection) -> None:
         _MATCH.drop(conn, checkfirst=True)

@@ -99,10 +99,13 @@ def sign_activities(conn: Connection) -> int:
         signed += len(rows)
 
 
-def load_signatures(conn: Connection, after: int = 0) -> Iterable[tuple[int, str, dict[str, Any]]]:
-    """(id, type, properties) of every signature with an id above `after`."""
-    query = sa.select(
-        SIGNATURE.c.id, SIGNATURE.c.type, sa.cast(SIGNATURE.c.properties, sa.Text)
-    ).where(SIGNATURE.c.id > after)
-    for sig, kind, raw in conn.execute(query):
-        yield sig, kind, (json.loads(raw) if raw else {}) or {}
+def load_signatures(
+    conn: Connection, ids: Sequence[int] | None = None
+) -> Iterable[tuple[int, str, dict[str, Any]]]:
+    """(id, type, properties) of the signatures with these ids (None: every signature)."""
+    query = sa.select(SIGNATURE.c.id, SIGNATURE.c.type, sa.cast(SIGNATURE.c.properties, sa.Text))
+    batches: Iterable[Sequence[int] | None] = [None] if ids is None else key_batches(conn, ids)
+    for batch in batches:
+        where = query if batch is None else query.where(one_of(conn, SIGNATURE.c.id, batch))
+        for sig, kind, raw in conn.execute(where):
+            yield sig, kind, (json.loads(raw) if raw else {}) or {}

@@ -529,3 +529,50 @@ def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) ->
     assert later.full_models == ["default"]
     assert later.changed > 0
     _assert_as_engine(store, changed, BENCH_NOW, before)
+
+
+def test_activity_stored_while_a_full_rescore_runs_is_scored(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull page committed after the full rescore has matched the stored activity kinds
+    against the rules, but before it scores the lead's range: the lead's meeting (a kind never
+    seen before) counts, in that pass or in the pass the pull's request runs next."""
+    from core.records import ActivityRecord
+    from core.store.ingest import Ingest
+
+    model = ScoringModel.model_validate(
+        {
+            "name": "m",
+            "fit": {"rules": []},
+            "engagement": {
+                "rules": [
+                    {"name": "Views", "event": "page_viewed", "points": 10},
+                    {"name": "Meeting", "event": "meeting_booked", "points": 30},
+                ]
+            },
+        }
+    )
+    at = NOW - timedelta(days=1)
+
+    def page(kind: str, key: str) -> None:
+        record = ActivityRecord(
+            source="web", external_id=key, lead="ann@x.com", type=kind, occurred_at=at
+        )
+        with store.begin() as conn:
+            Ingest(conn).activities("web", [record])
+
+    page("page_viewed", "v1")
+    real_ranges = scorer.ranges
+
+    def ranges_after_a_page(*args: Any) -> Any:
+        page("meeting_booked", "m1")  # between the plan's load and the first range
+        return real_ranges(*args)
+
+    monkeypatch.setattr(scorer, "ranges", ranges_after_a_page)
+    first = scorer.score(store, [model], now=NOW)
+    monkeypatch.undo()
+    assert first.full_models == ["m"]
+    scorer.score(store, [model], now=NOW)  # the score the pull requested
+    (row,) = _stored(store).values()
+    assert (row.engagement, row.reason) == (40, "Meeting, Views")
+    _assert_as_engine(store, [model], NOW)
