@@ -142,8 +142,11 @@ def _update_unnest(
         f"a{i}": [None if row[key] is None else _text(f(row[key])) for row in rows]
         for i, (f, key) in enumerate(zip(convert, [into, *columns], strict=True))
     }
+    # Text arrays without their length: a cast to VARCHAR(n) would cut a longer value to n
+    # characters, where the assignment to the column refuses it, as a statement does.
+    casts = [sa.String() if getattr(kind, "length", None) else kind for kind in kinds]
     typed = ", ".join(
-        f"%(a{i})s::{kind.compile(dialect=dialect)}[]" for i, kind in enumerate(kinds)
+        f"%(a{i})s::{kind.compile(dialect=dialect)}[]" for i, kind in enumerate(casts)
     )
     sets = ", ".join(f'"{name}" = v."{name}"' for name in columns)
     aliases = ", ".join(f'"{name}"' for name in names)

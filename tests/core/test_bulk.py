@@ -7,7 +7,7 @@ executemany on SQLite) must read back the same, down to the stored text of times
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -94,3 +94,106 @@ def test_bulk_inserts_and_updates_store_what_statements_store(store: Store) -> N
     assert {(tuple(map(str, r.ledger)), r.qualified_at, r.total) for r in got} == {
         (tuple(map(str, LEDGER)), NOW, 1.5)
     }
+
+
+ODD_TEXT = ["NULL", "null", 'a"b', "a\\b", "{x,y}", "", " lead ", "é😀", "a,b", "(1,2)"]
+ODD_FLOATS = [0.1 + 0.2, -0.0, 1e-7, 1e300, -3.25, 12345678.123456789, 2.0, 5e-324, 1 / 3, 100]
+LEDGERS = [[{"name": 'q"\\é', "points": 0.1 + 0.2}], [], [{"a": None, "b": [1, 2.5, "x"]}]]
+MINUS_5 = timezone(timedelta(hours=-5))
+
+
+def score_values(i: int) -> dict[str, Any]:
+    """A score row's values of every kind the scorer writes: booleans, aware times in any
+    zone (or naive UTC) and NULL, floats, text that looks like NULL or array syntax, and the
+    ledger as a plain list or as a `Serialized` one."""
+    times = [
+        None,
+        NOW,
+        NOW.astimezone(MINUS_5),
+        datetime(2026, 1, 2, 3, 4, 5),
+        NOW.replace(microsecond=0),
+    ]
+    return {
+        "model_hash": f"h{i}",
+        "fit": ODD_FLOATS[i % 10],
+        "engagement": ODD_FLOATS[(i + 3) % 10],
+        "total": ODD_FLOATS[(i + 7) % 10],
+        "tier": None if i % 3 == 0 else ODD_TEXT[i % 10],
+        "grade": ODD_TEXT[(i + 1) % 10],
+        "qualified": i % 2 == 0,
+        "qualified_at": times[i % 5],
+        "reason": ODD_TEXT[(i + 2) % 10],
+        "ledger": (Serialized if i % 2 else list)(LEDGERS[i % 3]),
+        "predictive": None if i % 4 == 0 else ODD_FLOATS[i % 10],
+        "predictive_reason": None if i % 5 == 0 else ODD_TEXT[(i + 4) % 10],
+        "next_change_at": None if i % 2 else NOW + timedelta(days=i),
+        "computed_at": NOW - timedelta(seconds=i),
+    }
+
+
+def test_updated_score_rows_read_back_as_inserted_ones(store: Store) -> None:
+    """The same values through an INSERT statement and through a bulk update_rows (unnest on
+    PostgreSQL, executemany on SQLite) of rows that held other values: the same stored text
+    and the same values read back, column by column."""
+    n = COPY_FROM + 10
+    with store.begin() as conn:
+        conn.execute(
+            LEAD.insert(),
+            [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
+             for i in range(n)],
+        )  # fmt: skip
+        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+        conn.execute(
+            SCORE.insert(),
+            [
+                {"lead_id": lead, "model": "inserted", **score_values(i)}
+                for i, lead in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            SCORE.insert(),
+            [{"lead_id": lead, "model": "updated", **score_values(i + 1)}
+             for i, lead in enumerate(ids)],
+        )  # fmt: skip
+        query = sa.select(SCORE.c.lead_id, SCORE.c.id).where(SCORE.c.model == "updated")
+        keys = {r.lead_id: r.id for r in conn.execute(query)}
+        update_rows(
+            conn, SCORE, [{**score_values(i), "_id": keys[lead]} for i, lead in enumerate(ids)]
+        )
+    inserted, updated = stored(store, "inserted"), stored(store, "updated")
+    assert len(updated) == n
+    for want, got in zip(inserted, updated, strict=True):
+        assert got == want
+        assert [type(v) for v in got] == [type(v) for v in want]
+
+
+def test_a_text_too_long_for_its_column_is_refused_in_bulk_as_by_a_statement(
+    store: Store,
+) -> None:
+    """PostgreSQL refuses a model hash longer than its VARCHAR(64) in an UPDATE statement; a
+    bulk update must refuse it too, not store it cut to 64 characters. (SQLite keeps either
+    whole.)"""
+    with store.begin() as conn:
+        conn.execute(
+            LEAD.insert(),
+            [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
+             for i in range(COPY_FROM)],
+        )  # fmt: skip
+        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id))]
+        insert_rows(conn, SCORE, score_rows(ids, "m", LEDGER))
+        keys = list(conn.execute(sa.select(SCORE.c.id)).scalars())
+    long = "x" * 70
+
+    def outcome(batch: list[int]) -> Any:
+        try:
+            with store.begin() as conn:
+                update_rows(conn, SCORE, [{"model_hash": long, "_id": i} for i in batch])
+        except sa.exc.DBAPIError:
+            return "refused"
+        with store.engine.connect() as conn:
+            query = sa.select(SCORE.c.model_hash).where(SCORE.c.id.in_(batch))
+            return set(conn.execute(query).scalars())
+
+    by_statement = outcome(keys[:5])
+    assert outcome(keys) == by_statement
+    assert by_statement == ("refused" if store.dialect == "postgresql" else {long})
