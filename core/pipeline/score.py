@@ -7,6 +7,7 @@ qualified/released event), and nothing at all for leads whose outputs stayed the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -114,18 +115,17 @@ def _score_dirty(
                 run.events += events
             done = len(chunk) < CHUNK
             if done:
-                conn.execute(
-                    SYNC_RUN.insert().values(
-                        kind="score",
-                        target="all",
-                        started_at=started,
-                        finished_at=utcnow(),
-                        status="ok",
-                        read=run.leads,
-                        updated=run.changed,
-                        unchanged=run.leads - run.changed,
-                    )
-                )
+                record = {
+                    "kind": "score",
+                    "target": "all",
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                    "status": "ok",
+                    "read": run.leads,
+                    "updated": run.changed,
+                    "unchanged": run.leads - run.changed,
+                }
+                conn.execute(_RUN_RECORD, record)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -145,16 +145,39 @@ def _take_dirty(conn: Connection) -> list[Any]:
     dirty index, whose `true` side holds an entry for every lead ever marked until a VACUUM,
     and primary-key lookups for the rest. On PostgreSQL the same statement turns off the wait for
     the WAL flush for this transaction (`set_config(..., true)` is `SET LOCAL`)."""
-    ids = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id).limit(CHUNK)
-    query = LEAD.update().where(LEAD.c.id.in_(ids.scalar_subquery()), LEAD.c.dirty.is_not(False))
-    if conn.dialect.name == "postgresql":
-        no_flush = sa.select(sa.func.set_config("synchronous_commit", "off", True))
-        query = query.where(no_flush.scalar_subquery().is_not(None))
-    rows = conn.execute(query.values(dirty=False).returning(*LEAD.c)).all()
+    rows = conn.execute(_claim(conn.dialect.name)).all()
     return sorted(rows, key=lambda row: row.id)
 
 
+@functools.cache
+def _claim(dialect: str) -> sa.Update:
+    """`_take_dirty`'s statement, built once: building it took longer than running it."""
+    ids = sa.select(LEAD.c.id).where(LEAD.c.dirty.is_(True)).order_by(LEAD.c.id).limit(CHUNK)
+    query = LEAD.update().where(LEAD.c.id.in_(ids.scalar_subquery()), LEAD.c.dirty.is_not(False))
+    if dialect == "postgresql":
+        no_flush = sa.select(sa.func.set_config("synchronous_commit", "off", True))
+        query = query.where(no_flush.scalar_subquery().is_not(None))
+    return query.values(dirty=False).returning(*LEAD.c)
+
+
 _VERSION_KEY = "(latest predictive version)"  # not a meta key: the read's row for it
+
+
+_RUN_RECORD = SYNC_RUN.insert()
+
+
+@functools.cache
+def _meta_read(keys: tuple[str, ...]) -> sa.CompoundSelect:
+    """The meta values `score` reads (the models' hashes among them) and the latest predictive
+    version in one read, which the incremental pass continues in its first transaction."""
+    latest = sa.select(
+        sa.literal(_VERSION_KEY, sa.String),
+        sa.cast(sa.func.max(PREDICTIVE.c.version), sa.String),
+    )
+    query = sa.select(META.c.key, META.c.value).where(
+        META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY, summary.BUILT_KEY])
+    )
+    return query.union_all(latest)
 
 
 def score(
@@ -168,18 +191,8 @@ def score(
     """Rescore dirty leads; a changed model file (new hash) or `full` rescores everyone."""
     now = now or utcnow()
     run = ScoreRun()
-    keys = [_hash_key(m) for m in models]
     with store.engine.connect() as conn:
-        # The meta values and the latest predictive version in one read, which the
-        # incremental pass continues in its first transaction.
-        latest = sa.select(
-            sa.literal(_VERSION_KEY, sa.String),
-            sa.cast(sa.func.max(PREDICTIVE.c.version), sa.String),
-        )
-        query = sa.select(META.c.key, META.c.value).where(
-            META.c.key.in_([*keys, PREDICTIVE_KEY, MODELS_KEY, summary.BUILT_KEY])
-        )
-        meta = dict(conn.execute(query.union_all(latest)).all())
+        meta = dict(conn.execute(_meta_read(tuple(_hash_key(m) for m in models))).all())
         latest_version = meta.pop(_VERSION_KEY, None)
         artefact = _latest_artefact(store, int(latest_version) if latest_version else None)
         version = str(artefact.version) if artefact else ""
