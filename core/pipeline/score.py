@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection
 from core.pipeline.tallies import LeadTallies, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
-from core.store.bulk import COPY_FROM, Serialized, copy_rows, insert_rows, update_rows
+from core.store.bulk import (
+    COPY_FROM,
+    Serialized,
+    any_key,
+    copy_rows,
+    insert_rows,
+    update_rows,
+)
 from core.store.db import analyze_grown
 from core.store.ingest import ACTIVITY, HISTORY, LEAD, PageCounts
 from core.store.store import META, SYNC_RUN, Store
@@ -167,7 +174,7 @@ _RUN_RECORD = SYNC_RUN.insert()
 
 
 @functools.cache
-def _meta_read(keys: tuple[str, ...]) -> sa.CompoundSelect:
+def _meta_read(keys: tuple[str, ...]) -> sa.CompoundSelect[Any]:
     """The meta values `score` reads (the models' hashes among them) and the latest predictive
     version in one read, which the incremental pass continues in its first transaction."""
     latest = sa.select(
@@ -192,7 +199,8 @@ def score(
     now = now or utcnow()
     run = ScoreRun()
     with store.engine.connect() as conn:
-        meta = dict(conn.execute(_meta_read(tuple(_hash_key(m) for m in models))).all())
+        read = _meta_read(tuple(_hash_key(m) for m in models))
+        meta: dict[str, str] = dict(conn.execute(read).tuples().all())
         latest_version = meta.pop(_VERSION_KEY, None)
         artefact = _latest_artefact(store, int(latest_version) if latest_version else None)
         version = str(artefact.version) if artefact else ""
@@ -524,16 +532,11 @@ def load_inputs(
     acts: dict[int, list[Activity]] = defaultdict(list)
     # Properties come back as JSON text and are parsed once per distinct value: most activities
     # share a handful of property sets (the same URL, form or campaign), so this skips most parsing.
-    query = sa.select(
-        ACTIVITY.c.lead_id,
-        ACTIVITY.c.type,
-        ACTIVITY.c.occurred_at,
-        sa.cast(ACTIVITY.c.properties, sa.Text),
-    ).where(ACTIVITY.c.lead_id.in_(lead_ids))
-    if until is not None:
-        query = query.where(ACTIVITY.c.occurred_at <= until)
+    query = _activities_of(conn.dialect.name, until is not None)
     parsed: dict[str | None, Mapping[str, Any]] = {None: _EMPTY}
-    for lead_id, kind, occurred_at, raw in conn.execute(query):
+    for lead_id, kind, occurred_at, raw in conn.execute(
+        query, {"ids": list(lead_ids), "until": until}
+    ):
         props = parsed.get(raw)
         if props is None:
             props = parsed[raw] = MappingProxyType(json.loads(raw) or {})
@@ -541,9 +544,28 @@ def load_inputs(
     return fields, acts
 
 
+@functools.cache
+def _activities_of(dialect: str, until: bool) -> sa.Select[Any]:
+    """`load_inputs`' read of activities (of leads `ids`, up to `until`), built once."""
+    query = sa.select(
+        ACTIVITY.c.lead_id,
+        ACTIVITY.c.type,
+        ACTIVITY.c.occurred_at,
+        sa.cast(ACTIVITY.c.properties, sa.Text),
+    ).where(any_key(dialect, ACTIVITY.c.lead_id, "ids"))
+    if until:
+        query = query.where(ACTIVITY.c.occurred_at <= sa.bindparam("until"))
+    return query
+
+
 def _previous(conn: Connection, lead_ids: Sequence[int]) -> dict[tuple[int, str], Any]:
-    rows = conn.execute(sa.select(SCORE).where(SCORE.c.lead_id.in_(lead_ids)))
+    rows = conn.execute(_scores_of(conn.dialect.name), {"ids": list(lead_ids)})
     return {(r.lead_id, r.model): r for r in rows}
+
+
+@functools.cache
+def _scores_of(dialect: str) -> sa.Select[Any]:
+    return sa.select(SCORE).where(any_key(dialect, SCORE.c.lead_id, "ids"))
 
 
 def evaluate(

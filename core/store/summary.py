@@ -28,6 +28,7 @@ decision points; a lead's source is the system it first came from).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -42,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import Serialized, insert_rows
+from core.store.bulk import Serialized, any_key, insert_rows
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -313,21 +314,9 @@ def _attributes(
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
-    # The identities (id set) and the outcomes (id null) in one read.
-    query = sa.select(
-        OUTCOME.c.lead_id,
-        sa.cast(sa.null(), sa.Integer),
-        OUTCOME.c.status,
-        OUTCOME.c.closed_at,
-    ).where(_among(conn, OUTCOME.c.lead_id, lead_ids))
-    identities = sa.select(
-        IDENTITY.c.lead_id,
-        IDENTITY.c.id,
-        IDENTITY.c.system,
-        sa.cast(sa.null(), OUTCOME.c.closed_at.type),
-    ).where(_among(conn, IDENTITY.c.lead_id, lead_ids))
     known: list[tuple[int, int, str]] = []
-    for lead_id, identity_id, text, closed_at in conn.execute(query.union_all(identities)):
+    query = _identities_and_outcomes(conn.dialect.name)
+    for lead_id, identity_id, text, closed_at in conn.execute(query, {"ids": list(lead_ids)}):
         if identity_id is None:
             outcomes[lead_id].append((text, closed_at))
         else:
@@ -361,6 +350,24 @@ def _attributes(
             closed_at,
         )
     return found
+
+
+@functools.cache
+def _identities_and_outcomes(dialect: str) -> sa.CompoundSelect[Any]:
+    """The identities (id set) and the outcomes (id null) of leads `ids` in one read."""
+    outcomes = sa.select(
+        OUTCOME.c.lead_id,
+        sa.cast(sa.null(), sa.Integer),
+        OUTCOME.c.status,
+        OUTCOME.c.closed_at,
+    ).where(any_key(dialect, OUTCOME.c.lead_id, "ids"))
+    identities = sa.select(
+        IDENTITY.c.lead_id,
+        IDENTITY.c.id,
+        IDENTITY.c.system,
+        sa.cast(sa.null(), OUTCOME.c.closed_at.type),
+    ).where(any_key(dialect, IDENTITY.c.lead_id, "ids"))
+    return outcomes.union_all(identities)
 
 
 def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Activity]]:
@@ -538,10 +545,9 @@ def _apply_chunk(
     known: Known | None = None,
 ) -> None:
     parsed = {} if parsed is None else parsed
-    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), _among(conn, R_LEAD.c.lead_id, ids))
-    if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
-        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
-    old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
+    query = _counted(conn.dialect.name)
+    counted = conn.execute(query, {"names": list(names), "ids": list(ids)})
+    old = {(r.model, r.lead_id): r._asdict() for r in counted}
     if known is None:
         where = [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
         scored = _scored(conn, where, parsed)
@@ -578,19 +584,31 @@ def _apply_chunk(
     if inserts:
         insert_rows(conn, R_LEAD, inserts)
     if updates:
-        conn.execute(
-            R_LEAD.update()
-            .where(
-                R_LEAD.c.model == sa.bindparam("_model"),
-                R_LEAD.c.lead_id == sa.bindparam("_lead_id"),
-            )
-            .values({k: sa.bindparam(k) for k in _ROW_KEYS}),
-            [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates],
-        )
+        rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
+        conn.execute(_RECOUNT, rows)
     moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
     _write_deltas(conn, deltas)
+
+
+@functools.cache
+def _counted(dialect: str) -> sa.Select[Any]:
+    """What the leads `ids` count as under the models `names` (report_lead rows)."""
+    query = sa.select(R_LEAD).where(
+        R_LEAD.c.model.in_(sa.bindparam("names", expanding=True)),
+        any_key(dialect, R_LEAD.c.lead_id, "ids"),
+    )
+    if dialect == "postgresql":  # what they count as now, not at our snapshot
+        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
+    return query
+
+
+_RECOUNT = (
+    R_LEAD.update()
+    .where(R_LEAD.c.model == sa.bindparam("_model"), R_LEAD.c.lead_id == sa.bindparam("_lead_id"))
+    .values({k: sa.bindparam(k) for k in _ROW_KEYS})
+)
 
 
 def _count_crossings(
