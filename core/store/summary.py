@@ -234,42 +234,58 @@ class _Moves:
                 )
 
 
-def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
+def _write_deltas(
+    conn: Connection,
+    deltas: Mapping[tuple[str, str, str], Sequence[int]],
+    recount: Mapping[str, Any] | None = None,
+) -> None:
     """Add `deltas` to the counters, in key order (two writers lock rows in the same order), by
     one upsert, adding to the ones that exist: on PostgreSQL one statement over arrays of the
-    counters (executemany sent one statement per counter: a lead's move touches a dozen), on
-    SQLite one statement run over all the counters, compiled once."""
+    counters (executemany sent one statement per counter: a lead's move touches a dozen), which
+    also makes `recount` (the parameters of `_RECOUNT`: one lead's row) when given; on SQLite
+    one statement run over all the counters, compiled once."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    if not moving:
-        return
     if conn.dialect.name == "postgresql":
-        columns = zip(*((*key, *vector) for key, vector in moving), strict=True)
-        conn.exec_driver_sql(_UPSERT_ARRAYS, {f"a{i}": list(c) for i, c in enumerate(columns)})
+        rows = [(*key, *vector) for key, vector in moving]
+        arrays = {f"a_{name}": [row[i] for row in rows] for i, name in enumerate(_FIGURE_COLUMNS)}
+        if recount is not None:
+            conn.execute(_UPSERT_ARRAYS_RECOUNTING, {**arrays, **recount})
+        elif moving:
+            conn.execute(_UPSERT_ARRAYS, arrays)
         return
-    rows = [
-        {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
-        for (m, f, k), v in moving
-    ]
-    conn.execute(_UPSERT, rows)
+    if moving:
+        conn.execute(
+            _UPSERT, [dict(zip(_FIGURE_COLUMNS, (*k, *v), strict=True)) for k, v in moving]
+        )
 
 
-def _upsert() -> Any:
-    insert = sqlite.insert(R_FIGURE)
+_FIGURE_KEY = ("model", "figure", "key")
+_FIGURE_COLUMNS = (*_FIGURE_KEY, *COUNTERS)
+
+
+def _upsert(insert: Any) -> Any:
     return insert.on_conflict_do_update(
-        index_elements=["model", "figure", "key"],
+        index_elements=list(_FIGURE_KEY),
         set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
     )
 
 
-_UPSERT = _upsert()
-# The keys go as text arrays: a cast to VARCHAR(n) would cut a longer key to n characters,
-# where the column refuses it, as a statement does. unnest gives the rows in the arrays' order.
-_UPSERT_ARRAYS = (
-    f"INSERT INTO report_figure (model, figure, key, {', '.join(COUNTERS)}) "
-    "SELECT * FROM unnest(%(a0)s::text[], %(a1)s::text[], %(a2)s::text[], "
-    + ", ".join(f"%(a{i})s::bigint[]" for i in range(3, 3 + len(COUNTERS)))
-    + ") ON CONFLICT (model, figure, key) DO UPDATE SET "
-    + ", ".join(f'"{c}" = report_figure."{c}" + excluded."{c}"' for c in COUNTERS)
+def _arrays() -> Any:
+    """The counters' columns as arrays, one row per counter; the keys as text: a cast to
+    VARCHAR(n) would cut a longer key to n characters, where the column refuses it, as a
+    statement does."""
+    arrays = [
+        sa.bindparam(
+            f"a_{name}", type_=postgresql.ARRAY(sa.Text if name in _FIGURE_KEY else sa.BigInteger)
+        )
+        for name in _FIGURE_COLUMNS
+    ]
+    return sa.func.unnest(*arrays).table_valued(*_FIGURE_COLUMNS).render_derived()
+
+
+_UPSERT = _upsert(sqlite.insert(R_FIGURE))
+_UPSERT_ARRAYS = _upsert(
+    postgresql.insert(R_FIGURE).from_select(_FIGURE_COLUMNS, sa.select(_arrays()))
 )
 
 
@@ -583,13 +599,15 @@ def _apply_chunk(
         conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
     if inserts:
         insert_rows(conn, R_LEAD, inserts)
-    if updates:
-        rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
+    rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
+    # On PostgreSQL one lead's row (a webhook's pass) goes with the counters: one round trip
+    together = rows[0] if len(rows) == 1 and conn.dialect.name == "postgresql" else None
+    if rows and together is None:
         conn.execute(_RECOUNT, rows)
     moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
-    _write_deltas(conn, deltas)
+    _write_deltas(conn, deltas, together)
 
 
 @functools.cache
@@ -609,6 +627,7 @@ _RECOUNT = (
     .where(R_LEAD.c.model == sa.bindparam("_model"), R_LEAD.c.lead_id == sa.bindparam("_lead_id"))
     .values({k: sa.bindparam(k) for k in _ROW_KEYS})
 )
+_UPSERT_ARRAYS_RECOUNTING = _UPSERT_ARRAYS.add_cte(_RECOUNT.cte("recounted"))
 
 
 def _count_crossings(
