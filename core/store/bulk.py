@@ -9,6 +9,7 @@ which the bulk paths write as it is (elsewhere it is an ordinary list)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -68,11 +69,16 @@ def update_rows(
         sql = f'UPDATE {table.name} SET {assignments} WHERE "{key}" = ?'
         _executemany(conn, sql, convert, (*columns, into), rows)
         return
-    conn.execute(
+    conn.execute(_update_statement(table, tuple(columns), key, into), rows)
+
+
+@functools.cache
+def _update_statement(table: sa.Table, columns: tuple[str, ...], key: str, into: str) -> sa.Update:
+    """`update_rows`' statement for a few rows, built once."""
+    return (
         table.update()
         .where(table.c[key] == sa.bindparam(into))
-        .values({name: sa.bindparam(name) for name in columns}),
-        rows,
+        .values({name: sa.bindparam(name) for name in columns})
     )
 
 
@@ -120,6 +126,15 @@ def one_of(conn: Connection, column: sa.ColumnElement[Any], keys: Sequence[Any])
     # key to n characters, and the cut key could match another row
     kind = sa.String() if getattr(column.type, "length", None) else column.type
     return column == sa.any_(sa.bindparam(None, list(keys), type_=postgresql.ARRAY(kind)))
+
+
+def any_key(dialect: str, column: sa.ColumnElement[Any], name: str) -> Any:
+    """`one_of` for a statement built once: `column IN` the keys given at execution as
+    parameter `name`, on PostgreSQL `= ANY` of one array, elsewhere an expanding IN list."""
+    if dialect != "postgresql":
+        return column.in_(sa.bindparam(name, expanding=True))
+    kind = sa.String() if getattr(column.type, "length", None) else column.type
+    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(kind)))
 
 
 def _update_unnest(

@@ -28,6 +28,7 @@ decision points; a lead's source is the system it first came from).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -42,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import Serialized, insert_rows
+from core.store.bulk import Serialized, any_key, insert_rows
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -233,27 +234,59 @@ class _Moves:
                 )
 
 
-def _insert(conn: Connection) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(R_FIGURE)
-
-
-def _write_deltas(conn: Connection, deltas: Mapping[tuple[str, str, str], Sequence[int]]) -> None:
+def _write_deltas(
+    conn: Connection,
+    deltas: Mapping[tuple[str, str, str], Sequence[int]],
+    recount: Mapping[str, Any] | None = None,
+) -> None:
     """Add `deltas` to the counters, in key order (two writers lock rows in the same order), by
-    one upsert run over all the counters (the driver batches the rows; the statement, the same
-    for any number of rows, is compiled once), adding to the ones that exist."""
+    one upsert, adding to the ones that exist: on PostgreSQL one statement over arrays of the
+    counters (executemany sent one statement per counter: a lead's move touches a dozen), which
+    also makes `recount` (the parameters of `_RECOUNT`: one lead's row) when given; on SQLite
+    one statement run over all the counters, compiled once."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    if not moving:
+    if conn.dialect.name == "postgresql":
+        rows = [(*key, *vector) for key, vector in moving]
+        arrays = {f"a_{name}": [row[i] for row in rows] for i, name in enumerate(_FIGURE_COLUMNS)}
+        if recount is not None:
+            conn.execute(_UPSERT_ARRAYS_RECOUNTING, {**arrays, **recount})
+        elif moving:
+            conn.execute(_UPSERT_ARRAYS, arrays)
         return
-    insert = _insert(conn)
-    rows = [
-        {"model": m, "figure": f, "key": k, **dict(zip(COUNTERS, v, strict=True))}
-        for (m, f, k), v in moving
-    ]
-    upsert = insert.on_conflict_do_update(
-        index_elements=["model", "figure", "key"],
+    if moving:
+        conn.execute(
+            _UPSERT, [dict(zip(_FIGURE_COLUMNS, (*k, *v), strict=True)) for k, v in moving]
+        )
+
+
+_FIGURE_KEY = ("model", "figure", "key")
+_FIGURE_COLUMNS = (*_FIGURE_KEY, *COUNTERS)
+
+
+def _upsert(insert: Any) -> Any:
+    return insert.on_conflict_do_update(
+        index_elements=list(_FIGURE_KEY),
         set_={c: R_FIGURE.c[c] + insert.excluded[c] for c in COUNTERS},
     )
-    conn.execute(upsert, rows)
+
+
+def _arrays() -> Any:
+    """The counters' columns as arrays, one row per counter; the keys as text: a cast to
+    VARCHAR(n) would cut a longer key to n characters, where the column refuses it, as a
+    statement does."""
+    arrays = [
+        sa.bindparam(
+            f"a_{name}", type_=postgresql.ARRAY(sa.Text if name in _FIGURE_KEY else sa.BigInteger)
+        )
+        for name in _FIGURE_COLUMNS
+    ]
+    return sa.func.unnest(*arrays).table_valued(*_FIGURE_COLUMNS).render_derived()
+
+
+_UPSERT = _upsert(sqlite.insert(R_FIGURE))
+_UPSERT_ARRAYS = _upsert(
+    postgresql.insert(R_FIGURE).from_select(_FIGURE_COLUMNS, sa.select(_arrays()))
+)
 
 
 # -- what a lead counts as ------------------------------------------------------------------------
@@ -297,21 +330,9 @@ def _attributes(
     sources: dict[int, str] = {}
     systems: dict[int, set[str]] = defaultdict(set)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
-    # The identities (id set) and the outcomes (id null) in one read.
-    query = sa.select(
-        OUTCOME.c.lead_id,
-        sa.cast(sa.null(), sa.Integer),
-        OUTCOME.c.status,
-        OUTCOME.c.closed_at,
-    ).where(_among(conn, OUTCOME.c.lead_id, lead_ids))
-    identities = sa.select(
-        IDENTITY.c.lead_id,
-        IDENTITY.c.id,
-        IDENTITY.c.system,
-        sa.cast(sa.null(), OUTCOME.c.closed_at.type),
-    ).where(_among(conn, IDENTITY.c.lead_id, lead_ids))
     known: list[tuple[int, int, str]] = []
-    for lead_id, identity_id, text, closed_at in conn.execute(query.union_all(identities)):
+    query = _identities_and_outcomes(conn.dialect.name)
+    for lead_id, identity_id, text, closed_at in conn.execute(query, {"ids": list(lead_ids)}):
         if identity_id is None:
             outcomes[lead_id].append((text, closed_at))
         else:
@@ -345,6 +366,24 @@ def _attributes(
             closed_at,
         )
     return found
+
+
+@functools.cache
+def _identities_and_outcomes(dialect: str) -> sa.CompoundSelect[Any]:
+    """The identities (id set) and the outcomes (id null) of leads `ids` in one read."""
+    outcomes = sa.select(
+        OUTCOME.c.lead_id,
+        sa.cast(sa.null(), sa.Integer),
+        OUTCOME.c.status,
+        OUTCOME.c.closed_at,
+    ).where(any_key(dialect, OUTCOME.c.lead_id, "ids"))
+    identities = sa.select(
+        IDENTITY.c.lead_id,
+        IDENTITY.c.id,
+        IDENTITY.c.system,
+        sa.cast(sa.null(), OUTCOME.c.closed_at.type),
+    ).where(any_key(dialect, IDENTITY.c.lead_id, "ids"))
+    return outcomes.union_all(identities)
 
 
 def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Activity]]:
@@ -522,10 +561,9 @@ def _apply_chunk(
     known: Known | None = None,
 ) -> None:
     parsed = {} if parsed is None else parsed
-    query = sa.select(R_LEAD).where(R_LEAD.c.model.in_(names), _among(conn, R_LEAD.c.lead_id, ids))
-    if conn.dialect.name == "postgresql":  # what they count as now, not at our snapshot
-        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
-    old = {(r.model, r.lead_id): r._asdict() for r in conn.execute(query)}
+    query = _counted(conn.dialect.name)
+    counted = conn.execute(query, {"names": list(names), "ids": list(ids)})
+    old = {(r.model, r.lead_id): r._asdict() for r in counted}
     if known is None:
         where = [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
         scored = _scored(conn, where, parsed)
@@ -561,20 +599,35 @@ def _apply_chunk(
         conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
     if inserts:
         insert_rows(conn, R_LEAD, inserts)
-    if updates:
-        conn.execute(
-            R_LEAD.update()
-            .where(
-                R_LEAD.c.model == sa.bindparam("_model"),
-                R_LEAD.c.lead_id == sa.bindparam("_lead_id"),
-            )
-            .values({k: sa.bindparam(k) for k in _ROW_KEYS}),
-            [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates],
-        )
+    rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
+    # On PostgreSQL one lead's row (a webhook's pass) goes with the counters: one round trip
+    together = rows[0] if len(rows) == 1 and conn.dialect.name == "postgresql" else None
+    if rows and together is None:
+        conn.execute(_RECOUNT, rows)
     moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
-    _write_deltas(conn, deltas)
+    _write_deltas(conn, deltas, together)
+
+
+@functools.cache
+def _counted(dialect: str) -> sa.Select[Any]:
+    """What the leads `ids` count as under the models `names` (report_lead rows)."""
+    query = sa.select(R_LEAD).where(
+        R_LEAD.c.model.in_(sa.bindparam("names", expanding=True)),
+        any_key(dialect, R_LEAD.c.lead_id, "ids"),
+    )
+    if dialect == "postgresql":  # what they count as now, not at our snapshot
+        query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()
+    return query
+
+
+_RECOUNT = (
+    R_LEAD.update()
+    .where(R_LEAD.c.model == sa.bindparam("_model"), R_LEAD.c.lead_id == sa.bindparam("_lead_id"))
+    .values({k: sa.bindparam(k) for k in _ROW_KEYS})
+)
+_UPSERT_ARRAYS_RECOUNTING = _UPSERT_ARRAYS.add_cte(_RECOUNT.cte("recounted"))
 
 
 def _count_crossings(

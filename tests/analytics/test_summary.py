@@ -218,6 +218,24 @@ def test_kept_report_equals_the_report_from_scratch(store: Store) -> None:
     check(store, changed)
 
 
+def test_one_lead_rescored_pass_after_pass_keeps_the_report_equal_to_the_one_from_scratch(
+    store: Store,
+) -> None:
+    """The pass after a webhook (one lead, one model) keeps what the lead now counts as, so
+    the next pass takes away what it really added: the figures stay those from scratch."""
+    hub = models(with_us=False)
+    store.save_page("crm", "leads", [lead(i) for i in range(3)], None)
+    scorer.score(store, hub, now=START)
+    for day in range(1, 4):
+        at = START + timedelta(days=day)
+        store.save_page("crm", "acts", views(1, at, 1), None)
+        run = scorer.score(store, hub, now=at)
+        assert (run.leads, run.changed) == (1, 1)
+        check(store, hub)
+    # three pricing views at 15 points: lead 1 went cold, warm (30), warm (45)
+    assert [t.tier for t in analytics.report(store, hub[0]).tiers if t.leads] == ["warm", "cold"]
+
+
 def test_rebuild_from_scratch_matches_the_kept_figures(store: Store) -> None:
     hub = models()
     store.save_page("crm", "leads", [lead(i) for i in range(12)], None)

@@ -151,7 +151,9 @@ def test_one_lead_after_one_activity_takes_the_same_few_statements_at_any_size(
     with statements(store) as large:
         run = scorer.score(store, model(), now=NOW)
     assert (run.leads, run.changed) == (1, 1)
-    assert len(large) == len(small) <= 12, large  # BEGIN and 11 statements
+    # BEGIN and 11 statements; on PostgreSQL the score's update goes with its history row,
+    # and the report row's with the report's counters
+    assert len(large) == len(small) <= (10 if store.dialect == "postgresql" else 12), large
     assert large.count("BEGIN") == 1
     totals = [r["total"] for r in queries.ranked_leads(store, "default", 3)]
     assert totals == [50, 50, 20]  # p1, p2: a quote each; p0: director
