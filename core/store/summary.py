@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import Serialized, any_key, insert_rows
+from core.store.bulk import Serialized, any_key, insert_rows, one_of
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -306,14 +306,6 @@ class _Attributes:
     closed_at: datetime | None
 
 
-def _among(conn: Connection, column: Any, ids: Sequence[int]) -> Any:
-    """`column IN ids`; on PostgreSQL `= ANY` of one array parameter, so a chunk's thousand ids
-    are not a thousand parameters parsed into the statement's text."""
-    if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer)))
-    return column.in_(ids)
-
-
 def _attributes(
     conn: Connection, lead_ids: Sequence[int], given: Mapping[int, Mapping[str, Any]] | None = None
 ) -> dict[int, _Attributes]:
@@ -322,7 +314,7 @@ def _attributes(
     leads: Mapping[int, Mapping[Any, Any]]
     if given is None:
         basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
-            _among(conn, LEAD.c.id, lead_ids)
+            one_of(conn, LEAD.c.id, lead_ids)
         )
         leads = {row.id: row._mapping for row in conn.execute(basics)}
     else:
@@ -349,7 +341,7 @@ def _attributes(
         for i in wanted:
             fields[i] = {k: v for k, v in given[i].items() if k != "created_at"}
     elif wanted:
-        for row in conn.execute(sa.select(LEAD).where(_among(conn, LEAD.c.id, wanted))):
+        for row in conn.execute(sa.select(LEAD).where(one_of(conn, LEAD.c.id, wanted))):
             values = {name: getattr(row, name) for name in LEAD_FIELDS}
             values["custom"] = row.custom or {}
             fields[row.id] = values
@@ -392,7 +384,7 @@ def _activities(conn: Connection, lead_ids: Sequence[int]) -> dict[int, list[Act
         return found
     query = sa.select(
         ACTIVITY.c.lead_id, ACTIVITY.c.type, ACTIVITY.c.occurred_at, ACTIVITY.c.properties
-    ).where(_among(conn, ACTIVITY.c.lead_id, lead_ids))
+    ).where(one_of(conn, ACTIVITY.c.lead_id, lead_ids))
     for lead_id, kind, occurred_at, props in conn.execute(query):
         found[lead_id].append(Activity(kind, occurred_at, MappingProxyType(props or {})))
     return found
@@ -565,7 +557,7 @@ def _apply_chunk(
     counted = conn.execute(query, {"names": list(names), "ids": list(ids)})
     old = {(r.model, r.lead_id): r._asdict() for r in counted}
     if known is None:
-        where = [_among(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
+        where = [one_of(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
         scored = _scored(conn, where, parsed)
     else:
         scored = _given(known.scores, names, ids, known.rules)
@@ -729,7 +721,7 @@ def rebuild(conn: Connection, models: Sequence[ScoringModel]) -> None:
         if not ids:
             break
         last = ids[-1]
-        rows = _rows(conn, models, _scored(conn, [_among(conn, SCORE.c.lead_id, ids)], parsed))
+        rows = _rows(conn, models, _scored(conn, [one_of(conn, SCORE.c.lead_id, ids)], parsed))
         if rows:
             insert_rows(conn, R_LEAD, rows)
         for row in rows:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from core.store.bulk import COPY_FROM, Serialized, insert_rows, update_rows
 from core.store.ingest import LEAD
@@ -55,15 +56,20 @@ def stored(store: Store, model: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(query)]
 
 
+def add_leads(conn: Connection, n: int) -> list[int]:
+    """`n` bare leads; their ids, lowest first."""
+    conn.execute(
+        LEAD.insert(),
+        [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
+         for i in range(n)],
+    )  # fmt: skip
+    return [r.id for r in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+
+
 def test_bulk_inserts_and_updates_store_what_statements_store(store: Store) -> None:
     n = COPY_FROM + 50
     with store.begin() as conn:
-        conn.execute(
-            LEAD.insert(),
-            [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
-             for i in range(n)],
-        )  # fmt: skip
-        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+        ids = add_leads(conn, n)
     shared = Serialized(LEDGER)
     with store.begin() as conn:
         plain = score_rows(ids, "by_statement", LEDGER)
@@ -137,12 +143,7 @@ def test_updated_score_rows_read_back_as_inserted_ones(store: Store) -> None:
     and the same values read back, column by column."""
     n = COPY_FROM + 10
     with store.begin() as conn:
-        conn.execute(
-            LEAD.insert(),
-            [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
-             for i in range(n)],
-        )  # fmt: skip
-        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
+        ids = add_leads(conn, n)
         conn.execute(
             SCORE.insert(),
             [
@@ -174,12 +175,7 @@ def test_a_text_too_long_for_its_column_is_refused_in_bulk_as_by_a_statement(
     bulk update must refuse it too, not store it cut to 64 characters. (SQLite keeps either
     whole.)"""
     with store.begin() as conn:
-        conn.execute(
-            LEAD.insert(),
-            [{"email": f"x{i}@y.com", "custom": {}, "created_at": NOW, "updated_at": NOW}
-             for i in range(COPY_FROM)],
-        )  # fmt: skip
-        ids = [r.id for r in conn.execute(sa.select(LEAD.c.id))]
+        ids = add_leads(conn, COPY_FROM)
         insert_rows(conn, SCORE, score_rows(ids, "m", LEDGER))
         keys = list(conn.execute(sa.select(SCORE.c.id)).scalars())
     long = "x" * 70
