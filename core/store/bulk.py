@@ -33,6 +33,17 @@ class Serialized(list[Any]):
         super().__init__(items)
         self.text = json.dumps(self)
 
+    @classmethod
+    def parse(cls, text: str) -> Serialized:
+        """The array a JSON text holds (null: an empty one), keeping the text as read."""
+        items = json.loads(text)
+        if items is None:
+            return cls([])
+        found = cls.__new__(cls)
+        list.__init__(found, items)
+        found.text = text
+        return found
+
 
 def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """INSERT the rows; a large batch goes by COPY on PostgreSQL, straight to the driver's

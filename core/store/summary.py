@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import Serialized, any_key, insert_rows, one_of
+from core.store.bulk import COPY_FROM, Serialized, any_key, insert_rows, one_of
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -175,6 +175,12 @@ def cell_key(
 
 def _contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
     """What one report_lead row adds to each figure."""
+    yield from _attribute_contributions(row)
+    yield from _rule_contributions(row["rules"])
+
+
+def _attribute_contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
+    """What one report_lead row adds to each figure but `rule`."""
     outcome = row["outcome"]
     decided, converted = int(outcome in DECIDED), int(outcome in CONVERTED)
     milli = round(row["total"] * 1000)
@@ -189,9 +195,26 @@ def _contributions(row: Mapping[str, Any]) -> Iterable[tuple[str, str, Vector]]:
         at_close = int(bool(row["decided_qualified"]))
         yield "conversion", str(bracket(row["decided_total"])), (1, 0, 1, converted, 0, 0)
         yield "qbc", "", (0, 0, 0, converted, converted * at_close, 0)
-    for section, kind, name, count, points in row["rules"] or ():
+
+
+def _rule_contributions(rules: Iterable[Sequence[Any]] | None) -> Iterable[tuple[str, str, Vector]]:
+    """What a report_lead row's ledger lines add to the `rule` figure."""
+    for section, kind, name, count, points in rules or ():
         key = SEP.join((section, kind, name))
         yield "rule", key, (1, round(points * 1000), 0, 0, 0, int(count))
+
+
+def _add_vectors(
+    deltas: dict[tuple[str, str, str], list[int]],
+    model: str,
+    contributions: Iterable[tuple[str, str, Vector]],
+    weight: int,
+) -> None:
+    for figure, key, vector in contributions:
+        tally = deltas.setdefault((model, figure, key), [0] * len(COUNTERS))
+        for i, value in enumerate(vector):
+            if value:
+                tally[i] += weight * value
 
 
 def _add(
@@ -200,10 +223,7 @@ def _add(
     row: Mapping[str, Any],
     sign: int,
 ) -> None:
-    for figure, key, vector in _contributions(row):
-        tally = deltas.setdefault((model, figure, key), [0] * len(COUNTERS))
-        for i, value in enumerate(vector):
-            tally[i] += sign * value
+    _add_vectors(deltas, model, _contributions(row), sign)
 
 
 _COUNTED = (
@@ -213,25 +233,32 @@ _COUNTED = (
 
 
 class _Moves:
-    """Rows entering (+1) and leaving (-1) the figures, counted per distinct row first: most
-    leads count as one of a few thousand distinct rows, whose contributions are added once."""
+    """Rows entering (+1) and leaving (-1) the figures, counted per distinct value first: a
+    row's attributes (a few thousand distinct ones) apart from its ledger lines (one per
+    distinct ledger), each of whose contributions is then added once, times its weight."""
 
     def __init__(self) -> None:
         self.weights: dict[tuple[Any, ...], int] = defaultdict(int)
+        self.ledgers: dict[tuple[str, str], int] = defaultdict(int)  # (model, rules' JSON text)
+        self.parsed: dict[str, Sequence[Sequence[Any]]] = {}
 
     def add(self, model: str, row: Mapping[str, Any], sign: int) -> None:
-        rules = tuple(tuple(line) for line in row["rules"] or ())
-        self.weights[(model, rules, *(row[k] for k in _COUNTED))] += sign
+        self.weights[(model, *(row[k] for k in _COUNTED))] += sign
+        rules = row["rules"]
+        if rules:
+            text = rules.text if isinstance(rules, Serialized) else json.dumps(rules)
+            if text not in self.parsed:
+                self.parsed[text] = rules
+            self.ledgers[(model, text)] += sign
 
     def into(self, deltas: dict[tuple[str, str, str], list[int]]) -> None:
-        for (model, rules, *values), weight in self.weights.items():
+        for (model, *values), weight in self.weights.items():
             if weight:
-                _add(
-                    deltas,
-                    model,
-                    {"rules": rules, **dict(zip(_COUNTED, values, strict=True))},
-                    weight,
-                )
+                row = dict(zip(_COUNTED, values, strict=True))
+                _add_vectors(deltas, model, _attribute_contributions(row), weight)
+        for (model, text), weight in self.ledgers.items():
+            if weight:
+                _add_vectors(deltas, model, _rule_contributions(self.parsed[text]), weight)
 
 
 def _write_deltas(
@@ -525,10 +552,15 @@ def apply(
     crossed = list(crossed)
     settled = set(settled)
     parsed: dict[str, Serialized] = {}
+    # Moves of all chunks are counted together (many leads share their attributes and ledgers)
+    # and the counters written once, in key order.
+    moves = _Moves()
+    deltas: dict[tuple[str, str, str], list[int]] = {}
+    together = None
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         mine = set(chunk)
-        _apply_chunk(
+        together = _apply_chunk(
             conn,
             models,
             names,
@@ -538,7 +570,12 @@ def apply(
             settled,
             parsed,
             known,
+            moves,
+            deltas,
+            alone=len(chunk) == len(ids),
         )
+    moves.into(deltas)
+    _write_deltas(conn, deltas, together)
 
 
 def _apply_chunk(
@@ -548,14 +585,30 @@ def _apply_chunk(
     ids: Sequence[int],
     crossed: Sequence[tuple[str, int]],
     now: datetime,
-    settled: Collection[int] = (),
-    parsed: dict[str, Serialized] | None = None,
-    known: Known | None = None,
-) -> None:
-    parsed = {} if parsed is None else parsed
+    settled: Collection[int],
+    parsed: dict[str, Serialized],
+    known: Known | None,
+    moves: _Moves,
+    deltas: dict[tuple[str, str, str], list[int]],
+    alone: bool,
+) -> dict[str, Any] | None:
+    """Recount the leads `ids`: their report_lead rows are written, their moves added to
+    `moves` and their new qualified crossings to `deltas`. Returns, on PostgreSQL, the one row
+    to update with the counters (`_write_deltas`' `recount`) when the chunk is `alone` and
+    moves one row."""
     query = _counted(conn.dialect.name)
     counted = conn.execute(query, {"names": list(names), "ids": list(ids)})
-    old = {(r.model, r.lead_id): r._asdict() for r in counted}
+    old = {}
+    for r in counted:
+        row = r._asdict()
+        text = row["rules"]
+        rules = parsed.get(text)
+        if rules is None:
+            if len(parsed) >= _PARSED:  # bounds memory
+                parsed.clear()
+            rules = parsed[text] = Serialized.parse(text)
+        row["rules"] = rules
+        old[(r.model, r.lead_id)] = row
     if known is None:
         where = [one_of(conn, SCORE.c.lead_id, ids), SCORE.c.model.in_(names)]
         scored = _scored(conn, where, parsed)
@@ -570,8 +623,6 @@ def _apply_chunk(
     }
     leads = known.leads if known is not None else None
     new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, at_close, leads)}
-    deltas: dict[tuple[str, str, str], list[int]] = {}
-    moves = _Moves()
     inserts, updates, deletes = [], [], []
     for key in sorted({*old, *new}):
         before, after = old.get(key), new.get(key)
@@ -587,25 +638,45 @@ def _apply_chunk(
             updates.append({"_model": key[0], "_lead_id": key[1], **after})
         else:
             deletes.append(key)
-    for model, lead_id in deletes:
-        conn.execute(R_LEAD.delete().where(R_LEAD.c.model == model, R_LEAD.c.lead_id == lead_id))
+    if len(updates) >= COPY_FROM:
+        # Many moved rows (a changed model moves them all): deleted and inserted again, by one
+        # statement per model and one bulk insert, not one UPDATE per row.
+        deletes += [(u["_model"], u["_lead_id"]) for u in updates]
+        inserts += [
+            {k: v for k, v in u.items() if k not in ("_model", "_lead_id")} for u in updates
+        ]
+        updates = []
+    _delete(conn, deletes)
     if inserts:
         insert_rows(conn, R_LEAD, inserts)
     rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
     # On PostgreSQL one lead's row (a webhook's pass) goes with the counters: one round trip
-    together = rows[0] if len(rows) == 1 and conn.dialect.name == "postgresql" else None
+    one = alone and len(rows) == 1 and conn.dialect.name == "postgresql"
+    together = rows[0] if one else None
     if rows and together is None:
         conn.execute(_RECOUNT, rows)
-    moves.into(deltas)
     month = f"{now:%Y-%m}"
     _count_crossings(conn, [(m, i, month) for m, i in crossed], deltas)
-    _write_deltas(conn, deltas, together)
+    return together
+
+
+def _delete(conn: Connection, keys: Sequence[tuple[str, int]]) -> None:
+    """Delete the report_lead rows of (model, lead) `keys`: one statement per model."""
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for model, lead_id in keys:
+        by_model[model].append(lead_id)
+    for model, ids in sorted(by_model.items()):
+        conn.execute(
+            R_LEAD.delete().where(R_LEAD.c.model == model, one_of(conn, R_LEAD.c.lead_id, ids))
+        )
 
 
 @functools.cache
 def _counted(dialect: str) -> sa.Select[Any]:
-    """What the leads `ids` count as under the models `names` (report_lead rows)."""
-    query = sa.select(R_LEAD).where(
+    """What the leads `ids` count as under the models `names` (report_lead rows, their rules as
+    JSON text)."""
+    columns = [c for c in R_LEAD.c if c.name != "rules"]
+    query = sa.select(*columns, sa.cast(R_LEAD.c.rules, sa.Text).label("rules")).where(
         R_LEAD.c.model.in_(sa.bindparam("names", expanding=True)),
         any_key(dialect, R_LEAD.c.lead_id, "ids"),
     )
