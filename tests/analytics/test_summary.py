@@ -27,7 +27,9 @@ START = datetime(2026, 9, 3, 9, tzinfo=UTC)
 CHANNELS = ("paid_search", "referral", "organic_search", None)
 
 
-def models(hot: int = 70, quote: int = 50, with_us: bool = True) -> list[ScoringModel]:
+def models(
+    hot: int = 70, quote: int = 50, with_us: bool = True, pricing: int = 15
+) -> list[ScoringModel]:
     everyone = {
         "name": "default",
         "fit": {
@@ -48,7 +50,7 @@ def models(hot: int = 70, quote: int = 50, with_us: bool = True) -> list[Scoring
                     "name": "Pricing",
                     "event": "page_viewed",
                     "url": "*/pricing*",
-                    "points": 15,
+                    "points": pricing,
                     "limit": 3,
                 },
             ],
@@ -234,6 +236,32 @@ def test_one_lead_rescored_pass_after_pass_keeps_the_report_equal_to_the_one_fro
         check(store, hub)
     # three pricing views at 15 points: lead 1 went cold, warm (30), warm (45)
     assert [t.tier for t in analytics.report(store, hub[0]).tiers if t.leads] == ["warm", "cold"]
+
+
+def test_a_model_change_over_many_leads_keeps_the_report_equal_to_the_one_from_scratch(
+    store: Store,
+) -> None:
+    """A changed model moves every lead's report row: more than a bulk write's threshold in each
+    chunk, and more leads than one chunk. The rows are rewritten in bulk and the moves of all
+    chunks counted together; the figures stay those from scratch, and so do they after the
+    model changes back (which takes away what the rewritten rows say they added)."""
+    hub = models()
+    store.save_page("crm", "leads", [lead(i) for i in range(1200)], None)
+    acts: list[Any] = []
+    for i in range(1200):
+        acts += views(i, START - timedelta(days=i % 11), i % 6)
+        if i % 3 == 0:
+            acts.append(quote(i, START - timedelta(days=i % 50)))
+    store.save_page("crm", "acts", acts, None)
+    store.save_page("crm", "outcomes", [outcome(i, "won", START) for i in range(0, 1200, 37)], None)
+    scorer.score(store, hub, now=START)
+    check(store, hub)
+    changed = models(hot=60, quote=70, pricing=16)  # every lead with a view or a quote moves
+    run = scorer.score(store, changed, now=START + timedelta(days=1))
+    assert run.full_models == ["default"] and run.changed > 1000
+    check(store, changed)
+    scorer.score(store, hub, now=START + timedelta(days=2))
+    check(store, hub)
 
 
 def test_rebuild_from_scratch_matches_the_kept_figures(store: Store) -> None:
