@@ -59,6 +59,9 @@ class RescoreFigures:
     full_rescore_seconds: float
     ratio_to_scan: float
     unchanged_rescore_seconds: float  # the same full rescore again: nothing to write
+    model_change_seconds: float  # the full rescore after the model changes: every lead moves
+    model_change_ratio: float  # to the scan
+    model_change_changed: int  # leads whose outputs moved (not only their ledger)
     incremental_ms: float
     peak_rss_mb: float
     checked_leads: int  # leads whose stored score was compared with the per-lead engine's
@@ -186,7 +189,8 @@ def _scan(store: Store) -> float:
 def run(
     url: str, leads: int, per_lead: int, models: list[ScoringModel] | None = None
 ) -> RescoreFigures:
-    """Fill an empty store at `url`, then time the scan, a full rescore and a one-lead rescore."""
+    """Fill an empty store at `url`, then time the scan, a full rescore, the same again, the
+    full rescore after a model change, and one-lead rescores (under the changed models)."""
     models = models or load_model_file(MODEL_FILE)
     store = Store(url)
     started = time.perf_counter()
@@ -200,6 +204,10 @@ def run(
     started = time.perf_counter()
     scorer.score(store, models, full=True, now=NOW)
     again = time.perf_counter() - started
+    models = changed_models(models)
+    started = time.perf_counter()
+    remodelled = scorer.score(store, models, now=NOW)
+    change = time.perf_counter() - started
     # one new activity for one lead, then the incremental pass that follows a pull; the median
     # of a few such passes, each for another lead
     passes = []
@@ -237,11 +245,28 @@ def run(
         round(full, 2),
         round(full / scan, 2),
         round(again, 2),
+        round(change, 2),
+        round(change / scan, 2),
+        remodelled.changed,
         round(incremental * 1000, 2),
         round(rss, 1),
         checked,
         mismatches,
     )
+
+
+def changed_models(models: list[ScoringModel]) -> list[ScoringModel]:
+    """The models with one point more for every engagement rule: a change of the model file
+    that moves the ledger of every lead with counted activity (and the score of those below
+    the engagement cap)."""
+    changed = []
+    for model in models:
+        rules = tuple(
+            rule.model_copy(update={"points": rule.points + 1}) for rule in model.engagement.rules
+        )
+        engagement = model.engagement.model_copy(update={"rules": rules})
+        changed.append(model.model_copy(update={"engagement": engagement}))
+    return changed
 
 
 VERIFY_ALL = 100_000  # above this many leads, every 100th lead is checked
