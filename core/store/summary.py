@@ -623,7 +623,8 @@ def _apply_chunk(
     }
     leads = known.leads if known is not None else None
     new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, at_close, leads)}
-    inserts, updates, deletes = [], [], []
+    inserts, deletes = [], []
+    moved: list[tuple[tuple[str, int], dict[str, Any]]] = []
     for key in sorted({*old, *new}):
         before, after = old.get(key), new.get(key)
         if before is not None and after is not None and _same(before, after):
@@ -635,21 +636,22 @@ def _apply_chunk(
         if before is None and after is not None:
             inserts.append(after)
         elif before is not None and after is not None:
-            updates.append({"_model": key[0], "_lead_id": key[1], **after})
+            moved.append((key, after))
         else:
             deletes.append(key)
-    if len(updates) >= COPY_FROM:
+    if len(moved) >= COPY_FROM:
         # Many moved rows (a changed model moves them all): deleted and inserted again, by one
         # statement per model and one bulk insert, not one UPDATE per row.
-        deletes += [(u["_model"], u["_lead_id"]) for u in updates]
-        inserts += [
-            {k: v for k, v in u.items() if k not in ("_model", "_lead_id")} for u in updates
-        ]
-        updates = []
+        deletes += [key for key, _ in moved]
+        inserts += [after for _, after in moved]
+        moved = []
     _delete(conn, deletes)
     if inserts:
         insert_rows(conn, R_LEAD, inserts)
-    rows = [{k: u[k] for k in ("_model", "_lead_id", *_ROW_KEYS)} for u in updates]
+    rows = [
+        {"_model": key[0], "_lead_id": key[1], **{k: after[k] for k in _ROW_KEYS}}
+        for key, after in moved
+    ]
     # On PostgreSQL one lead's row (a webhook's pass) goes with the counters: one round trip
     one = alone and len(rows) == 1 and conn.dialect.name == "postgresql"
     together = rows[0] if one else None
