@@ -246,6 +246,26 @@ def test_a_full_rescore_on_postgresql_leaves_no_dead_lead_or_score_rows() -> Non
         store.close()
 
 
+def test_a_full_rescore_on_postgresql_vacuums_the_tables_it_rewrites() -> None:
+    """Without autovacuum the dead versions a full rescore leaves (every dirty flag cleared,
+    every score and report row rewritten by a model change) would stay in the indexes the next
+    incremental pass reads: the rescore vacuums those tables itself."""
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    try:
+        seed(store, 300)
+        scorer.score(store, model(), full=True, now=NOW)
+        with store.engine.connect() as conn:
+            vacuumed = conn.execute(
+                sa.text(
+                    "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
+                    "AND schemaname = current_schema() ORDER BY relname"
+                )
+            ).scalars()
+            assert {"lead", "report_lead", "score"} <= set(vacuumed)
+    finally:
+        store.close()
+
+
 def test_a_full_rescore_on_postgresql_takes_statistics_of_the_tables_it_fills() -> None:
     """Without autovacuum the planner would read the report's rows of a million leads with the
     plan made when the table was empty (a scan per chunk): a full rescore takes statistics of
