@@ -1,8 +1,8 @@
 """Full rescore, set-based: the database counts what each engagement rule keeps, in one pass.
 
-For a range of leads, one aggregate query joins the activities with the (signature, rule)
-pairs that match (rules are matched once per activity signature, not per activity) and returns
-one row per lead: per rule, the matches kept within the rule's window after its per-day cap and
+For a range of leads, one aggregate query tests each activity's signature against the
+signatures each rule matches (rules are matched once per activity signature, not per activity)
+and returns one row per lead: per rule, the matches kept within the rule's window after its per-day cap and
 how many of those are also within the model's expiry (as text, which also keys equal inputs),
 and the lead's last activity. `scoring.tallied` turns these into scores with the engine's
 arithmetic. Plain SQL on both databases: the work is one join and a few GROUP BYs the database
@@ -66,6 +66,7 @@ class RulePlan:
         self._parsed: dict[str, dict[int, tuple[tuple[int, int, int], ...]]] = {}
         # global rule id -> (per-day cap, window start, expiry start)
         self._bounds: dict[int, tuple[int | None, datetime, datetime]] = {}
+        self._signatures: dict[int, list[int]] = {}  # global rule id -> its signature ids
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -116,6 +117,7 @@ class RulePlan:
                 for i in scorer.compiled.rules_for(kind, properties):
                     cap, window, live = self._windows[m][i]
                     self._bounds[self._rule_id(m, i)] = (cap, window, live)
+                    self._signatures.setdefault(self._rule_id(m, i), []).append(sig)
                     rows.append(
                         {
                             "signature_id": sig,
@@ -138,8 +140,10 @@ class RulePlan:
         """The tallies of the leads with ids in [low, high] that have activities up to now.
 
         Two aggregates over the range's activities: rules without a per-day cap counted per lead
-        in one GROUP BY (a column per rule; the activities come in lead order from the index, so
-        nothing is sorted), and the capped ones per lead, rule and day (a few activity types).
+        in one GROUP BY (a column per rule, testing the activity's signature against the rule's
+        list: no join; the activities come in lead order from the index, so nothing is sorted),
+        and the capped ones per lead, rule and day (a few activity types), joined with the
+        matches.
         """
         pg = conn.dialect.name == "postgresql"
         mark = "%({})s" if pg else ":{}"
@@ -150,10 +154,15 @@ class RulePlan:
             if cap is not None:
                 continue
             # per rule: its matches within the window (kept) and within expiry too (live)
+            if pg:  # one array: the server hashes it
+                params[f"s{rule}"] = self._signatures[rule]
+                matches = f"a.signature_id = ANY({mark.format(f's{rule}')})"
+            else:  # integers, written out: SQLite makes the list a temporary index
+                matches = f"a.signature_id IN ({', '.join(map(str, self._signatures[rule]))})"
             for name, start in (("k", window), ("l", live)):
                 if name == "l" and live == window:
                     continue
-                test = f"m.rule = {rule}"
+                test = matches
                 if start != _EPOCH:
                     params[f"{name}{rule}"] = self._moment(start, pg)
                     test += f" AND a.occurred_at >= {mark.format(f'{name}{rule}')}"
@@ -177,8 +186,6 @@ class RulePlan:
                        MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
                            AS last_at
                 FROM activity a
-                LEFT JOIN score_rule_match m
-                    ON m.signature_id = a.signature_id AND m.cap IS NULL
                 WHERE {where}
                 GROUP BY a.lead_id
             ) t
