@@ -2,12 +2,12 @@
 
 For a range of leads, one aggregate query tests each activity's signature against the
 signatures each rule matches (rules are matched once per activity signature, not per activity)
-and returns one row per lead: per rule, the matches kept within the rule's window after its per-day cap and
-how many of those are also within the model's expiry (as text, which also keys equal inputs),
-and the lead's last activity. `scoring.tallied` turns these into scores with the engine's
-arithmetic. Plain SQL on both databases: the work is one join and a few GROUP BYs the database
-does in C; a columnar engine (DuckDB, polars) would first have to read the same rows out of the
-database, and would add a dependency.
+and returns one row per lead: per rule, the matches kept within the rule's window after its
+per-day cap and how many of those are also within the model's expiry (as text, which also keys
+equal inputs), and the lead's last activity. `scoring.tallied` turns these into scores with the
+engine's arithmetic. Plain SQL on both databases: the work is a few GROUP BYs (and, for rules
+with a per-day cap, one join) the database does in C; a columnar engine (DuckDB, polars)
+would first have to read the same rows out of the database, and would add a dependency.
 """
 
 from __future__ import annotations
