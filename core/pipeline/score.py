@@ -29,6 +29,8 @@ from core.store.bulk import (
     any_key,
     copy_rows,
     insert_rows,
+    key_batches,
+    one_of,
     update_rows,
 )
 from core.store.db import analyze_grown
@@ -324,17 +326,19 @@ def _cleared(conn: Connection, clear: sa.Update) -> set[int]:
 
 
 def _lead_fields(
-    conn: Connection, low: int, high: int, created: dict[int, datetime] | None = None
+    conn: Connection,
+    low: int,
+    high: int,
+    created: dict[int, datetime] | None = None,
+    only: Sequence[int] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """The fields of the leads with ids in [low, high]; `custom` parsed once per distinct text.
-    Each lead's `created_at` goes into `created` when given."""
+    """The fields of the leads with ids in [low, high] (`only`: of those ids); `custom` parsed
+    once per distinct text. Each lead's `created_at` goes into `created` when given."""
     columns = [LEAD.c[name] for name in LEAD_FIELDS]
-    query = sa.select(
-        LEAD.c.id, LEAD.c.created_at, sa.cast(LEAD.c.custom, sa.Text), *columns
-    ).where(LEAD.c.id.between(low, high))
+    query = sa.select(LEAD.c.id, LEAD.c.created_at, sa.cast(LEAD.c.custom, sa.Text), *columns)
     parsed: dict[str | None, Any] = {None: {}}
     fields = {}
-    for row in conn.execute(query):
+    for row in _by_range_or_ids(conn, query, LEAD.c.id, low, high, only):
         raw = row[2]
         custom = parsed.get(raw)
         if custom is None:
@@ -347,7 +351,68 @@ def _lead_fields(
     return fields
 
 
-_PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive")
+def _by_range_or_ids(
+    conn: Connection,
+    query: sa.Select[Any],
+    column: sa.ColumnElement[Any],
+    low: int,
+    high: int,
+    only: Sequence[int] | None,
+) -> Iterator[Any]:
+    """The rows of `query` whose `column` is in [low, high], or (`only`) one of those ids: by
+    the range when they are most of it, else in batches of ids."""
+    if only is None or len(only) > (high - low + 1) // 2:
+        wanted = None if only is None else set(only)
+        for row in conn.execute(query.where(column.between(low, high))):
+            if wanted is None or row._mapping[column] in wanted:
+                yield row
+        return
+    for batch in key_batches(conn, sorted(only)):
+        yield from conn.execute(query.where(one_of(conn, column, batch)))
+
+
+_PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive", "inputs")
+
+
+def _to_score(
+    conn: Connection,
+    plan: RulePlan,
+    low: int,
+    high: int,
+    tallies: Mapping[int, LeadTallies],
+    dirty: Collection[int],
+) -> tuple[list[int], list[int]]:
+    """(the leads to score, the leads whose stored scores to read) of the range [low, high].
+
+    A lead is left out when it is not `dirty` (its fields, activities and outcomes did not
+    move) and each of the plan's models has its score stored from the same inputs (inactivity
+    step and tallies, see `RulePlan.inputs`), under the model's present hash and without a
+    predictive score: scoring it again would give what is stored (the qualified state too:
+    scored again from its own state, a lead keeps it). A lead outside a model's segment has no
+    score there, and is scored. The stored scores of leads gone from the range are read too
+    (they go)."""
+    ids = list(conn.execute(sa.select(LEAD.c.id).where(LEAD.c.id.between(low, high))).scalars())
+    hashes = {m.name: m.content_hash for m in plan.models}
+    stored: dict[int, dict[str, str | None]] = defaultdict(dict)
+    query = sa.select(
+        SCORE.c.lead_id, SCORE.c.model, SCORE.c.model_hash, SCORE.c.predictive, SCORE.c.inputs
+    ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(list(hashes)))
+    for lead_id, model, model_hash, predictive, inputs in conn.execute(query):
+        same = model_hash == hashes[model] and predictive is None
+        stored[lead_id][model] = inputs if same else None
+    empty = LeadTallies("", None)
+    scored = []
+    for lead_id in ids:
+        held = stored.pop(lead_id, None)
+        if held is not None and len(held) == len(plan.models) and lead_id not in dirty:
+            lead = tallies.get(lead_id, empty)
+            if all(
+                held[model.name] == plan.inputs(m, lead.text, lead.last)
+                for m, model in enumerate(plan.models)
+            ):
+                continue
+        scored.append(lead_id)
+    return scored, sorted([*scored, *stored])
 
 
 def _score_range(
@@ -364,13 +429,17 @@ def _score_range(
     only the changed ones become rows. `dirty`: see `_keep_figures`.
     """
     created: dict[int, datetime] = {}
-    fields = _lead_fields(conn, low, high, created)
     tallies = plan.tallies(conn, low, high)
+    only = held = None
+    if dirty is not None:  # the models are those the scores were computed under
+        only, held = _to_score(conn, plan, low, high, tallies, dirty)
+    fields = _lead_fields(conn, low, high, created, only)
     names = {m.name for m in plan.models}
     query = sa.select(
         *(SCORE.c[k] for k in _PREVIOUS_COLUMNS), sa.cast(SCORE.c.ledger, sa.Text).label("ledger")
-    ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(names))
-    previous = {(r.lead_id, r.model): r for r in conn.execute(query)}
+    ).where(SCORE.c.model.in_(names))
+    rows_read = _by_range_or_ids(conn, query, SCORE.c.lead_id, low, high, held)
+    previous = {(r.lead_id, r.model): r for r in rows_read}
     empty = LeadTallies("", None)
     changes: list[ScoreChange] = []
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
@@ -391,6 +460,7 @@ def _score_range(
             step = plan.step(m, last)
             state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
             text = lead.text
+            inputs = plan.inputs(m, text, last)
             result = scorer.score_key(
                 scorer.fit_key(values),
                 text,
@@ -399,11 +469,11 @@ def _score_range(
                 plan.now,
                 state,
             )
-            held = stored.get(id(result))
-            if held is None:
+            kept = stored.get(id(result))
+            if kept is None:
                 ledger = Serialized([entry_dict(e) for e in result.ledger])
-                rows[id(result)] = _score_row(0, result, now, ledger=ledger)
-                held = stored[id(result)] = (
+                rows[id(result)] = _score_row(0, result, now, ledger=ledger, inputs=inputs)
+                kept = stored[id(result)] = (
                     result.model_hash,
                     result.fit,
                     result.engagement,
@@ -414,9 +484,10 @@ def _score_range(
                     result.qualified_at,
                     result.reason,
                     None,
+                    inputs,
                     ledger.text,
                 )
-            if prev is not None and tuple(prev[3:]) == held:
+            if prev is not None and tuple(prev[3:]) == kept:
                 current[(model.name, lead_id)] = prev._mapping
                 continue
             current[(model.name, lead_id)] = rows[id(result)]
@@ -438,7 +509,7 @@ def _score_range(
 
 def _moved(prev: Any, row: dict[str, Any]) -> bool:
     """`_differs` for a previous row whose ledger was read as JSON text (not parsed)."""
-    keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive")
+    keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive", "inputs")
     if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
         return True
     ledger = row["ledger"]
@@ -754,7 +825,10 @@ def _score_row(
     now: datetime,
     prediction: Prediction | None = None,
     ledger: list[dict[str, Any]] | None = None,
+    inputs: str | None = None,
 ) -> dict[str, Any]:
+    """A score row; `inputs` (see `RulePlan.inputs`) only from the set-based path: a row the
+    engine writes clears them, so a later full rescore does not take it for unchanged."""
     return {
         "lead_id": lead_id,
         "model": r.model,
@@ -763,6 +837,7 @@ def _score_row(
         "ledger": [entry_dict(e) for e in r.ledger] if ledger is None else ledger,
         "predictive": prediction.score if prediction else None,
         "predictive_reason": prediction.reason if prediction else None,
+        "inputs": inputs,
         "computed_at": now,
     }
 

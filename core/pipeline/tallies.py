@@ -67,6 +67,7 @@ class RulePlan:
         # global rule id -> (per-day cap, window start, expiry start)
         self._bounds: dict[int, tuple[int | None, datetime, datetime]] = {}
         self._signatures: dict[int, list[int]] = {}  # global rule id -> its signature ids
+        self._inputs: dict[tuple[int, str, int | None], str] = {}  # see `inputs`
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -208,6 +209,7 @@ class RulePlan:
             if kept > 0:
                 extra[lead_id] = f"{extra.get(lead_id, '')}{rule}:{kept}:{live} "
         self._parsed.clear()
+        self._inputs.clear()
         for lead_id, tallied, last in rows:
             found[lead_id] = LeadTallies(tallied + extra.get(lead_id, ""), last)
         return found
@@ -250,6 +252,19 @@ class RulePlan:
                 by_model.setdefault(m, []).append((i, int(kept), int(live)))
             parsed = self._parsed[text] = {m: tuple(sorted(v)) for m, v in by_model.items()}
         return parsed
+
+    def inputs(self, m: int, text: str, last: Any) -> str:
+        """What model `m` scores a lead from, as text: its inactivity step and its tallies
+        under the model (rule index within the model, kept, live). Stored with the score, it
+        tells a later full rescore under the same model that the lead would score the same."""
+        step = self.step(m, last)
+        key = (m, text, step)
+        found = self._inputs.get(key)
+        if found is None:
+            parsed = self.parse(text).get(m, ())
+            tallied = " ".join(f"{i}:{kept}:{live}" for i, kept, live in parsed)
+            found = self._inputs[key] = f"{step}|{tallied}"
+        return found
 
     def step(self, m: int, last: Any) -> int | None:
         """The inactivity step (index, deepest first) model `m` reaches for a lead whose last

@@ -165,6 +165,8 @@ class Score(SQLModel, table=True):
     ledger: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
     predictive: float | None = None  # 0..100 from the latest trained model, when there is one
     predictive_reason: str | None = None
+    # what the full rescore computed this score from (see migration 0009); None: the engine's
+    inputs: str | None = Field(default=None, sa_type=sa.Text)
     next_change_at: datetime | None = _ts(index=True)
     computed_at: datetime | None = _ts(nullable=False)
 

@@ -576,3 +576,80 @@ def test_activity_stored_while_a_full_rescore_runs_is_scored(
     (row,) = _stored(store).values()
     assert (row.engagement, row.reason) == (40, "Meeting, Views")
     _assert_as_engine(store, [model], NOW)
+
+
+def test_a_full_rescore_scores_only_the_leads_whose_inputs_moved(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full rescore under unchanged models (the daily decay pass) scores a lead again only
+    when it is dirty or its inputs moved (tallies, inactivity step); the others keep their
+    stored scores, which are the engine's. A score the engine wrote after an incremental pass
+    is not taken for one computed from the stored inputs: when its activity leaves the window
+    and the tallies are back to what they were, the lead is scored again."""
+    from core.records import ActivityRecord, LeadRecord
+    from scoring.tallied import TallyScorer
+
+    model = ScoringModel.model_validate(
+        {
+            "name": "m",
+            "fit": {"rules": [{"name": "VP", "field": "job_title", "contains": "VP", "points": 5}]},
+            "engagement": {
+                "rules": [
+                    {
+                        "name": "Pricing",
+                        "event": "page_viewed",
+                        "url": "*/pricing*",
+                        "points": 25,
+                        "window_days": 30,
+                    }
+                ]
+            },
+        }
+    )
+
+    def view(lead: str, key: str, at: datetime) -> ActivityRecord:
+        return ActivityRecord(
+            source="web", external_id=key, lead=lead, type="page_viewed", occurred_at=at,
+            properties={"url": "https://x.io/pricing"},
+        )  # fmt: skip
+
+    people = [LeadRecord(source="crm", external_id=f"p{i}", email=f"p{i}@x.com") for i in range(3)]
+    store.save_page("crm", "leads", people, None)
+    store.save_page(
+        "web",
+        "acts",
+        [view("p0@x.com", "a", NOW - timedelta(days=40)), view("p1@x.com", "b", NOW)],
+        None,
+    )
+    scorer.score(store, [model], now=NOW)
+    _assert_as_engine(store, [model], NOW)
+    store.save_page("web", "acts", [view("p0@x.com", "c", NOW - timedelta(days=1))], None)
+    run = scorer.score(store, [model], now=NOW)  # the incremental pass: the engine's path
+    assert (run.leads, run.changed) == (1, 1)
+    assert {k[0]: r.engagement for k, r in _stored(store).items()} == {1: 25, 2: 25, 3: 0}
+
+    scored: list[int] = []
+    real = TallyScorer.score_key
+
+    def counting(self: TallyScorer, *args: Any) -> Any:
+        scored.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(TallyScorer, "score_key", counting)
+    # 36 days on, both of lead 1's views are out of the window, as its first one was when the
+    # first full rescore stored its inputs; lead 2's view left it too; lead 3 has none
+    later = NOW + timedelta(days=36)
+    before = _stored(store)
+    scorer.score(store, [model], full=True, now=later)
+    assert len(scored) == 2
+    _assert_as_engine(store, [model], later, before)
+    assert {k[0]: r.engagement for k, r in _stored(store).items()} == {1: 0, 2: 0, 3: 0}
+    scored.clear()
+    scorer.score(store, [model], full=True, now=later + timedelta(hours=1))
+    assert scored == []  # nothing moved
+    store.save_page("crm", "leads", [people[2].model_copy(update={"job_title": "VP"})], None)
+    before = _stored(store)
+    scorer.score(store, [model], full=True, now=later + timedelta(hours=2))
+    assert len(scored) == 1  # the lead the pull marked
+    _assert_as_engine(store, [model], later + timedelta(hours=2), before)
+    assert _stored(store)[(3, "m")].fit == 5
