@@ -59,6 +59,8 @@ class RescoreFigures:
     full_rescore_seconds: float
     ratio_to_scan: float
     unchanged_rescore_seconds: float  # the same full rescore again: nothing to write
+    next_day_rescore_seconds: float  # the daily decay pass: the full rescore a day later
+    next_day_changed: int  # leads whose outputs moved a day later
     model_change_seconds: float  # the full rescore after the model changes: every lead moves
     model_change_ratio: float  # to the scan
     model_change_changed: int  # leads whose outputs moved (not only their ledger)
@@ -190,7 +192,8 @@ def run(
     url: str, leads: int, per_lead: int, models: list[ScoringModel] | None = None
 ) -> RescoreFigures:
     """Fill an empty store at `url`, then time the scan, a full rescore, the same again, the
-    full rescore after a model change, and one-lead rescores (under the changed models)."""
+    same a day later (the decay pass), the full rescore after a model change, and one-lead
+    rescores (under the changed models)."""
     models = models or load_model_file(MODEL_FILE)
     store = Store(url)
     started = time.perf_counter()
@@ -204,6 +207,9 @@ def run(
     started = time.perf_counter()
     scorer.score(store, models, full=True, now=NOW)
     again = time.perf_counter() - started
+    started = time.perf_counter()
+    next_day = scorer.score(store, models, full=True, now=NOW + timedelta(days=1))
+    day = time.perf_counter() - started
     models = changed_models(models)
     started = time.perf_counter()
     remodelled = scorer.score(store, models, now=NOW)
@@ -245,6 +251,8 @@ def run(
         round(full, 2),
         round(full / scan, 2),
         round(again, 2),
+        round(day, 2),
+        next_day.changed,
         round(change, 2),
         round(change / scan, 2),
         remodelled.changed,

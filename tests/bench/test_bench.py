@@ -70,6 +70,7 @@ def test_rescore_scores_every_lead_once_and_reports_its_own_peak(figures: dict[s
     assert row["activities"] > 0 and row["ratio_to_scan"] > 0
     # the model change moves scores; the scores after it are checked against the engine's
     assert row["model_change_changed"] > 0 and row["model_change_ratio"] > 0
+    assert row["next_day_rescore_seconds"] > 0 and row["next_day_changed"] >= 0
     assert row["checked_leads"] == row["leads"] and row["mismatches"] == 0
     assert 20 < row["peak_rss_mb"] < 2000  # a process of its own: not the test runner's peak
 
