@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord
@@ -246,42 +247,43 @@ def test_a_full_rescore_on_postgresql_leaves_no_dead_lead_or_score_rows() -> Non
         store.close()
 
 
+@contextmanager
+def rescored_on_postgresql(leads: int) -> Iterator[Connection]:
+    """A fresh PostgreSQL store of `leads` seeded leads after a full rescore: a connection."""
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    try:
+        seed(store, leads)
+        scorer.score(store, model(), full=True, now=NOW)
+        with store.engine.connect() as conn:
+            yield conn
+    finally:
+        store.close()
+
+
 def test_a_full_rescore_on_postgresql_vacuums_the_tables_it_rewrites() -> None:
     """Without autovacuum the dead versions a full rescore leaves (every dirty flag cleared,
     every score and report row rewritten by a model change) would stay in the indexes the next
     incremental pass reads: the rescore vacuums those tables itself."""
-    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
-    try:
-        seed(store, 300)
-        scorer.score(store, model(), full=True, now=NOW)
-        with store.engine.connect() as conn:
-            vacuumed = conn.execute(
-                sa.text(
-                    "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
-                    "AND schemaname = current_schema() ORDER BY relname"
-                )
-            ).scalars()
-            assert {"lead", "report_lead", "score"} <= set(vacuumed)
-    finally:
-        store.close()
+    with rescored_on_postgresql(300) as conn:
+        vacuumed = conn.execute(
+            sa.text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
+                "AND schemaname = current_schema() ORDER BY relname"
+            )
+        ).scalars()
+        assert {"lead", "report_lead", "score"} <= set(vacuumed)
 
 
 def test_a_full_rescore_on_postgresql_takes_statistics_of_the_tables_it_fills() -> None:
     """Without autovacuum the planner would read the report's rows of a million leads with the
     plan made when the table was empty (a scan per chunk): a full rescore takes statistics of
     the tables it fills as they grow, so the planner's row counts are the tables' own."""
-    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
-    try:
-        seed(store, 1000)
-        scorer.score(store, model(), full=True, now=NOW)
-        with store.engine.connect() as conn:
-            counted = conn.execute(
-                sa.text(
-                    "SELECT relname, reltuples FROM pg_class WHERE relname IN "
-                    "('report_lead', 'score_history') "
-                    "AND relnamespace = to_regnamespace(current_schema()) ORDER BY relname"
-                )
-            ).all()
-        assert counted == [("report_lead", 1000), ("score_history", 1000)]
-    finally:
-        store.close()
+    with rescored_on_postgresql(1000) as conn:
+        counted = conn.execute(
+            sa.text(
+                "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                "('report_lead', 'score_history') "
+                "AND relnamespace = to_regnamespace(current_schema()) ORDER BY relname"
+            )
+        ).all()
+    assert counted == [("report_lead", 1000), ("score_history", 1000)]
