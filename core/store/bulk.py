@@ -100,6 +100,7 @@ def copy_rows(
     columns = list(rows[0])
     convert = [_copy_value(table.c[name].type) for name in columns]
     names = ", ".join(f'"{name}"' for name in columns)
+    _begun(conn)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {into or table.name} ({names}) FROM STDIN") as copy:
         for row in rows:
@@ -239,6 +240,7 @@ def _executemany(
     rows: list[dict[str, Any]],
 ) -> None:
     pairs = list(zip(convert, names, strict=True))
+    _begun(conn)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(
@@ -246,3 +248,11 @@ def _executemany(
         )
     finally:
         cursor.close()
+
+
+def _begun(conn: Connection) -> None:
+    """Begin `conn`'s transaction if it has none yet, before its driver connection is used
+    directly: what the driver's cursors write is then in the transaction `conn` commits (not
+    in one the driver began on its own, which `conn` never commits)."""
+    if not conn.in_transaction():
+        conn.begin()

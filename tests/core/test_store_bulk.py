@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from core.records import ActivityRecord, LeadRecord, describe_validation_error
 from core.store import db, ingest
-from core.store.bulk import COPY_FROM, one_of
+from core.store.bulk import COPY_FROM, insert_rows, one_of
 from core.store.ingest import IDENTITY
 from core.store.signatures import digest
 from core.store.store import Store
+from core.store.tables import SyncRun, table
 
 N = COPY_FROM + 50  # records of each kind per page: past the point where the bulk paths start
 DAY = datetime(2026, 10, 1, tzinfo=UTC)
@@ -273,3 +274,22 @@ def test_statistics_of_a_table_past_two_gigabytes_are_judged_without_overflow(st
         )
         assert db.analyze_grown(conn, ["lead"]) == []
         conn.rollback()
+
+
+def test_a_bulk_insert_that_opens_the_transaction_is_committed_with_it(store: Store) -> None:
+    """The bulk paths write through the driver's own cursor (COPY on PostgreSQL, executemany on
+    SQLite); as a connection's first statement, theirs must be in the transaction the
+    connection commits, not in one the driver began on its own and the pool rolls back."""
+    run = table(SyncRun)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    rows = [
+        {"kind": "score", "target": f"t{i}", "started_at": at, "status": "ok"}
+        | dict.fromkeys(("read", "created", "updated", "unchanged", "quarantined"), i)
+        for i in range(COPY_FROM + 5)  # past the point where the bulk paths start
+    ]
+    with store.engine.connect() as conn:
+        insert_rows(conn, run, rows)
+        conn.commit()
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(run.c.target, run.c.started_at)).all()
+    assert sorted(stored) == sorted((r["target"], at) for r in rows)
