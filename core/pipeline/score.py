@@ -31,6 +31,7 @@ from core.store.bulk import (
     insert_rows,
     key_batches,
     one_of,
+    read_together,
     update_rows,
 )
 from core.store.db import analyze_grown
@@ -95,12 +96,13 @@ def _score_dirty(
     run: ScoreRun,
     progress: Callable[[int, int], None] | None,
     summary_built: bool = False,
+    taken: Sequence[Any] | None = None,
 ) -> ScoreRun:
     """The incremental pass: the dirty leads through the engine, chunk by chunk, on one
     connection whose transaction (begun by the caller's meta read) goes on; a pass of one
     chunk (one lead after a webhook) is a single transaction, run record included, and
     touches only that lead's rows through indexes: a handful of round trips whatever the
-    store's size.
+    store's size. `taken`: the first chunk's rows, when the caller claimed them (`_claim`).
 
     On PostgreSQL these transactions commit without waiting for the WAL flush: a crash can
     lose only whole transactions, and a lost one leaves its leads dirty, to be scored again.
@@ -109,10 +111,10 @@ def _score_dirty(
     total = 0
     if progress:
         query = sa.select(sa.func.count()).select_from(LEAD).where(LEAD.c.dirty.is_(True))
-        total = conn.execute(query).scalar_one()
+        total = conn.execute(query).scalar_one() + len(taken or ())
     while True:
         try:
-            taken = _take_dirty(conn)
+            taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
             chunk = [row.id for row in taken]
             if chunk:
                 changed, events = _score_chunk(
@@ -139,6 +141,7 @@ def _score_dirty(
         except BaseException:
             conn.rollback()
             raise
+        taken = None
         if progress and chunk:
             progress(run.leads, max(total, run.leads))
         if done:
@@ -202,7 +205,15 @@ def score(
     run = ScoreRun()
     with store.engine.connect() as conn:
         read = _meta_read(tuple(_hash_key(m) for m in models))
-        meta: dict[str, str] = {key: value for key, value in conn.execute(read)}
+        taken = None
+        if full:
+            meta: dict[str, str] = {key: value for key, value in conn.execute(read)}
+        else:
+            # The first dirty leads are claimed with the meta read (on PostgreSQL in one round
+            # trip: the webhook's pass is mostly round trips); if the models turn out changed,
+            # the rollback below gives them back.
+            rows, taken = read_together(conn, [(read, {}), (_claim(conn.dialect.name), {})])
+            meta = {key: value for key, value in rows}
         latest_version = meta.pop(_VERSION_KEY, None)
         artefact = _latest_artefact(store, int(latest_version) if latest_version else None)
         version = str(artefact.version) if artefact else ""
@@ -211,7 +222,7 @@ def score(
         names = ",".join(sorted(m.name for m in models))
         if not stale and meta.get(MODELS_KEY) == names and meta.get(PREDICTIVE_KEY) == version:
             built = meta.get(summary.BUILT_KEY) == "1"
-            return _score_dirty(conn, models, now, artefact, run, progress, built)
+            return _score_dirty(conn, models, now, artefact, run, progress, built, taken)
         conn.rollback()
     run.full_models = [m.name for m in stale]
     # Under models scored before, a lead whose score and inputs stay the same keeps its figures.
@@ -588,10 +599,11 @@ def load_inputs(
     until: datetime | None = None,
     created: dict[int, datetime] | None = None,
     leads: Sequence[Any] | None = None,
+    read: Sequence[Any] | None = None,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, list[Activity]]]:
     """Lead fields and activities (up to `until`) of a chunk of leads, in two queries (one when
-    the caller read the lead rows, `leads`); each lead's `created_at` goes into `created` when
-    given."""
+    the caller read the lead rows, `leads`; none when it also read the activities, `read`: rows
+    of `_activities_of`); each lead's `created_at` goes into `created` when given."""
     fields = {}
     if leads is None:
         leads = conn.execute(sa.select(LEAD).where(LEAD.c.id.in_(lead_ids))).all()
@@ -604,11 +616,11 @@ def load_inputs(
     acts: dict[int, list[Activity]] = defaultdict(list)
     # Properties come back as JSON text and are parsed once per distinct value: most activities
     # share a handful of property sets (the same URL, form or campaign), so this skips most parsing.
-    query = _activities_of(conn.dialect.name, until is not None)
+    if read is None:
+        query = _activities_of(conn.dialect.name, until is not None)
+        read = conn.execute(query, {"ids": list(lead_ids), "until": until}).all()
     parsed: dict[str | None, Mapping[str, Any]] = {None: _EMPTY}
-    for lead_id, kind, occurred_at, raw in conn.execute(
-        query, {"ids": list(lead_ids), "until": until}
-    ):
+    for lead_id, kind, occurred_at, raw in read:
         props = parsed.get(raw)
         if props is None:
             props = parsed[raw] = MappingProxyType(json.loads(raw) or {})
@@ -630,9 +642,14 @@ def _activities_of(dialect: str, until: bool) -> sa.Select[Any]:
     return query
 
 
-def _previous(conn: Connection, lead_ids: Sequence[int]) -> dict[tuple[int, str], Any]:
-    rows = conn.execute(_scores_of(conn.dialect.name), {"ids": list(lead_ids)})
-    return {(r.lead_id, r.model): r for r in rows}
+def _previous(
+    conn: Connection, lead_ids: Sequence[int], read: Sequence[Any] | None = None
+) -> dict[tuple[int, str], Any]:
+    """The stored scores of `lead_ids` by (lead, model); `read`: the rows of `_scores_of` when
+    the caller read them."""
+    if read is None:
+        read = conn.execute(_scores_of(conn.dialect.name), {"ids": list(lead_ids)}).all()
+    return {(r.lead_id, r.model): r for r in read}
 
 
 @functools.cache
@@ -672,10 +689,25 @@ def _score_chunk(
     the figures are given the score rows as written and the leads as read (`leads`: the rows
     of the chunk's leads, when the caller read them)."""
     created: dict[int, datetime] = {}
-    fields, acts = load_inputs(conn, chunk, created=created, leads=leads)
-    predicted = _predictions(artefact, fields, acts, now)
     names = {m.name for m in models}
-    previous = {k: p for k, p in _previous(conn, chunk).items() if k[1] in names}
+    identified = None
+    if dirty is None:
+        # the report recounts exactly `chunk`: its read of the leads' identities and outcomes
+        # goes with the scorer's reads, on PostgreSQL in one round trip
+        ids = list(chunk)
+        reads = [
+            (_activities_of(conn.dialect.name, False), {"ids": ids}),
+            (_scores_of(conn.dialect.name), {"ids": ids}),
+            summary.identities_read(conn.dialect.name, ids),
+        ]
+        acts_read, scores_read, identified = read_together(conn, reads)
+        fields, acts = load_inputs(conn, chunk, created=created, leads=leads, read=acts_read)
+        previous = _previous(conn, chunk, scores_read)
+    else:
+        fields, acts = load_inputs(conn, chunk, created=created, leads=leads)
+        previous = _previous(conn, chunk)
+    previous = {k: p for k, p in previous.items() if k[1] in names}
+    predicted = _predictions(artefact, fields, acts, now)
     changes: list[ScoreChange] = []
     seen: set[tuple[int, str]] = set()
     for lead_id, model, result in evaluate(fields, acts, models, now, previous):
@@ -699,8 +731,8 @@ def _score_chunk(
             scores.pop((c.model, c.lead_id), None)
         else:
             scores[(c.model, c.lead_id)] = c.new
-    read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
-    known = summary.Known(scores, read)
+    given = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
+    known = summary.Known(scores, given, identified=identified)
     _keep_figures(conn, models, chunk, changes, now, dirty, known, summary_built)
     return _tally(changes)
 

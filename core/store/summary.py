@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import COPY_FROM, Serialized, any_key, insert_rows, one_of
+from core.store.bulk import COPY_FROM, Read, Serialized, any_key, insert_rows, one_of
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -334,10 +334,14 @@ class _Attributes:
 
 
 def _attributes(
-    conn: Connection, lead_ids: Sequence[int], given: Mapping[int, Mapping[str, Any]] | None = None
+    conn: Connection,
+    lead_ids: Sequence[int],
+    given: Mapping[int, Mapping[str, Any]] | None = None,
+    identified: Sequence[Any] | None = None,
 ) -> dict[int, _Attributes]:
     """The attributes of `lead_ids`; their fields and `created_at` taken from `given` when the
-    caller read them (a lead missing there is gone)."""
+    caller read them (a lead missing there is gone), their identities and outcomes from
+    `identified` (rows of `_identities_and_outcomes`, of these leads or more) when it did."""
     leads: Mapping[int, Mapping[Any, Any]]
     if given is None:
         basics = sa.select(LEAD.c.id, LEAD.c.channel, LEAD.c.created_at).where(
@@ -350,8 +354,12 @@ def _attributes(
     systems: dict[int, set[str]] = defaultdict(set)
     outcomes: dict[int, list[tuple[str, datetime | None]]] = defaultdict(list)
     known: list[tuple[int, int, str]] = []
-    query = _identities_and_outcomes(conn.dialect.name)
-    for lead_id, identity_id, text, closed_at in conn.execute(query, {"ids": list(lead_ids)}):
+    if identified is None:
+        query = _identities_and_outcomes(conn.dialect.name)
+        identified = conn.execute(query, {"ids": list(lead_ids)}).all()
+    for lead_id, identity_id, text, closed_at in identified:
+        if lead_id not in leads:
+            continue
         if identity_id is None:
             outcomes[lead_id].append((text, closed_at))
         else:
@@ -439,13 +447,15 @@ def _rows(
     scored: Sequence[tuple[str, int, Mapping[str, Any]]],
     known: Mapping[tuple[str, int], tuple[float, bool] | None] = _NOTHING,
     leads: Mapping[int, Mapping[str, Any]] | None = None,
+    identified: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """report_lead rows for (model, lead, outputs), reading the leads' attributes; `known`
     holds scores at the decision point that are known not to have moved (not recomputed),
-    `leads` the leads' fields and `created_at` when the caller read them (see `Known`)."""
+    `leads` the leads' fields and `created_at` when the caller read them (see `Known`), and
+    `identified` the rows of `_identities_and_outcomes` when it read those."""
     by_name = {m.name: m for m in models}
     ids = sorted({lead_id for _, lead_id, _ in scored})
-    attrs = _attributes(conn, ids, leads)
+    attrs = _attributes(conn, ids, leads, identified)
     unknown = {i for name, i, _ in scored if (name, i) not in known}
     decided = [i for i in ids if i in unknown and i in attrs and attrs[i].outcome in DECIDED]
     activities = _activities(conn, decided)
@@ -523,6 +533,16 @@ class Known:
     scores: Mapping[tuple[str, int], Mapping[Any, Any]]
     leads: Mapping[int, Mapping[str, Any]]
     rules: dict[int, tuple[Any, Serialized]] = field(default_factory=dict)  # see `_given`
+    # the rows of `identities_read` when the caller read them with its own, in this transaction
+    identified: Sequence[Any] | None = None
+
+
+def identities_read(dialect: str, lead_ids: Sequence[int]) -> Read:
+    """The read of the identities and outcomes of `lead_ids` that `apply` makes, for a caller
+    that makes it together with its own (`bulk.read_together`) and gives its rows as
+    `Known.identified`. (The report rows are read later, under lock, after the scores are
+    written: every writer locks a lead's score row before its report row.)"""
+    return (_identities_and_outcomes(dialect), {"ids": list(lead_ids)})
 
 
 def apply(
@@ -622,7 +642,9 @@ def _apply_chunk(
         if key[1] in settled
     }
     leads = known.leads if known is not None else None
-    new = {(r["model"], r["lead_id"]): r for r in _rows(conn, models, scored, at_close, leads)}
+    identified = known.identified if known is not None else None
+    rows = _rows(conn, models, scored, at_close, leads, identified)
+    new = {(r["model"], r["lead_id"]): r for r in rows}
     inserts, deletes = [], []
     moved: list[tuple[tuple[str, int], dict[str, Any]]] = []
     for key in sorted({*old, *new}):
