@@ -25,13 +25,14 @@ from core.records import LEAD_FIELDS
 from core.store import summary
 from core.store.bulk import (
     COPY_FROM,
+    Read,
     Serialized,
     any_key,
     copy_rows,
     insert_rows,
     key_batches,
     one_of,
-    read_together,
+    run_together,
     update_rows,
 )
 from core.store.db import analyze_grown
@@ -116,27 +117,33 @@ def _score_dirty(
         try:
             taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
             chunk = [row.id for row in taken]
+            done = len(chunk) < CHUNK
+
+            def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
+                """The run record, when this is the last chunk: sent with the report's last
+                write."""
+                if not done:
+                    return []
+                record = _run_record(started, run.leads + leads, run.changed + changed)
+                return [(_RUN_RECORD, record)]
+
             if chunk:
                 changed, events = _score_chunk(
-                    conn, chunk, models, now, artefact, summary_built=summary_built, leads=taken
+                    conn,
+                    chunk,
+                    models,
+                    now,
+                    artefact,
+                    summary_built=summary_built,
+                    leads=taken,
+                    finish=finish,
                 )
                 summary_built = True  # if it was not, the chunk built it
                 run.leads += len(chunk)
                 run.changed += changed
                 run.events += events
-            done = len(chunk) < CHUNK
-            if done:
-                record = {
-                    "kind": "score",
-                    "target": "all",
-                    "started_at": started,
-                    "finished_at": utcnow(),
-                    "status": "ok",
-                    "read": run.leads,
-                    "updated": run.changed,
-                    "unchanged": run.leads - run.changed,
-                }
-                conn.execute(_RUN_RECORD, record)
+            elif done:
+                conn.execute(*finish(0)[0])
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -175,7 +182,28 @@ def _claim(dialect: str) -> sa.Update:
 _VERSION_KEY = "(latest predictive version)"  # not a meta key: the read's row for it
 
 
-_RUN_RECORD = SYNC_RUN.insert()
+_RUN_COLUMNS = (
+    "kind", "target", "started_at", "finished_at", "status", "read", "created", "updated",
+    "unchanged", "quarantined", "error",
+)  # fmt: skip
+_RUN_RECORD = SYNC_RUN.insert().values({c: sa.bindparam(c) for c in _RUN_COLUMNS})
+
+
+def _run_record(started: datetime, read: int, updated: int) -> dict[str, Any]:
+    """The incremental pass's sync_run row (every column given: `run_together` sends it)."""
+    return {
+        "kind": "score",
+        "target": "all",
+        "started_at": started,
+        "finished_at": utcnow(),
+        "status": "ok",
+        "read": read,
+        "created": 0,
+        "updated": updated,
+        "unchanged": read - updated,
+        "quarantined": 0,
+        "error": None,
+    }
 
 
 @functools.cache
@@ -212,7 +240,7 @@ def score(
             # The first dirty leads are claimed with the meta read (on PostgreSQL in one round
             # trip: the webhook's pass is mostly round trips); if the models turn out changed,
             # the rollback below gives them back.
-            rows, taken = read_together(conn, [(read, {}), (_claim(conn.dialect.name), {})])
+            rows, taken = run_together(conn, [(read, {}), (_claim(conn.dialect.name), {})])
             meta = {key: value for key, value in rows}
         latest_version = meta.pop(_VERSION_KEY, None)
         artefact = _latest_artefact(store, int(latest_version) if latest_version else None)
@@ -684,10 +712,12 @@ def _score_chunk(
     dirty: Collection[int] | None = None,
     summary_built: bool = False,
     leads: Sequence[Any] | None = None,
+    finish: Callable[[int], Sequence[Read]] | None = None,
 ) -> tuple[int, int]:
     """Score `chunk` through the engine and keep the report's figures, from what this reads:
     the figures are given the score rows as written and the leads as read (`leads`: the rows
-    of the chunk's leads, when the caller read them)."""
+    of the chunk's leads, when the caller read them). `finish`, given how many leads' outputs
+    changed, names writes to send with the last of the report's (the pass's run record)."""
     created: dict[int, datetime] = {}
     names = {m.name for m in models}
     identified = None
@@ -700,7 +730,7 @@ def _score_chunk(
             (_scores_of(conn.dialect.name), {"ids": ids}),
             summary.identities_read(conn.dialect.name, ids),
         ]
-        acts_read, scores_read, identified = read_together(conn, reads)
+        acts_read, scores_read, identified = run_together(conn, reads)
         fields, acts = load_inputs(conn, chunk, created=created, leads=leads, read=acts_read)
         previous = _previous(conn, chunk, scores_read)
     else:
@@ -722,7 +752,10 @@ def _score_chunk(
     changes += [
         ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items() if k not in seen
     ]
-    write_changes(conn, changes)
+    # with the report's reads when it recounts exactly `chunk` (one round trip on PostgreSQL)
+    pending: list[Read] | None = [] if dirty is None else None
+    write_changes(conn, changes, pending)
+    tally = _tally(changes)
     scores: dict[tuple[str, int], Mapping[Any, Any]] = {
         (k[1], k[0]): p._mapping for k, p in previous.items()
     }
@@ -732,9 +765,10 @@ def _score_chunk(
         else:
             scores[(c.model, c.lead_id)] = c.new
     given = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
-    known = summary.Known(scores, given, identified=identified)
+    after = finish(tally[0]) if finish else ()
+    known = summary.Known(scores, given, identified=identified, before=pending or (), after=after)
     _keep_figures(conn, models, chunk, changes, now, dirty, known, summary_built)
-    return _tally(changes)
+    return tally
 
 
 def _keep_figures(
@@ -787,13 +821,17 @@ class ScoreChange:
     history: dict[str, Any] | None
 
 
-def write_changes(conn: Connection, changes: Sequence[ScoreChange]) -> None:
-    """Store the changed scores of both scoring paths: the one place score rows are written."""
+def write_changes(
+    conn: Connection, changes: Sequence[ScoreChange], pending: list[Read] | None = None
+) -> None:
+    """Store the changed scores of both scoring paths: the one place score rows are written.
+    `pending`: where one lead's update (PostgreSQL, after a webhook) goes instead of being
+    run, for the caller to send with its next statement (`run_together`)."""
     inserts = [c.new for c in changes if c.old is None and c.new is not None]
     updates = [{**c.new, "_id": c.old.id} for c in changes if c.old is not None and c.new]
     gone = [c.old.id for c in changes if c.new is None and c.old is not None]
     history = [c.history for c in changes if c.history is not None]
-    _write(conn, inserts, updates, history, gone)
+    _write(conn, inserts, updates, history, gone, pending)
 
 
 def _write(
@@ -802,11 +840,16 @@ def _write(
     updates: list[dict[str, Any]],
     history: list[dict[str, Any]],
     gone: list[int],
+    pending: list[Read] | None = None,
 ) -> None:
     if inserts:
         insert_rows(conn, SCORE, inserts)
     if len(updates) == len(history) == 1 and conn.dialect.name == "postgresql":
-        _update_with_history(conn, updates[0], history[0])  # a lead after a webhook
+        write = _update_with_history(updates[0], history[0])  # a lead after a webhook
+        if pending is None:
+            conn.execute(*write)
+        else:
+            pending.append(write)
         updates, history = [], []
     if updates and conn.dialect.name == "postgresql" and len(updates) >= COPY_FROM:
         _update_by_copy(conn, updates)
@@ -819,14 +862,15 @@ def _write(
         conn.execute(SCORE.delete().where(SCORE.c.id.in_(gone)))
 
 
-def _update_with_history(conn: Connection, update: dict[str, Any], history: dict[str, Any]) -> None:
-    """PostgreSQL: one score row's update and one history row in one statement, the UPDATE in
-    a CTE: one round trip fewer for the pass that rescores one lead."""
+def _update_with_history(update: dict[str, Any], history: dict[str, Any]) -> Read:
+    """PostgreSQL: one score row's update and one history row in one statement (and its
+    parameters), the UPDATE in a CTE: one round trip fewer for the pass that rescores one
+    lead."""
     columns = tuple(k for k in update if k not in ("_id", "lead_id", "model"))
     params = {f"score_{k}": update[k] for k in columns}
     params["score_id"] = update["_id"]
     params.update({f"history_{k}": v for k, v in history.items()})
-    conn.execute(_update_and_insert(columns, tuple(history)), params)
+    return _update_and_insert(columns, tuple(history)), params
 
 
 @functools.cache

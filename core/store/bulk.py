@@ -13,12 +13,11 @@ import collections
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.expression import ReturnsRows
 
 from core.store.tables import UTCDateTime
 
@@ -252,29 +251,36 @@ def _executemany(
         cursor.close()
 
 
-Read = tuple[ReturnsRows, dict[str, Any]]  # a statement that returns rows, and its parameters
+Read = tuple[Any, Any]  # a statement built once, and its parameters (or a list of them)
 
 
-def read_together(conn: Connection, reads: Sequence[Read]) -> list[Sequence[Any]]:
-    """The rows of several reads (statements built once, and their parameters), in the
-    caller's transaction. On PostgreSQL the reads go to the server together and their rows come
-    back in one round trip (psycopg's pipeline mode) instead of one round trip each: the
-    one-lead pass after a webhook makes four such reads. Elsewhere they run one after another.
+def run_together(conn: Connection, statements: Sequence[Read]) -> list[Sequence[Any]]:
+    """Run several statements in order, in the caller's transaction, and return the rows of
+    each (none for a write without RETURNING). On PostgreSQL they go to the server together and
+    their results come back in one round trip (psycopg's pipeline mode) instead of one round
+    trip each: the one-lead pass after a webhook is mostly round trips. Elsewhere they run one
+    after another.
 
     The rows are those `conn.execute` gives (each column through its type's result processing)
-    as named tuples, with `_mapping` for the code that reads a row as a mapping."""
+    as named tuples, with `_mapping` for the code that reads a row as a mapping. A write must
+    give every column that has a default on the Python side (they are not applied here), and
+    no statement may take an IN list's values at execution (`any_key` takes an array)."""
     if conn.dialect.name != "postgresql":
-        return [conn.execute(cast(sa.Executable, q), params).all() for q, params in reads]
+        results = [conn.execute(query, params) for query, params in statements]
+        return [result.all() if result.returns_rows else [] for result in results]
     driver = conn.connection.driver_connection
     if driver is None:  # pragma: no cover - a connection the pool has invalidated
         raise sa.exc.InvalidRequestError("the connection is closed")
     _begun(conn)
-    forms = [_driver_form(query, conn.dialect) for query, _ in reads]
+    forms = [_driver_form(query, conn.dialect) for query, _ in statements]
     cursors = []
     with driver.pipeline():
-        for form, (_, params) in zip(forms, reads, strict=True):
+        for form, (_, params) in zip(forms, statements, strict=True):
             cursor = driver.cursor()
-            cursor.execute(form.sql, form.binds(params))
+            if isinstance(params, list):  # one statement over each set of parameters
+                cursor.executemany(form.sql, [form.binds(p) for p in params])
+            else:
+                cursor.execute(form.sql, form.binds(params))
             cursors.append(cursor)
     return [form.rows(cursor) for form, cursor in zip(forms, cursors, strict=True)]
 
@@ -286,15 +292,19 @@ class _DriverForm:
     """A statement compiled for the driver: its SQL, how its parameters are bound and how its
     rows are built, as `conn.execute` would."""
 
-    def __init__(self, query: ReturnsRows, dialect: Any) -> None:
+    def __init__(self, query: Any, dialect: Any) -> None:
         # an IN list given in the statement is rendered as its placeholders here; one whose
-        # values come with the parameters cannot be
+        # values come with the parameters cannot be. A write sets the columns it names.
+        keys: list[str] | None = [] if isinstance(query, sa.sql.dml.UpdateBase) else None
         try:
-            compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            compiled = query.compile(
+                dialect=dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
+            )
         except sa.exc.InvalidRequestError as exc:
-            raise ValueError(
-                "read_together takes no expanding parameter given at execution"
-            ) from exc
+            message = "run_together takes no expanding parameter given at execution"
+            raise ValueError(message) from exc
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+            raise ValueError("run_together takes writes that give every column with a default")
         self.sql = compiled.string
         self._compiled = compiled
         self._binds = {
@@ -303,6 +313,7 @@ class _DriverForm:
         }
         self._dialect = dialect
         self._types = [c.type.dialect_impl(dialect) for c in query.exported_columns]
+        self._returns = bool(self._types)
         self._shapes: dict[tuple[int, ...], tuple[Callable[..., Any], list[_Step]]] = {}
 
     def binds(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -314,6 +325,8 @@ class _DriverForm:
 
     def rows(self, cursor: Any) -> list[Any]:
         """The rows of `cursor`, which ran the statement."""
+        if not self._returns:
+            return []
         fetched = cursor.fetchall()
         result = cursor.pgresult
         codes = tuple(result.ftype(i) for i in range(result.nfields))
@@ -340,7 +353,7 @@ class _DriverForm:
 
 
 @functools.cache
-def _driver_form(query: ReturnsRows, dialect: Any) -> _DriverForm:
+def _driver_form(query: Any, dialect: Any) -> _DriverForm:
     return _DriverForm(query, dialect)
 
 

@@ -43,7 +43,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.records import LEAD_FIELDS
-from core.store.bulk import COPY_FROM, Read, Serialized, any_key, insert_rows, one_of
+from core.store.bulk import (
+    COPY_FROM,
+    Read,
+    Serialized,
+    any_key,
+    insert_rows,
+    one_of,
+    run_together,
+)
 from core.store.tables import (
     Activity as ActivityRow,
 )
@@ -265,25 +273,37 @@ def _write_deltas(
     conn: Connection,
     deltas: Mapping[tuple[str, str, str], Sequence[int]],
     recount: Mapping[str, Any] | None = None,
+    after: Sequence[Read] = (),
 ) -> None:
+    """`_deltas_writes`, then `after`, in one round trip on PostgreSQL (`run_together`)."""
+    statements = [*_deltas_writes(conn.dialect.name, deltas, recount), *after]
+    if len(statements) == 1:
+        conn.execute(*statements[0])
+    elif statements:
+        run_together(conn, statements)
+
+
+def _deltas_writes(
+    dialect: str,
+    deltas: Mapping[tuple[str, str, str], Sequence[int]],
+    recount: Mapping[str, Any] | None = None,
+) -> list[Read]:
     """Add `deltas` to the counters, in key order (two writers lock rows in the same order), by
     one upsert, adding to the ones that exist: on PostgreSQL one statement over arrays of the
     counters (executemany sent one statement per counter: a lead's move touches a dozen), which
     also makes `recount` (the parameters of `_RECOUNT`: one lead's row) when given; on SQLite
     one statement run over all the counters, compiled once."""
     moving = sorted((k, v) for k, v in deltas.items() if any(v))
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         rows = [(*key, *vector) for key, vector in moving]
         arrays = {f"a_{name}": [row[i] for row in rows] for i, name in enumerate(_FIGURE_COLUMNS)}
         if recount is not None:
-            conn.execute(_UPSERT_ARRAYS_RECOUNTING, {**arrays, **recount})
-        elif moving:
-            conn.execute(_UPSERT_ARRAYS, arrays)
-        return
+            return [(_UPSERT_ARRAYS_RECOUNTING, {**arrays, **recount})]
+        return [(_UPSERT_ARRAYS, arrays)] if moving else []
     if moving:
-        conn.execute(
-            _UPSERT, [dict(zip(_FIGURE_COLUMNS, (*k, *v), strict=True)) for k, v in moving]
-        )
+        counters = [dict(zip(_FIGURE_COLUMNS, (*k, *v), strict=True)) for k, v in moving]
+        return [(_UPSERT, counters)]
+    return []
 
 
 _FIGURE_KEY = ("model", "figure", "key")
@@ -535,11 +555,15 @@ class Known:
     rules: dict[int, tuple[Any, Serialized]] = field(default_factory=dict)  # see `_given`
     # the rows of `identities_read` when the caller read them with its own, in this transaction
     identified: Sequence[Any] | None = None
+    # writes of the caller's that `apply` sends first, with its read of the report rows, and
+    # last, with its own last write (`run_together`: on PostgreSQL one round trip each)
+    before: Sequence[Read] = ()
+    after: Sequence[Read] = ()
 
 
 def identities_read(dialect: str, lead_ids: Sequence[int]) -> Read:
     """The read of the identities and outcomes of `lead_ids` that `apply` makes, for a caller
-    that makes it together with its own (`bulk.read_together`) and gives its rows as
+    that makes it together with its own (`bulk.run_together`) and gives its rows as
     `Known.identified`. (The report rows are read later, under lock, after the scores are
     written: every writer locks a lead's score row before its report row.)"""
     return (_identities_and_outcomes(dialect), {"ids": list(lead_ids)})
@@ -564,8 +588,12 @@ def apply(
     decision point is kept as counted, not recomputed. Builds the whole summary first when the
     store has none yet (`summary_built`: the caller read that it has one, in this transaction).
     `known`: the scores and leads the caller read, not read again."""
+    before = list(known.before) if known is not None else []
+    after = list(known.after) if known is not None else []
     if not summary_built and not built(conn):
+        run_together(conn, before)
         rebuild(conn, models)
+        run_together(conn, after)
         return  # the rebuild read the scores this transaction just wrote
     ids = sorted(set(lead_ids))
     names = [m.name for m in models]
@@ -593,9 +621,13 @@ def apply(
             moves,
             deltas,
             alone=len(chunk) == len(ids),
+            first=before,
         )
+        before = []  # sent with the first chunk's read
+    if before:
+        run_together(conn, before)
     moves.into(deltas)
-    _write_deltas(conn, deltas, together)
+    _write_deltas(conn, deltas, together, after)
 
 
 def _apply_chunk(
@@ -611,13 +643,16 @@ def _apply_chunk(
     moves: _Moves,
     deltas: dict[tuple[str, str, str], list[int]],
     alone: bool,
+    first: Sequence[Read] = (),
 ) -> dict[str, Any] | None:
     """Recount the leads `ids`: their report_lead rows are written, their moves added to
     `moves` and their new qualified crossings to `deltas`. Returns, on PostgreSQL, the one row
     to update with the counters (`_write_deltas`' `recount`) when the chunk is `alone` and
     moves one row."""
-    query = _counted(conn.dialect.name)
-    counted = conn.execute(query, {"names": list(names), "ids": list(ids)})
+    # `first`: the caller's writes of these leads' scores, sent with this read (a writer locks a
+    # lead's score row before its report row)
+    read = (_counted(conn.dialect.name), {"names": list(names), "ids": list(ids)})
+    *_, counted = run_together(conn, [*first, read]) if first else [conn.execute(*read)]
     old = {}
     for r in counted:
         row = r._asdict()
@@ -701,8 +736,7 @@ def _counted(dialect: str) -> sa.Select[Any]:
     JSON text)."""
     columns = [c for c in R_LEAD.c if c.name != "rules"]
     query = sa.select(*columns, sa.cast(R_LEAD.c.rules, sa.Text).label("rules")).where(
-        R_LEAD.c.model.in_(sa.bindparam("names", expanding=True)),
-        any_key(dialect, R_LEAD.c.lead_id, "ids"),
+        any_key(dialect, R_LEAD.c.model, "names"), any_key(dialect, R_LEAD.c.lead_id, "ids")
     )
     if dialect == "postgresql":  # what they count as now, not at our snapshot
         query = query.order_by(R_LEAD.c.model, R_LEAD.c.lead_id).with_for_update()

@@ -293,8 +293,14 @@ def test_a_store_without_the_summary_builds_it_on_the_next_score_run(store: Stor
         conn.execute(sa.text("DELETE FROM meta WHERE key = 'report_summary'"))
     scratch = analytics.report_from_scratch(store, hub[0])
     same(analytics.report(store, hub[0]), scratch)  # computed from scratch meanwhile
+    total = sa.text("SELECT sum(total) FROM score")
+    with store.engine.connect() as conn:
+        before = conn.execute(total).scalar_one()
     store.save_page("crm", "acts", [quote(1, START)], None)
-    scorer.score(store, hub, now=START + timedelta(hours=1))
+    run = scorer.score(store, hub, now=START + timedelta(hours=1))
+    assert (run.leads, run.changed) == (1, 1)
+    with store.engine.connect() as conn:  # the lead's new score is stored with the summary
+        assert conn.execute(total).scalar_one() > before
     check(store, hub)
 
 

@@ -1,7 +1,7 @@
-"""`read_together`: several reads in one round trip on PostgreSQL (psycopg's pipeline mode),
-one after another elsewhere. Its rows must be the rows SQLAlchemy's own execution gives for the
-same statements (the oracle), read in the caller's transaction, and a failing read must leave
-the connection usable."""
+"""`run_together`: several statements in one round trip on PostgreSQL (psycopg's pipeline
+mode), one after another elsewhere. Its rows must be the rows SQLAlchemy's own execution gives
+for the same statements (the oracle), in the caller's transaction and in order (a read sees the
+writes before it), and a failing statement must leave the connection usable."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from bench.rescore import MODEL_FILE
 from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord, OutcomeRecord
 from core.store import summary
-from core.store.bulk import any_key, read_together
-from core.store.ingest import LEAD
+from core.store.bulk import any_key, run_together
+from core.store.ingest import ACTIVITY, LEAD
 from core.store.store import Store
+from core.store.tables import SyncRun, table
 from scoring.model import load_model_file
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
@@ -64,7 +65,7 @@ def test_the_rows_are_those_of_each_read_run_alone(store: Store) -> None:
     ids = _seed(store)
     reads = _reads(store.dialect, ids)
     with store.engine.connect() as conn:
-        together = read_together(conn, reads)
+        together = run_together(conn, reads)
         alone = [conn.execute(query, params).all() for query, params in reads]
     assert [len(rows) for rows in together] == [12, 3, 4]  # 3 identities and 1 outcome
     for got, want in zip(together, alone, strict=True):
@@ -82,9 +83,9 @@ def test_the_reads_see_the_callers_uncommitted_writes(store: Store) -> None:
     reads = _reads(store.dialect, ids)
     with store.engine.connect() as conn:
         conn.execute(sa.text("DELETE FROM activity WHERE lead_id = :i"), {"i": ids[0]})
-        assert {r.lead_id for r in read_together(conn, reads)[0]} == set(ids[1:])
+        assert {r.lead_id for r in run_together(conn, reads)[0]} == set(ids[1:])
         conn.rollback()
-        assert {r.lead_id for r in read_together(conn, reads)[0]} == set(ids)
+        assert {r.lead_id for r in run_together(conn, reads)[0]} == set(ids)
 
 
 def test_a_failing_read_raises_and_the_connection_goes_on(store: Store) -> None:
@@ -93,9 +94,9 @@ def test_a_failing_read_raises_and_the_connection_goes_on(store: Store) -> None:
     bad = sa.select(missing.c.lead_id).where(any_key(store.dialect, missing.c.lead_id, "ids"))
     with store.engine.connect() as conn:
         with pytest.raises(Exception, match="no_such_table"):
-            read_together(conn, [*_reads(store.dialect, ids), (bad, {"ids": ids})])
+            run_together(conn, [*_reads(store.dialect, ids), (bad, {"ids": ids})])
         conn.rollback()
-        assert len(read_together(conn, _reads(store.dialect, ids))[0]) == 12
+        assert len(run_together(conn, _reads(store.dialect, ids))[0]) == 12
 
 
 def test_a_read_with_an_expanding_parameter_is_refused_on_postgresql(store: Store) -> None:
@@ -104,6 +105,61 @@ def test_a_read_with_an_expanding_parameter_is_refused_on_postgresql(store: Stor
     with store.engine.connect() as conn:
         if store.dialect == "postgresql":
             with pytest.raises(ValueError, match="expanding"):
-                read_together(conn, [(expanding, {"ids": ids})])
+                run_together(conn, [(expanding, {"ids": ids})])
         else:  # elsewhere the reads run as `conn.execute` runs them
-            assert [r.id for r in read_together(conn, [(expanding, {"ids": ids})])[0]] == ids
+            assert [r.id for r in run_together(conn, [(expanding, {"ids": ids})])[0]] == ids
+
+
+def test_writes_run_in_order_with_the_reads_and_return_no_rows(store: Store) -> None:
+    ids = _seed(store)
+    runs = table(SyncRun)
+    record = {
+        "kind": "score",
+        "target": "together",
+        "started_at": NOW,
+        "finished_at": NOW,
+        "status": "ok",
+        "read": 1,
+        "created": 0,
+        "updated": 1,
+        "unchanged": 0,
+        "quarantined": 0,
+        "error": None,
+    }
+    insert = runs.insert().values({k: sa.bindparam(k) for k in record})
+    count = sa.select(sa.func.count()).select_from(runs).where(runs.c.target == "together")
+    gone = sa.delete(ACTIVITY).where(any_key(store.dialect, ACTIVITY.c.lead_id, "ids"))
+    with store.engine.connect() as conn:
+        found = run_together(
+            conn,
+            [
+                (insert, record),
+                (count, {}),
+                (insert, [{**record, "read": 2}, {**record, "read": 3}]),  # one over each
+                (count, {}),
+                (gone, {"ids": ids[:1]}),
+                *_reads(store.dialect, ids),
+            ],
+        )
+        conn.commit()
+    assert [list(map(tuple, rows)) for rows in found[:5]] == [[], [(1,)], [], [(3,)], []]
+    assert {r.lead_id for r in found[5]} == set(ids[1:])  # the delete went first
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(runs.c.read).where(runs.c.target == "together"))
+        assert sorted(stored.scalars()) == [1, 2, 3]
+
+
+def test_a_write_that_leaves_out_a_column_with_a_default_is_refused_on_postgresql(
+    store: Store,
+) -> None:
+    """The driver would store NULL where SQLAlchemy's execution puts the column's default."""
+    runs = table(SyncRun)
+    partial = runs.insert().values(target=sa.bindparam("target"), started_at=sa.bindparam("at"))
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            with pytest.raises(ValueError, match="every column with a default"):
+                run_together(conn, [(partial, {"target": "x", "at": NOW})])
+        else:
+            run_together(conn, [(partial, {"target": "x", "at": NOW})])
+            row = conn.execute(sa.select(runs.c.kind, runs.c.read)).one()
+            assert tuple(row) == ("pull", 0)
