@@ -274,15 +274,27 @@ def run_together(conn: Connection, statements: Sequence[Read]) -> list[Sequence[
     _begun(conn)
     forms = [_driver_form(query, conn.dialect) for query, _ in statements]
     cursors = []
-    with driver.pipeline():
-        for form, (_, params) in zip(forms, statements, strict=True):
-            cursor = driver.cursor()
-            if isinstance(params, list):  # one statement over each set of parameters
-                cursor.executemany(form.sql, [form.binds(p) for p in params])
-            else:
-                cursor.execute(form.sql, form.binds(params))
-            cursors.append(cursor)
-    return [form.rows(cursor) for form, cursor in zip(forms, cursors, strict=True)]
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.pipeline():
+            for form, (_, params) in zip(forms, statements, strict=True):
+                cursor = driver.cursor()
+                if isinstance(params, list):  # one statement over each set of parameters
+                    cursor.executemany(form.sql, [form.binds(p) for p in params])
+                else:
+                    cursor.execute(form.sql, form.binds(params))
+                cursors.append(cursor)
+        return [form.rows(cursor) for form, cursor in zip(forms, cursors, strict=True)]
+    except error as exc:
+        # as `conn.execute` raises it: SQLAlchemy's class for the error (IntegrityError,
+        # OperationalError, ...), without the parameters, and a lost connection invalidated
+        lost = conn.dialect.is_disconnect(exc, driver, None)
+        if lost:
+            conn.invalidate(exc)
+        sql = "\n".join(form.sql for form in forms)
+        raise sa.exc.DBAPIError.instance(
+            sql, None, exc, error, connection_invalidated=lost, dialect=conn.dialect
+        ) from exc
 
 
 _Step = tuple[int, Callable[[Any], Any]]  # a column's place, and its result processing
@@ -352,7 +364,7 @@ class _DriverForm:
         return built
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)  # statements are built once: a few dozen in all
 def _driver_form(query: Any, dialect: Any) -> _DriverForm:
     return _DriverForm(query, dialect)
 

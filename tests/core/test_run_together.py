@@ -93,7 +93,7 @@ def test_a_failing_read_raises_and_the_connection_goes_on(store: Store) -> None:
     missing = sa.table("no_such_table", sa.column("lead_id", sa.Integer))
     bad = sa.select(missing.c.lead_id).where(any_key(store.dialect, missing.c.lead_id, "ids"))
     with store.engine.connect() as conn:
-        with pytest.raises(Exception, match="no_such_table"):
+        with pytest.raises(sa.exc.DBAPIError, match="no_such_table"):
             run_together(conn, [*_reads(store.dialect, ids), (bad, {"ids": ids})])
         conn.rollback()
         assert len(run_together(conn, _reads(store.dialect, ids))[0]) == 12
@@ -163,3 +163,22 @@ def test_a_write_that_leaves_out_a_column_with_a_default_is_refused_on_postgresq
             run_together(conn, [(partial, {"target": "x", "at": NOW})])
             row = conn.execute(sa.select(runs.c.kind, runs.c.read)).one()
             assert tuple(row) == ("pull", 0)
+
+
+def test_a_failing_write_raises_sqlalchemys_error_class(store: Store) -> None:
+    """Callers tell a conflict (retried) from other failures by SQLAlchemy's classes: a key
+    taken twice is an IntegrityError here too, and the transaction goes back whole."""
+    meta = sa.table("meta", sa.column("key", sa.String), sa.column("value", sa.String))
+    insert = meta.insert().values(key=sa.bindparam("key"), value=sa.bindparam("value"))
+    with store.engine.connect() as conn:
+        with pytest.raises(sa.exc.IntegrityError):
+            run_together(
+                conn,
+                [
+                    (insert, {"key": "twice", "value": "1"}),
+                    (insert, {"key": "twice", "value": "2"}),
+                ],
+            )
+        conn.rollback()
+        count = sa.select(sa.func.count()).select_from(meta).where(meta.c.key == "twice")
+        assert conn.execute(count).scalar_one() == 0
