@@ -120,8 +120,7 @@ def _score_dirty(
             done = len(chunk) < CHUNK
 
             def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
-                """The run record, when this is the last chunk: sent with the report's last
-                write."""
+                """The run record, when this is the last chunk: sent with the report's read."""
                 if not done:
                     return []
                 record = _run_record(started, run.leads + leads, run.changed + changed)
@@ -717,7 +716,7 @@ def _score_chunk(
     """Score `chunk` through the engine and keep the report's figures, from what this reads:
     the figures are given the score rows as written and the leads as read (`leads`: the rows
     of the chunk's leads, when the caller read them). `finish`, given how many leads' outputs
-    changed, names writes to send with the last of the report's (the pass's run record)."""
+    changed, names writes to send with the report's read (the pass's run record)."""
     created: dict[int, datetime] = {}
     names = {m.name for m in models}
     identified = None
@@ -765,8 +764,9 @@ def _score_chunk(
         else:
             scores[(c.model, c.lead_id)] = c.new
     given = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
-    after = finish(tally[0]) if finish else ()
-    known = summary.Known(scores, given, identified=identified, before=pending or (), after=after)
+    # the writes so far go with the report's read, the run record too
+    before = [*(pending or ()), *(finish(tally[0]) if finish else ())]
+    known = summary.Known(scores, given, identified=identified, before=before)
     _keep_figures(conn, models, chunk, changes, now, dirty, known, summary_built)
     return tally
 

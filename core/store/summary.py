@@ -273,14 +273,10 @@ def _write_deltas(
     conn: Connection,
     deltas: Mapping[tuple[str, str, str], Sequence[int]],
     recount: Mapping[str, Any] | None = None,
-    after: Sequence[Read] = (),
 ) -> None:
-    """`_deltas_writes`, then `after`, in one round trip on PostgreSQL (`run_together`)."""
-    statements = [*_deltas_writes(conn.dialect.name, deltas, recount), *after]
-    if len(statements) == 1:
-        conn.execute(*statements[0])
-    elif statements:
-        run_together(conn, statements)
+    """Run `_deltas_writes`."""
+    for statement in _deltas_writes(conn.dialect.name, deltas, recount):
+        conn.execute(*statement)
 
 
 def _deltas_writes(
@@ -555,10 +551,9 @@ class Known:
     rules: dict[int, tuple[Any, Serialized]] = field(default_factory=dict)  # see `_given`
     # the rows of `identities_read` when the caller read them with its own, in this transaction
     identified: Sequence[Any] | None = None
-    # writes of the caller's that `apply` sends first, with its read of the report rows, and
-    # last, with its own last write (`run_together`: on PostgreSQL one round trip each)
+    # writes of the caller's that `apply` sends with its read of the report rows
+    # (`run_together`: on PostgreSQL in one round trip)
     before: Sequence[Read] = ()
-    after: Sequence[Read] = ()
 
 
 def identities_read(dialect: str, lead_ids: Sequence[int]) -> Read:
@@ -589,11 +584,9 @@ def apply(
     store has none yet (`summary_built`: the caller read that it has one, in this transaction).
     `known`: the scores and leads the caller read, not read again."""
     before = list(known.before) if known is not None else []
-    after = list(known.after) if known is not None else []
     if not summary_built and not built(conn):
         run_together(conn, before)
         rebuild(conn, models)
-        run_together(conn, after)
         return  # the rebuild read the scores this transaction just wrote
     ids = sorted(set(lead_ids))
     names = [m.name for m in models]
@@ -627,7 +620,7 @@ def apply(
     if before:
         run_together(conn, before)
     moves.into(deltas)
-    _write_deltas(conn, deltas, together, after)
+    _write_deltas(conn, deltas, together)
 
 
 def _apply_chunk(

@@ -178,14 +178,28 @@ def test_one_lead_after_one_activity_takes_the_same_few_statements_at_any_size(
     assert len(large) == len(small) <= (10 if store.dialect == "postgresql" else 12), large
     assert large.count("BEGIN") == 1
     # on PostgreSQL in 4 round trips (and the commit): the meta read with the claim; the
-    # activities, scores, identities and outcomes; the score's update with the report's read;
-    # the report's write with the run record
+    # activities, scores, identities and outcomes; the score's update and the run record with
+    # the report's read; the report's write
     assert trips[0] == (4 if store.dialect == "postgresql" else len(small) - 1), small
     totals = [r["total"] for r in queries.ranked_leads(store, "default", 3)]
     assert totals == [50, 50, 20]  # p1, p2: a quote each; p0: director
     with store.engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT read, updated FROM sync_run WHERE kind = 'score'"))
         assert list(runs)[-1] == (1, 1)
+    # an activity no rule counts: the score stays, nothing of the report moves, 3 round trips
+    about = ActivityRecord(
+        source="crm", external_id="v1", lead="1", type="page_viewed", occurred_at=NOW,
+        properties={"url": "https://acme.com/about"},
+    )  # fmt: skip
+    store.save_page("crm", "acts", [about], None)
+    trips = []
+    with statements(store, trips) as still:
+        run = scorer.score(store, model(), now=NOW)
+    assert (run.leads, run.changed) == (1, 0)
+    assert trips[0] == (3 if store.dialect == "postgresql" else len(still) - 1), still
+    with store.engine.connect() as conn:  # its run record went with the report's read
+        runs = conn.execute(sa.text("SELECT read, updated FROM sync_run WHERE kind = 'score'"))
+        assert list(runs)[-1] == (1, 0)
 
 
 def test_two_passes_at_once_take_a_dirty_lead_once(store: Store) -> None:
