@@ -141,8 +141,8 @@ def _score_dirty(
                 run.leads += len(chunk)
                 run.changed += changed
                 run.events += events
-            elif done:
-                conn.execute(*finish(0)[0])
+            elif done:  # no lead to score: the run record alone
+                conn.execute(_RUN_RECORD, _run_record(started, run.leads, run.changed))
             conn.commit()
         except BaseException:
             conn.rollback()
