@@ -102,6 +102,9 @@ def test_scores_dirty_leads_then_nothing(store: Store) -> None:
     )
     again = scorer.score(store, model(), now=NOW)
     assert (again.leads, again.changed) == (0, 0)
+    with store.engine.connect() as conn:  # the pass that found nothing is on record too
+        runs = conn.execute(sa.text("SELECT read, updated FROM sync_run WHERE kind = 'score'"))
+        assert list(runs)[-2:] == [(3, 3), (0, 0)]
 
 
 def test_only_touched_lead_is_rescored(store: Store) -> None:
