@@ -307,11 +307,10 @@ def _score_all_tallied(
     for leads whose score changed or that were dirty."""
     rest = [m for m in models if m not in tallied]
     plan = RulePlan(tallied, _as_utc(now))
+    rewritten = len(ids) if rest else 0  # rows the pass rewrote (every lead's, with `rest`)
     with store.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("ANALYZE activity"))
-            conn.commit()
         with conn.begin():
+            analyze_grown(conn, ("activity",))
             plan.load(conn)
         try:
             for low, high, size in ranges(ids, FULL_CHUNK):
@@ -324,7 +323,8 @@ def _score_all_tallied(
                     # for its row): its activities count, their signatures matched now.
                     plan.refresh(conn)
                     moved = None if remodelled else dirty
-                    changed, events = _score_range(conn, plan, low, high, now, moved)
+                    changed, events, written = _score_range(conn, plan, low, high, now, moved)
+                    rewritten += written + len(dirty)
                     if rest:
                         chunk = [i for i in ids[run.leads : run.leads + size]]
                         for start in range(0, len(chunk), CHUNK):
@@ -342,18 +342,35 @@ def _score_all_tallied(
             with conn.begin():
                 plan.drop(conn)
     if store.dialect == "postgresql":
-        vacuum(store)
+        vacuum(store, len(ids), rewritten)
 
 
-def vacuum(store: Store) -> None:
+VACUUMED = ("lead", "score", "report_lead")
+REWRITTEN_KEY = "rows_rewritten_since_vacuum"
+REWRITTEN = 0.1  # of the leads: rows rewritten by full rescores since the last VACUUM
+
+
+def vacuum(store: Store, leads: int = 0, rewritten: int | None = None) -> bool:
     """PostgreSQL, after a full rescore: fresh statistics for the lookups that follow, and the
     old versions of the lead, score and report rows it rewrote (every `dirty` flag it cleared,
     every score and report row it changed) cleared from their tables and indexes, which no
     autovacuum is assumed to do. Without it the next incremental pass reads past a million
     dead entries of the dirty index, and (after a model change) of the report rows' index:
-    9.4 ms instead of 5.6 ms a pass at 1M leads."""
+    9.4 ms instead of 5.6 ms a pass at 1M leads.
+
+    `rewritten`: the rows this pass rewrote, of `leads` (None: vacuum now). The daily decay
+    pass rewrites a few percent of the scores; vacuuming every index of a million scores for
+    those would cost more than the pass. The rows full rescores rewrote are kept count of
+    (in meta) until they reach a tenth of the leads: that pass vacuums. Whether it vacuumed."""
+    if rewritten is not None:
+        pending = int(store.get_meta(REWRITTEN_KEY) or 0) + rewritten
+        if pending < REWRITTEN * leads:
+            store.set_meta(REWRITTEN_KEY, str(pending))
+            return False
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM (ANALYZE) lead, score, report_lead"))
+        conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(VACUUMED)}"))
+    store.set_meta(REWRITTEN_KEY, "0")
+    return True
 
 
 def _cleared(conn: Connection, clear: sa.Update) -> set[int]:
@@ -413,44 +430,20 @@ _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predicti
 
 
 def _to_score(
-    conn: Connection,
-    plan: RulePlan,
-    low: int,
-    high: int,
-    tallies: Mapping[int, LeadTallies],
-    dirty: Collection[int],
-) -> tuple[list[int], list[int]]:
-    """(the leads to score, the leads whose stored scores to read) of the range [low, high].
+    conn: Connection, plan: RulePlan, low: int, high: int, dirty: Collection[int]
+) -> tuple[dict[int, LeadTallies], list[int]]:
+    """(the tallies of the leads of the range [low, high], the leads to score).
 
     A lead is left out when it is not `dirty` (its fields, activities and outcomes did not
     move) and each of the plan's models has its score stored from the same inputs (inactivity
     step and tallies, see `RulePlan.inputs`), under the model's present hash and without a
     predictive score: scoring it again would give what is stored (the qualified state too:
-    scored again from its own state, a lead keeps it). A lead outside a model's segment has no
-    score there, and is scored. The stored scores of leads gone from the range are read too
-    (they go)."""
-    ids = list(conn.execute(sa.select(LEAD.c.id).where(LEAD.c.id.between(low, high))).scalars())
-    hashes = {m.name: m.content_hash for m in plan.models}
-    stored: dict[int, dict[str, str | None]] = defaultdict(dict)
-    query = sa.select(
-        SCORE.c.lead_id, SCORE.c.model, SCORE.c.model_hash, SCORE.c.predictive, SCORE.c.inputs
-    ).where(SCORE.c.lead_id.between(low, high), SCORE.c.model.in_(list(hashes)))
-    for lead_id, model, model_hash, predictive, inputs in conn.execute(query):
-        same = model_hash == hashes[model] and predictive is None
-        stored[lead_id][model] = inputs if same else None
-    empty = LeadTallies("", None)
-    scored = []
-    for lead_id in ids:
-        held = stored.pop(lead_id, None)
-        if held is not None and len(held) == len(plan.models) and lead_id not in dirty:
-            lead = tallies.get(lead_id, empty)
-            if all(
-                held[model.name] == plan.inputs(m, lead.text, lead.last)
-                for m, model in enumerate(plan.models)
-            ):
-                continue
-        scored.append(lead_id)
-    return scored, sorted([*scored, *stored])
+    scored again from its own state, a lead keeps it). The database compares
+    (`RulePlan.compared`): the stored scores of the leads left out are never read. A lead
+    outside a model's segment has no score there, and is scored. (No score outlives its lead:
+    the foreign key holds on both databases, and a merge deletes the merged lead's scores.)"""
+    tallies, alike = plan.compared(conn, low, high)
+    return tallies, sorted(i for i in tallies if i not in alike or i in dirty)
 
 
 def _score_range(
@@ -460,23 +453,25 @@ def _score_range(
     high: int,
     now: datetime,
     dirty: Collection[int] | None = None,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Score the leads with ids in [low, high] under the plan's models, from their tallies.
 
     A score is computed once per distinct input and compared with the stored one as a tuple;
-    only the changed ones become rows. `dirty`: see `_keep_figures`.
+    only the changed ones become rows. `dirty`: see `_keep_figures`. Returns `_tally`'s
+    figures and the number of score rows written or deleted.
     """
     created: dict[int, datetime] = {}
-    tallies = plan.tallies(conn, low, high)
-    only = held = None
-    if dirty is not None:  # the models are those the scores were computed under
-        only, held = _to_score(conn, plan, low, high, tallies, dirty)
+    only = None
+    if dirty is None:
+        tallies = plan.tallies(conn, low, high)
+    else:  # the models are those the scores were computed under
+        tallies, only = _to_score(conn, plan, low, high, dirty)
     fields = _lead_fields(conn, low, high, created, only)
     names = {m.name for m in plan.models}
     query = sa.select(
         *(SCORE.c[k] for k in _PREVIOUS_COLUMNS), sa.cast(SCORE.c.ledger, sa.Text).label("ledger")
     ).where(SCORE.c.model.in_(names))
-    rows_read = _by_range_or_ids(conn, query, SCORE.c.lead_id, low, high, held)
+    rows_read = _by_range_or_ids(conn, query, SCORE.c.lead_id, low, high, only)
     previous = {(r.lead_id, r.model): r for r in rows_read}
     empty = LeadTallies("", None)
     changes: list[ScoreChange] = []
@@ -542,7 +537,7 @@ def _score_range(
     read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
     known = summary.Known(current, read)
     _keep_figures(conn, plan.models, list(fields), changes, now, dirty, known)
-    return _tally(changes)
+    return (*_tally(changes), len(changes))
 
 
 def _moved(prev: Any, row: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ would first have to read the same rows out of the database, and would add a depe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,6 +148,118 @@ class RulePlan:
         matches.
         """
         pg = conn.dialect.name == "postgresql"
+        params, counted, texts, where = self._counts(pg, low, high)
+        # Per lead one row: its tallies as text ("rule:kept:live ..."), which is also the key
+        # under which equal inputs share one computed score, and its last activity.
+        text = " || ".join(texts) if texts else "''"
+        sql = f"SELECT lead_id, {text}, last_at FROM ({counted}) t"
+        found: dict[int, LeadTallies] = {}
+        capped: Sequence[Any] = []
+        with _cursor(conn) as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            if self._any_capped():
+                cursor.execute(self._capped(pg, where), params)
+                capped = cursor.fetchall()
+        extra: dict[int, str] = {}
+        for lead_id, rule, kept, live in capped:
+            if kept > 0:
+                extra[lead_id] = f"{extra.get(lead_id, '')}{rule}:{kept}:{live} "
+        self._parsed.clear()
+        self._inputs.clear()
+        for lead_id, tallied, last in rows:
+            found[lead_id] = LeadTallies(tallied + extra.get(lead_id, ""), last)
+        return found
+
+    def compared(
+        self, conn: Connection, low: int, high: int
+    ) -> tuple[dict[int, LeadTallies], set[int]]:
+        """The tallies of every lead with an id in [low, high] (leads without activity too),
+        and which of those leads would score as stored: each of the plan's models holds the
+        lead's score from the same inputs (`inputs`, built here in SQL to the same text),
+        under the model's present hash and without a predictive score. One query: the
+        database compares, so the stored scores are never read into Python."""
+        pg = conn.dialect.name == "postgresql"
+        mark = "%({})s" if pg else ":{}"
+        params, counted, _texts, where = self._counts(pg, low, high)
+        kept: dict[int, tuple[str, str]] = {}  # global rule id -> its (kept, live) columns
+        for rule, (cap, window, live) in sorted(self._bounds.items()):
+            if cap is None:
+                kept[rule] = (f"t.k{rule}", f"t.l{rule}" if live != window else f"t.k{rule}")
+            else:
+                kept[rule] = (f"c.k{rule}", f"c.l{rule}")
+        text = " || ".join(self._fragment(str(r), k, v) for r, (k, v) in kept.items()) or "''"
+        joins, same = [], []
+        for m, model in enumerate(self.models):
+            local = sorted((i, kept[g]) for g, (n, i) in enumerate(self.rules) if n == m)
+            parts = " || ".join(self._fragment(str(i), k, v) for i, (k, v) in local) or "''"
+            params[f"model{m}"], params[f"hash{m}"] = model.name, model.content_hash
+            steps = [
+                f"WHEN t.last_at <= {mark.format(f'step{m}_{k}')} THEN '{k}'"
+                for k in range(len(self.scorers[m].steps))
+            ]
+            for k, moment in enumerate(self._aware[m]):
+                params[f"step{m}_{k}"] = self._moment(moment, pg)
+            step = (
+                f"CASE WHEN t.last_at IS NULL THEN '0' {' '.join(steps)} ELSE 'None' END"
+                if steps
+                else "'None'"
+            )
+            joins.append(
+                f"LEFT JOIN score s{m} ON s{m}.lead_id = l.id "
+                f"AND s{m}.model = {mark.format(f'model{m}')}"
+            )
+            same.append(
+                f"CASE WHEN s{m}.model_hash = {mark.format(f'hash{m}')} "
+                f"AND s{m}.predictive IS NULL "
+                f"AND s{m}.inputs = {step} || '|' || rtrim({parts}, ' ') THEN 1 ELSE 0 END"
+            )
+        capped = ""
+        if self._any_capped():
+            # per lead, a column pair per capped rule, summed straight from the per-day counts
+            pivot = ", ".join(
+                f"SUM(CASE WHEN rule = {r} THEN {_least('n_window', 'cap')} END) AS k{r}, "
+                f"SUM(CASE WHEN rule = {r} THEN {_least('n_live', 'cap')} END) AS l{r}"
+                for r, (cap, _, _) in sorted(self._bounds.items())
+                if cap is not None
+            )
+            capped = (
+                f"LEFT JOIN (SELECT lead_id, {pivot} FROM ({self._per_day(pg, where)}) x "
+                "GROUP BY lead_id) c ON c.lead_id = l.id"
+            )
+        sql = f"""
+            SELECT l.id, {text}, t.last_at, {" + ".join(same)}
+            FROM lead l
+            LEFT JOIN ({counted}) t ON t.lead_id = l.id
+            {capped}
+            {" ".join(joins)}
+            WHERE l.id BETWEEN {mark.format("low")} AND {mark.format("high")}
+        """
+        found: dict[int, LeadTallies] = {}
+        alike: set[int] = set()
+        models = len(self.models)
+        with _cursor(conn) as cursor:
+            cursor.execute(sql, params)
+            for lead_id, tallied, last, held in cursor.fetchall():
+                found[lead_id] = LeadTallies(tallied, last)
+                if held == models:
+                    alike.add(lead_id)
+        self._parsed.clear()
+        self._inputs.clear()
+        return found, alike
+
+    @staticmethod
+    def _fragment(name: str, kept: str, live: str) -> str:
+        """SQL: a rule's "name:kept:live " when it keeps a match, else empty text."""
+        return f"CASE WHEN {kept} > 0 THEN '{name}:' || {kept} || ':' || {live} || ' ' ELSE '' END"
+
+    def _any_capped(self) -> bool:
+        return any(cap is not None for cap, _, _ in self._bounds.values())
+
+    def _counts(self, pg: bool, low: int, high: int) -> tuple[dict[str, Any], str, list[str], str]:
+        """(parameters, the per-lead aggregate of the uncapped rules' counts `k<rule>` and
+        `l<rule>` and the last activity `last_at`, each uncapped rule's text fragment, the
+        condition on the range's activities `a`)."""
         mark = "%({})s" if pg else ":{}"
         outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
         params: dict[str, Any] = {"low": low, "high": high, "now": self._moment(self.now, pg)}
@@ -169,70 +282,42 @@ class RulePlan:
                     test += f" AND a.occurred_at >= {mark.format(f'{name}{rule}')}"
                 sums.append(f"SUM(CASE WHEN {test} THEN 1 ELSE 0 END) AS {name}{rule}")
             kept, alive = f"k{rule}", f"l{rule}" if live != window else f"k{rule}"
-            texts.append(
-                f"CASE WHEN {kept} > 0 THEN '{rule}:' || {kept} || ':' || {alive} || ' ' "
-                "ELSE '' END"
-            )
+            texts.append(self._fragment(str(rule), kept, alive))
         where = (
             f"a.lead_id BETWEEN {mark.format('low')} AND {mark.format('high')} "
             f"AND a.occurred_at <= {mark.format('now')}"
         )
-        # Per lead one row: its tallies as text ("rule:kept:live ..."), which is also the key
-        # under which equal inputs share one computed score, and its last activity.
-        text = " || ".join(texts) if texts else "''"
-        sql = f"""
-            SELECT lead_id, {text}, last_at
-            FROM (
-                SELECT a.lead_id AS lead_id, {"".join(f"{x}, " for x in sums)}
-                       MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END)
-                           AS last_at
-                FROM activity a
-                WHERE {where}
-                GROUP BY a.lead_id
-            ) t
+        counted = f"""
+            SELECT a.lead_id AS lead_id, {"".join(f"{x}, " for x in sums)}
+                   MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END) AS last_at
+            FROM activity a
+            WHERE {where}
+            GROUP BY a.lead_id
         """
-        found: dict[int, LeadTallies] = {}
-        # The DBAPI cursor directly: these rows need no type processing, and skipping it is a
-        # good part of the time on a million leads.
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            capped: Sequence[Any] = []
-            if any(cap is not None for cap, _, _ in self._bounds.values()):
-                cursor.execute(self._capped(pg, where), params)
-                capped = cursor.fetchall()
-        finally:
-            cursor.close()
-        extra: dict[int, str] = {}
-        for lead_id, rule, kept, live in capped:
-            if kept > 0:
-                extra[lead_id] = f"{extra.get(lead_id, '')}{rule}:{kept}:{live} "
-        self._parsed.clear()
-        self._inputs.clear()
-        for lead_id, tallied, last in rows:
-            found[lead_id] = LeadTallies(tallied + extra.get(lead_id, ""), last)
-        return found
+        return params, counted, texts, where
 
     def _capped(self, pg: bool, where: str) -> str:
         """Per lead and capped rule: the matches kept within the window after the per-day cap,
         and of those the ones within expiry."""
-        day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
         return f"""
             SELECT lead_id, rule,
-                   SUM(CASE WHEN n_window < cap THEN n_window ELSE cap END),
-                   SUM(CASE WHEN n_live < cap THEN n_live ELSE cap END)
-            FROM (
-                SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
-                       SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END)
-                           AS n_window,
-                       SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END) AS n_live
-                FROM activity a
-                JOIN score_rule_match m ON m.signature_id = a.signature_id
-                WHERE m.cap IS NOT NULL AND {where}
-                GROUP BY a.lead_id, m.rule, m.cap, {day}
-            ) t
+                   SUM({_least("n_window", "cap")}) AS kept, SUM({_least("n_live", "cap")}) AS live
+            FROM ({self._per_day(pg, where)}) t
             GROUP BY lead_id, rule
+        """
+
+    def _per_day(self, pg: bool, where: str) -> str:
+        """Per lead, capped rule and day: the rule's cap and its matches within the window
+        (`n_window`) and within expiry (`n_live`)."""
+        day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
+        return f"""
+            SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
+                   SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END) AS n_window,
+                   SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END) AS n_live
+            FROM activity a
+            JOIN score_rule_match m ON m.signature_id = a.signature_id
+            WHERE m.cap IS NOT NULL AND {where}
+            GROUP BY a.lead_id, m.rule, m.cap, {day}
         """
 
     def _moment(self, moment: datetime, pg: bool) -> Any:
@@ -291,6 +376,22 @@ class RulePlan:
             self._naive.append(naive)
             # SQLAlchemy's SQLite storage format, whose text compares as the time does
             self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
+
+
+def _least(count: str, cap: str) -> str:
+    """SQL: the smaller of a day's count and the cap."""
+    return f"CASE WHEN {count} < {cap} THEN {count} ELSE {cap} END"
+
+
+@contextmanager
+def _cursor(conn: Connection) -> Iterator[Any]:
+    """The DBAPI cursor directly: these rows need no type processing, and skipping it is a good
+    part of the time on a million leads."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def ranges(ids: Sequence[int], size: int) -> Iterator[tuple[int, int, int]]:

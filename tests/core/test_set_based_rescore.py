@@ -281,11 +281,32 @@ def _check_rounds(
             assert got.reason == want.reason == reason(got.ledger)
             assert got.ledger == [scorer.entry_dict(e) for e in want.ledger]
             previous[lead_id] = QualifiedState(want.qualified, want.qualified_at)
+        if tallyable(model):
+            # The same full rescore again scores no lead: the database finds every stored
+            # score computed from the inputs it would be computed from now.
+            assert _scored_again(store, model, round_now) == 0
         # More activity before the next round.
         _add(store, lead_ids, [d[2] for d in data], round_no)
         for lead_id, d in zip(lead_ids, data, strict=True):
             histories_now[lead_id] += d[2]
     return stored
+
+
+def _scored_again(store: Store, model: ScoringModel, now: datetime) -> int:
+    """How many scores a full rescore under `model` at `now` computes."""
+    from scoring.tallied import TallyScorer
+
+    calls = []
+    real = TallyScorer.score_key
+
+    def counting(self: TallyScorer, *args: Any) -> Any:
+        calls.append(1)
+        return real(self, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TallyScorer, "score_key", counting)
+        scorer.score(store, [model], full=True, now=now)
+    return len(calls)
 
 
 # Where expiry meets the per-day caps. Models that expire after a fraction of a day (the expiry
