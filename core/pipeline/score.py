@@ -29,6 +29,7 @@ from core.store.bulk import (
     Serialized,
     any_key,
     copy_rows,
+    driver_cursor,
     insert_rows,
     key_batches,
     one_of,
@@ -259,7 +260,10 @@ def score(
         query = sa.select(LEAD.c.id).order_by(LEAD.c.id)
         if not stale:
             query = query.where(LEAD.c.dirty.is_(True))
-        ids = [row.id for row in conn.execute(query)]
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        with driver_cursor(conn) as cursor:
+            cursor.execute(sql)
+            ids = [row[0] for row in cursor.fetchall()]
     counts = PageCounts(read=len(ids))
     tallied = [m for m in models if tallyable(m)] if stale and artefact is None else []
     if tallied:

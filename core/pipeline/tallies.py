@@ -13,7 +13,6 @@ would first have to read the same rows out of the database, and would add a depe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.store.bulk import driver_cursor
 from core.store.signatures import SIGNATURE, load_signatures, sign_activities
 from core.store.tables import UTCDateTime
 from scoring.engine import OUTBOUND_TYPES
@@ -155,7 +155,8 @@ class RulePlan:
         sql = f"SELECT lead_id, {text}, last_at FROM ({counted}) t"
         found: dict[int, LeadTallies] = {}
         capped: Sequence[Any] = []
-        with _cursor(conn) as cursor:
+        with driver_cursor(conn) as cursor:
+            _no_jit(cursor, pg)
             cursor.execute(sql, params)
             rows = cursor.fetchall()
             if self._any_capped():
@@ -238,7 +239,8 @@ class RulePlan:
         found: dict[int, LeadTallies] = {}
         alike: set[int] = set()
         models = len(self.models)
-        with _cursor(conn) as cursor:
+        with driver_cursor(conn) as cursor:
+            _no_jit(cursor, pg)
             cursor.execute(sql, params)
             for lead_id, tallied, last, held in cursor.fetchall():
                 found[lead_id] = LeadTallies(tallied, last)
@@ -378,20 +380,17 @@ class RulePlan:
             self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
 
 
+def _no_jit(cursor: Any, pg: bool) -> None:
+    """PostgreSQL: no JIT compilation for the rest of the transaction. These queries are cheap
+    per row but costed high (a range's activities), so the server compiled them on every range:
+    0.7 s of a 0.8 s query at 20,000 leads."""
+    if pg:
+        cursor.execute("SET LOCAL jit = off")
+
+
 def _least(count: str, cap: str) -> str:
     """SQL: the smaller of a day's count and the cap."""
     return f"CASE WHEN {count} < {cap} THEN {count} ELSE {cap} END"
-
-
-@contextmanager
-def _cursor(conn: Connection) -> Iterator[Any]:
-    """The DBAPI cursor directly: these rows need no type processing, and skipping it is a good
-    part of the time on a million leads."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        yield cursor
-    finally:
-        cursor.close()
 
 
 def ranges(ids: Sequence[int], size: int) -> Iterator[tuple[int, int, int]]:

@@ -13,6 +13,7 @@ import collections
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -120,6 +121,18 @@ def _copy_value(kind: Any) -> Callable[[Any], Any]:
 
 LOOKUP_BATCH = 500  # keys per IN list, where a lookup cannot take them all as one array
 ARRAY_BATCH = 50_000  # keys per array parameter on PostgreSQL: bounds one statement's size
+
+
+@contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """The driver's own cursor on `conn`'s connection (in its transaction), for reads of many
+    rows that need no type processing: SQLAlchemy's rows cost seconds a million."""
+    _begun(conn)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def key_batches(conn: Connection, keys: Sequence[T]) -> Iterator[Sequence[T]]:
