@@ -446,8 +446,8 @@ def _to_score(
     (`RulePlan.compared`): the stored scores of the leads left out are never read. A lead
     outside a model's segment has no score there, and is scored. (No score outlives its lead:
     the foreign key holds on both databases, and a merge deletes the merged lead's scores.)"""
-    tallies, alike = plan.compared(conn, low, high)
-    return tallies, sorted(i for i in tallies if i not in alike or i in dirty)
+    tallies = plan.compared(conn, low, high, dirty)
+    return tallies, sorted(tallies)
 
 
 def _score_range(

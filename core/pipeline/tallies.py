@@ -12,7 +12,7 @@ would first have to read the same rows out of the database, and would add a depe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -173,13 +173,14 @@ class RulePlan:
         return found
 
     def compared(
-        self, conn: Connection, low: int, high: int
-    ) -> tuple[dict[int, LeadTallies], set[int]]:
-        """The tallies of every lead with an id in [low, high] (leads without activity too),
-        and which of those leads would score as stored: each of the plan's models holds the
-        lead's score from the same inputs (`inputs`, built here in SQL to the same text),
-        under the model's present hash and without a predictive score. One query: the
-        database compares, so the stored scores are never read into Python."""
+        self, conn: Connection, low: int, high: int, dirty: Collection[int] = ()
+    ) -> dict[int, LeadTallies]:
+        """The tallies of the leads with ids in [low, high] to score again: those that are
+        `dirty`, and those that would not score as stored, because one of the plan's models
+        does not hold the lead's score from the same inputs (`inputs`, built here in SQL to the
+        same text), under the model's present hash and without a predictive score. One query:
+        the database compares, so neither the stored scores nor the other leads' rows are read
+        into Python."""
         pg = conn.dialect.name == "postgresql"
         mark = "%({})s" if pg else ":{}"
         params, counted, _texts, where = self._counts(pg, low, high)
@@ -229,26 +230,21 @@ class RulePlan:
                 "GROUP BY lead_id) c ON c.lead_id = l.id"
             )
         sql = f"""
-            SELECT l.id, {text}, t.last_at, {" + ".join(same)}
+            SELECT l.id, {text}, t.last_at
             FROM lead l
             LEFT JOIN ({counted}) t ON t.lead_id = l.id
             {capped}
             {" ".join(joins)}
             WHERE l.id BETWEEN {mark.format("low")} AND {mark.format("high")}
+              AND ({" + ".join(same)} < {len(self.models)}{_among("l.id", dirty)})
         """
-        found: dict[int, LeadTallies] = {}
-        alike: set[int] = set()
-        models = len(self.models)
         with driver_cursor(conn) as cursor:
             _no_jit(cursor, pg)
             cursor.execute(sql, params)
-            for lead_id, tallied, last, held in cursor.fetchall():
-                found[lead_id] = LeadTallies(tallied, last)
-                if held == models:
-                    alike.add(lead_id)
+            rows = cursor.fetchall()
         self._parsed.clear()
         self._inputs.clear()
-        return found, alike
+        return {lead_id: LeadTallies(tallied, last) for lead_id, tallied, last in rows}
 
     @staticmethod
     def _fragment(name: str, kept: str, live: str) -> str:
@@ -312,13 +308,20 @@ class RulePlan:
         """Per lead, capped rule and day: the rule's cap and its matches within the window
         (`n_window`) and within expiry (`n_live`)."""
         day = "CAST(a.occurred_at AS DATE)" if pg else "substr(a.occurred_at, 1, 10)"
+        # the capped rules' signatures, written out: the rows are read through
+        # ix_activity_signature_lead, not every activity of the range again
+        capped = sorted(
+            {s for r, (cap, _, _) in self._bounds.items() if cap is not None
+             for s in self._signatures[r]}
+        )  # fmt: skip
         return f"""
             SELECT a.lead_id AS lead_id, m.rule AS rule, m.cap AS cap,
                    SUM(CASE WHEN a.occurred_at >= m.window_from THEN 1 ELSE 0 END) AS n_window,
                    SUM(CASE WHEN a.occurred_at >= m.live_from THEN 1 ELSE 0 END) AS n_live
             FROM activity a
             JOIN score_rule_match m ON m.signature_id = a.signature_id
-            WHERE m.cap IS NOT NULL AND {where}
+            WHERE a.signature_id IN ({", ".join(map(str, capped))}) AND m.cap IS NOT NULL
+                  AND {where}
             GROUP BY a.lead_id, m.rule, m.cap, {day}
         """
 
@@ -378,6 +381,11 @@ class RulePlan:
             self._naive.append(naive)
             # SQLAlchemy's SQLite storage format, whose text compares as the time does
             self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
+
+
+def _among(column: str, ids: Collection[int]) -> str:
+    """SQL: ` OR <column> IN (ids)`, the ids written out (integers), or nothing."""
+    return f" OR {column} IN ({', '.join(str(int(i)) for i in sorted(ids))})" if ids else ""
 
 
 def _no_jit(cursor: Any, pg: bool) -> None:

@@ -105,6 +105,8 @@ class Activity(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source", "external_id"),
         sa.Index("ix_activity_lead_time", "lead_id", "occurred_at"),
+        # The full rescore's per-day counts of the capped rules' signatures (migration 0010).
+        sa.Index("ix_activity_signature_lead", "signature_id", "lead_id", "occurred_at"),
         # Rows not yet given a signature (new, changed, or stored before signatures existed).
         sa.Index(
             "ix_activity_unsigned",
