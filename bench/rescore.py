@@ -59,7 +59,9 @@ class RescoreFigures:
     full_rescore_seconds: float
     ratio_to_scan: float
     unchanged_rescore_seconds: float  # the same full rescore again: nothing to write
+    unchanged_ratio: float  # to the scan
     next_day_rescore_seconds: float  # the daily decay pass: the full rescore a day later
+    next_day_ratio: float  # to the scan
     next_day_changed: int  # leads whose outputs moved a day later
     model_change_seconds: float  # the full rescore after the model changes: every lead moves
     model_change_ratio: float  # to the scan
@@ -251,7 +253,9 @@ def run(
         round(full, 2),
         round(full / scan, 2),
         round(again, 2),
+        round(again / scan, 2),
         round(day, 2),
+        round(day / scan, 2),
         next_day.changed,
         round(change, 2),
         round(change / scan, 2),

@@ -71,6 +71,15 @@ def test_rescore_scores_every_lead_once_and_reports_its_own_peak(figures: dict[s
     # the model change moves scores; the scores after it are checked against the engine's
     assert row["model_change_changed"] > 0 and row["model_change_ratio"] > 0
     assert row["next_day_rescore_seconds"] > 0 and row["next_day_changed"] >= 0
+    # each pass's ratio is its seconds over the scan's (both as rounded in the report)
+    for seconds, ratio in (
+        ("full_rescore_seconds", "ratio_to_scan"),
+        ("unchanged_rescore_seconds", "unchanged_ratio"),
+        ("next_day_rescore_seconds", "next_day_ratio"),
+    ):
+        low = (row[seconds] - 0.005) / (row["scan_seconds"] + 0.0005)
+        high = (row[seconds] + 0.005) / max(row["scan_seconds"] - 0.0005, 1e-9)
+        assert low - 0.005 <= row[ratio] <= high + 0.005, (seconds, row)
     assert row["checked_leads"] == row["leads"] and row["mismatches"] == 0
     assert 20 < row["peak_rss_mb"] < 2000  # a process of its own: not the test runner's peak
 

@@ -732,13 +732,14 @@ def test_with_two_models_only_the_leads_whose_inputs_moved_are_scored_again(stor
     assert _scored_again(store, models, NOW + 2.5 * day) == 0
 
 
-def test_the_range_queries_run_without_jit_on_postgresql(store: Store) -> None:
+def test_the_range_queries_run_without_jit_on_postgresql() -> None:
     """PostgreSQL costs a range's aggregate high (every activity of 20,000 leads) and compiled
     it with JIT on every range: most of the query's time. The range's transaction turns JIT
     off; the setting ends with it, so the pooled connection goes back as it came."""
-    if store.dialect != "postgresql":
-        pytest.skip("JIT is PostgreSQL's")
     from core.pipeline.tallies import RulePlan
+    from tests.conftest import PG_URL, need_service, reset_postgres
+
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
 
     model = ScoringModel.model_validate(
         {"name": "m", "engagement": {"rules": [{"name": "V", "event": "page_viewed", "points": 1}]}}
@@ -756,3 +757,4 @@ def test_the_range_queries_run_without_jit_on_postgresql(store: Store) -> None:
             plan.tallies(conn, 1, 100)
             assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
             plan.drop(conn)
+    store.close()
