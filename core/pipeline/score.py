@@ -354,7 +354,7 @@ REWRITTEN_KEY = "rows_rewritten_since_vacuum"
 REWRITTEN = 0.1  # of the leads: rows rewritten by full rescores since the last VACUUM
 
 
-def vacuum(store: Store, leads: int = 0, rewritten: int | None = None) -> bool:
+def vacuum(store: Store, leads: int, rewritten: int) -> bool:
     """PostgreSQL, after a full rescore: fresh statistics for the lookups that follow, and the
     old versions of the lead, score and report rows it rewrote (every `dirty` flag it cleared,
     every score and report row it changed) cleared from their tables and indexes, which no
@@ -362,15 +362,14 @@ def vacuum(store: Store, leads: int = 0, rewritten: int | None = None) -> bool:
     dead entries of the dirty index, and (after a model change) of the report rows' index:
     9.4 ms instead of 5.6 ms a pass at 1M leads.
 
-    `rewritten`: the rows this pass rewrote, of `leads` (None: vacuum now). The daily decay
+    `rewritten`: the rows this pass rewrote, of `leads`. The daily decay
     pass rewrites a few percent of the scores; vacuuming every index of a million scores for
     those would cost more than the pass. The rows full rescores rewrote are kept count of
     (in meta) until they reach a tenth of the leads: that pass vacuums. Whether it vacuumed."""
-    if rewritten is not None:
-        pending = int(store.get_meta(REWRITTEN_KEY) or 0) + rewritten
-        if pending < REWRITTEN * leads:
-            store.set_meta(REWRITTEN_KEY, str(pending))
-            return False
+    pending = int(store.get_meta(REWRITTEN_KEY) or 0) + rewritten
+    if pending < REWRITTEN * leads:
+        store.set_meta(REWRITTEN_KEY, str(pending))
+        return False
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(VACUUMED)}"))
     store.set_meta(REWRITTEN_KEY, "0")
@@ -433,23 +432,6 @@ def _by_range_or_ids(
 _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive", "inputs")
 
 
-def _to_score(
-    conn: Connection, plan: RulePlan, low: int, high: int, dirty: Collection[int]
-) -> tuple[dict[int, LeadTallies], list[int]]:
-    """(the tallies of the leads of the range [low, high], the leads to score).
-
-    A lead is left out when it is not `dirty` (its fields, activities and outcomes did not
-    move) and each of the plan's models has its score stored from the same inputs (inactivity
-    step and tallies, see `RulePlan.inputs`), under the model's present hash and without a
-    predictive score: scoring it again would give what is stored (the qualified state too:
-    scored again from its own state, a lead keeps it). The database compares
-    (`RulePlan.compared`): the stored scores of the leads left out are never read. A lead
-    outside a model's segment has no score there, and is scored. (No score outlives its lead:
-    the foreign key holds on both databases, and a merge deletes the merged lead's scores.)"""
-    tallies = plan.compared(conn, low, high, dirty)
-    return tallies, sorted(tallies)
-
-
 def _score_range(
     conn: Connection,
     plan: RulePlan,
@@ -468,8 +450,18 @@ def _score_range(
     only = None
     if dirty is None:
         tallies = plan.tallies(conn, low, high)
-    else:  # the models are those the scores were computed under
-        tallies, only = _to_score(conn, plan, low, high, dirty)
+    else:
+        # The models are those the scores were computed under: a lead is left out when it is
+        # not dirty (its fields, activities and outcomes did not move) and each model holds its
+        # score from the same inputs (inactivity step and tallies, see `RulePlan.inputs`), under
+        # the model's present hash and without a predictive score: scoring it again would give
+        # what is stored (the qualified state too: scored again from its own state, a lead
+        # keeps it). The database compares; the stored scores of the leads left out are never
+        # read. A lead outside a model's segment has no score there, and is scored. (No score
+        # outlives its lead: the foreign key holds on both databases, and a merge deletes the
+        # merged lead's scores.)
+        tallies = plan.compared(conn, low, high, dirty)
+        only = sorted(tallies)
     fields = _lead_fields(conn, low, high, created, only)
     names = {m.name for m in plan.models}
     query = sa.select(
