@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.pipeline.tallies import LeadTallies, RulePlan, ranges
+from core.pipeline.tallies import LeadTallies, Lookahead, RulePlan, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
 from core.store.bulk import (
@@ -316,8 +316,18 @@ def _score_all_tallied(
         with conn.begin():
             analyze_grown(conn, ("activity",))
             plan.load(conn)
+        # Under the models the scores were computed with, which leads to score is found a range
+        # ahead, on another connection (`Lookahead`).
+        ahead = None if remodelled else Lookahead(store.engine, plan)
+        spans = list(ranges(ids, FULL_CHUNK))
+        pending = ahead.submit(spans[0][0], spans[0][1]) if ahead and spans else None
         try:
-            for low, high, size in ranges(ids, FULL_CHUNK):
+            for k, (low, high, size) in enumerate(spans):
+                candidates = None
+                if ahead is not None and pending is not None:
+                    candidates = pending.result()
+                    if k + 1 < len(spans):
+                        pending = ahead.submit(spans[k + 1][0], spans[k + 1][1])
                 with conn.begin():
                     clear = LEAD.update().where(
                         LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
@@ -327,7 +337,9 @@ def _score_all_tallied(
                     # for its row): its activities count, their signatures matched now.
                     plan.refresh(conn)
                     moved = None if remodelled else dirty
-                    changed, events, written = _score_range(conn, plan, low, high, now, moved)
+                    changed, events, written = _score_range(
+                        conn, plan, low, high, now, moved, candidates
+                    )
                     rewritten += written + len(dirty)
                     if rest:
                         chunk = [i for i in ids[run.leads : run.leads + size]]
@@ -343,6 +355,8 @@ def _score_all_tallied(
                 if progress:
                     progress(run.leads, len(ids))
         finally:
+            if ahead is not None:
+                ahead.close()
             with conn.begin():
                 plan.drop(conn)
     if store.dialect == "postgresql":
@@ -439,12 +453,15 @@ def _score_range(
     high: int,
     now: datetime,
     dirty: Collection[int] | None = None,
+    candidates: Collection[int] | None = None,
 ) -> tuple[int, int, int]:
     """Score the leads with ids in [low, high] under the plan's models, from their tallies.
 
     A score is computed once per distinct input and compared with the stored one as a tuple;
-    only the changed ones become rows. `dirty`: see `_keep_figures`. Returns `_tally`'s
-    figures and the number of score rows written or deleted.
+    only the changed ones become rows. `dirty`: see `_keep_figures`. `candidates` (with
+    `dirty`): the range's leads that would not score as stored (`RulePlan.candidates`), when
+    the caller found them. Returns `_tally`'s figures and the number of score rows written or
+    deleted.
     """
     created: dict[int, datetime] = {}
     only = None
@@ -460,8 +477,10 @@ def _score_range(
         # read. A lead outside a model's segment has no score there, and is scored. (No score
         # outlives its lead: the foreign key holds on both databases, and a merge deletes the
         # merged lead's scores.)
-        tallies = plan.compared(conn, low, high, dirty)
-        only = sorted(tallies)
+        if candidates is None:
+            candidates = plan.candidates(conn, low, high)
+        only = sorted({*candidates, *dirty})
+        tallies = plan.tallies(conn, low, high, only) if only else {}
     fields = _lead_fields(conn, low, high, created, only)
     names = {m.name for m in plan.models}
     query = sa.select(

@@ -12,13 +12,14 @@ would first have to read the same rows out of the database, and would add a depe
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from core.store.bulk import driver_cursor
 from core.store.signatures import SIGNATURE, load_signatures, sign_activities
@@ -69,6 +70,7 @@ class RulePlan:
         self._bounds: dict[int, tuple[int | None, datetime, datetime]] = {}
         self._signatures: dict[int, list[int]] = {}  # global rule id -> its signature ids
         self._inputs: dict[tuple[int, str, int | None], str] = {}  # see `inputs`
+        self.matches: list[dict[str, Any]] = []  # the temporary table's rows, in insert order
 
     def _rule_id(self, m: int, i: int) -> int:
         key = (m, i)
@@ -131,6 +133,7 @@ class RulePlan:
                     )
         if rows:
             conn.execute(_MATCH.insert(), rows)
+            self.matches += rows
 
     def drop(self, conn: Connection) -> None:
         _MATCH.drop(conn, checkfirst=True)
@@ -138,8 +141,11 @@ class RulePlan:
     def _ago(self, seconds: float) -> datetime:
         return self.now - timedelta(seconds=seconds)
 
-    def tallies(self, conn: Connection, low: int, high: int) -> dict[int, LeadTallies]:
-        """The tallies of the leads with ids in [low, high] that have activities up to now.
+    def tallies(
+        self, conn: Connection, low: int, high: int, only: Sequence[int] | None = None
+    ) -> dict[int, LeadTallies]:
+        """The tallies of the leads with ids in [low, high] that have activities up to now
+        (`only`: of those, the leads listed).
 
         Two aggregates over the range's activities: rules without a per-day cap counted per lead
         in one GROUP BY (a column per rule, testing the activity's signature against the rule's
@@ -148,7 +154,7 @@ class RulePlan:
         matches.
         """
         pg = conn.dialect.name == "postgresql"
-        params, counted, texts, where = self._counts(pg, low, high)
+        params, counted, texts, where = self._counts(pg, low, high, only)
         # Per lead one row: its tallies as text ("rule:kept:live ..."), which is also the key
         # under which equal inputs share one computed score, and its last activity.
         text = " || ".join(texts) if texts else "''"
@@ -164,16 +170,19 @@ class RulePlan:
             found[lead_id] = LeadTallies(tallied + extra.get(lead_id, ""), last)
         return found
 
-    def compared(
-        self, conn: Connection, low: int, high: int, dirty: Collection[int] = ()
-    ) -> dict[int, LeadTallies]:
-        """The tallies of the leads with ids in [low, high] to score again: those that are
-        `dirty`, and those that would not score as stored, because one of the plan's models
-        does not hold the lead's score from the same inputs (`inputs`, built here in SQL to the
-        same text), under the model's present hash and without a predictive score. One query:
-        the database compares, so neither the stored scores nor the other leads' rows are read
-        into Python."""
-        pg = conn.dialect.name == "postgresql"
+    def candidates(self, conn: Connection, low: int, high: int) -> list[int]:
+        """The leads with ids in [low, high] that would not score as stored, because one of the
+        plan's models does not hold the lead's score from the same inputs (`inputs`, built here
+        in SQL to the same text), under the model's present hash and without a predictive
+        score. One query (`compare`): the database compares, so neither the stored scores nor
+        the other leads' rows are read into Python. The leads marked dirty are not told apart:
+        the caller adds those it clears."""
+        sql, params = self.compare(conn.dialect.name == "postgresql", low, high)
+        return self._ids(conn, sql, params)
+
+    def compare(self, pg: bool, low: int, high: int) -> tuple[str, dict[str, Any]]:
+        """`candidates`' query and its parameters, as the plan stands: a `Lookahead` builds it
+        here and runs it on a connection of its own."""
         mark = "%({})s" if pg else ":{}"
         params, counted, _texts, where = self._counts(pg, low, high)
         kept: dict[int, tuple[str, str]] = {}  # global rule id -> its (kept, live) columns
@@ -182,7 +191,6 @@ class RulePlan:
                 kept[rule] = (f"t.k{rule}", f"t.l{rule}" if live != window else f"t.k{rule}")
             else:
                 kept[rule] = (f"c.k{rule}", f"c.l{rule}")
-        text = " || ".join(self._fragment(str(r), k, v) for r, (k, v) in kept.items()) or "''"
         joins, same = [], []
         for m, model in enumerate(self.models):
             local = sorted((i, kept[g]) for g, (n, i) in enumerate(self.rules) if n == m)
@@ -222,16 +230,23 @@ class RulePlan:
                 "GROUP BY lead_id) c ON c.lead_id = l.id"
             )
         sql = f"""
-            SELECT l.id, {text}, t.last_at
+            SELECT l.id
             FROM lead l
             LEFT JOIN ({counted}) t ON t.lead_id = l.id
             {capped}
             {" ".join(joins)}
             WHERE l.id BETWEEN {mark.format("low")} AND {mark.format("high")}
-              AND ({" + ".join(same)} < {len(self.models)}{_among("l.id", dirty)})
+              AND {" + ".join(same)} < {len(self.models)}
+            ORDER BY l.id
         """
-        (rows,) = self._read(conn, params, [sql])
-        return {lead_id: LeadTallies(tallied, last) for lead_id, tallied, last in rows}
+        return sql, params
+
+    @staticmethod
+    def _ids(conn: Connection, sql: str, params: dict[str, Any]) -> list[int]:
+        """The ids `compare`'s query returns, on `conn` (any thread's: nothing of the plan's
+        is touched)."""
+        (rows,) = _fetch(conn, params, [sql])
+        return [row[0] for row in rows]
 
     def _read(
         self, conn: Connection, params: dict[str, Any], queries: Sequence[str]
@@ -241,13 +256,7 @@ class RulePlan:
         leads. The texts parsed for the previous range are forgotten (bounds memory)."""
         self._parsed.clear()
         self._inputs.clear()
-        with driver_cursor(conn) as cursor:
-            _no_jit(cursor, conn.dialect.name == "postgresql")
-            found = []
-            for sql in queries:
-                cursor.execute(sql, params)
-                found.append(cursor.fetchall())
-        return found
+        return _fetch(conn, params, queries)
 
     @staticmethod
     def _fragment(name: str, kept: str, live: str) -> str:
@@ -257,10 +266,12 @@ class RulePlan:
     def _any_capped(self) -> bool:
         return any(cap is not None for cap, _, _ in self._bounds.values())
 
-    def _counts(self, pg: bool, low: int, high: int) -> tuple[dict[str, Any], str, list[str], str]:
+    def _counts(
+        self, pg: bool, low: int, high: int, only: Sequence[int] | None = None
+    ) -> tuple[dict[str, Any], str, list[str], str]:
         """(parameters, the per-lead aggregate of the uncapped rules' counts `k<rule>` and
         `l<rule>` and the last activity `last_at`, each uncapped rule's text fragment, the
-        condition on the range's activities `a`)."""
+        condition on the range's activities `a`; `only`: of the leads listed)."""
         mark = "%({})s" if pg else ":{}"
         outbound = ", ".join(f"'{t}'" for t in sorted(OUTBOUND_TYPES))
         params: dict[str, Any] = {"low": low, "high": high, "now": self._moment(self.now, pg)}
@@ -288,6 +299,13 @@ class RulePlan:
             f"a.lead_id BETWEEN {mark.format('low')} AND {mark.format('high')} "
             f"AND a.occurred_at <= {mark.format('now')}"
         )
+        if only is not None and len(only) <= (high - low + 1) // 2:
+            # a few leads of the range: their activities through the lead index, not the range's
+            if pg:
+                params["only"] = list(only)
+                where += f" AND a.lead_id = ANY({mark.format('only')})"
+            else:
+                where += f" AND a.lead_id IN ({', '.join(str(int(i)) for i in only)})"
         counted = f"""
             SELECT a.lead_id AS lead_id, {"".join(f"{x}, " for x in sums)}
                    MAX(CASE WHEN a.type NOT IN ({outbound}) THEN a.occurred_at END) AS last_at
@@ -386,9 +404,67 @@ class RulePlan:
             self._text.append([m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in naive])
 
 
-def _among(column: str, ids: Collection[int]) -> str:
-    """SQL: ` OR <column> IN (ids)`, the ids written out (integers), or nothing."""
-    return f" OR {column} IN ({', '.join(str(int(i)) for i in sorted(ids))})" if ids else ""
+class Lookahead:
+    """Which leads of the next range to score (`RulePlan.candidates`), found on a connection
+    and a thread of its own while the caller scores this range: the comparison is most of a
+    full rescore under unchanged models, and the database runs it on one core while the
+    previous range's leads are scored and written on the other.
+
+    Its reads are a snapshot taken before the caller clears the range's dirty flags; that is
+    why the caller adds the leads it clears (a page that moves a lead marks it dirty) and
+    reads the tallies of all the leads it scores itself, after the clear. A lead neither
+    among the candidates nor cleared scored as stored then, and no page has moved it since
+    (or an incremental pass took it and scores it)."""
+
+    def __init__(self, engine: Engine, plan: RulePlan) -> None:
+        self._plan = plan
+        self._conn = engine.connect()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadhub-lookahead")
+        self._sent = 0  # of the plan's matches, how many this connection's table holds
+        self._pg = engine.dialect.name == "postgresql"
+
+    def submit(self, low: int, high: int) -> Future[list[int]]:
+        """Start finding the candidates of [low, high]; the query is built here, from the plan
+        as it stands (its matches so far), so the thread reads nothing the caller changes."""
+        sql, params = self._plan.compare(self._pg, low, high)
+        rows = self._plan.matches[self._sent :]
+        first = self._sent == 0
+        self._sent += len(rows)
+        return self._pool.submit(self._find, first, rows, sql, params)
+
+    def _find(
+        self, first: bool, rows: list[dict[str, Any]], sql: str, params: dict[str, Any]
+    ) -> list[int]:
+        conn = self._conn
+        with conn.begin():
+            if first:
+                _MATCH.drop(conn, checkfirst=True)
+                _MATCH.create(conn)
+            if rows:
+                conn.execute(_MATCH.insert(), rows)
+            if first and self._pg:
+                conn.execute(sa.text("ANALYZE score_rule_match"))
+            return RulePlan._ids(conn, sql, params)
+
+    def close(self) -> None:
+        """Wait for the thread, drop its table and give its connection back."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            with self._conn.begin():
+                _MATCH.drop(self._conn, checkfirst=True)
+        finally:
+            self._conn.close()
+
+
+def _fetch(conn: Connection, params: dict[str, Any], queries: Sequence[str]) -> list[Sequence[Any]]:
+    """The rows of each of `queries`, through the driver's cursor, JIT off (PostgreSQL)."""
+    with driver_cursor(conn) as cursor:
+        _no_jit(cursor, conn.dialect.name == "postgresql")
+        found = []
+        for sql in queries:
+            cursor.execute(sql, params)
+            found.append(cursor.fetchall())
+    return found
 
 
 def _no_jit(cursor: Any, pg: bool) -> None:

@@ -732,6 +732,113 @@ def test_with_two_models_only_the_leads_whose_inputs_moved_are_scored_again(stor
     assert _scored_again(store, models, NOW + 2.5 * day) == 0
 
 
+def _pricing_views(store: Store, leads: int) -> tuple[ScoringModel, Any]:
+    """`leads` leads, each with a pricing view 20 days before NOW, under a model whose views
+    count for 30 days; and a function that stores another view for a lead."""
+    from core.records import ActivityRecord, LeadRecord
+
+    model = ScoringModel.model_validate(
+        {
+            "name": "m",
+            "engagement": {
+                "rules": [
+                    {
+                        "name": "Pricing",
+                        "event": "page_viewed",
+                        "url": "*/pricing*",
+                        "points": 10,
+                        "window_days": 30,
+                    }
+                ]
+            },
+        }
+    )
+
+    def view(lead: int, key: str, at: datetime) -> ActivityRecord:
+        return ActivityRecord(
+            source="web", external_id=key, lead=f"p{lead}@x.com", type="page_viewed",
+            occurred_at=at, properties={"url": "https://x.io/pricing"},
+        )  # fmt: skip
+
+    people = [
+        LeadRecord(source="crm", external_id=f"p{i}", email=f"p{i}@x.com") for i in range(leads)
+    ]
+    store.save_page("crm", "leads", people, None)
+    store.save_page(
+        "web", "acts", [view(i, f"v{i}", NOW - timedelta(days=20)) for i in range(leads)], None
+    )
+    return model, view
+
+
+def test_a_page_stored_after_the_next_range_was_compared_is_scored(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leads to score are found a range ahead, on another connection: a page committed
+    after that read, before the range is scored, marks its lead dirty, and the lead is scored
+    with the page's activity in the same pass (its tallies are read after the range's
+    dirty flags are cleared)."""
+    from core.pipeline.tallies import Lookahead
+
+    model, view = _pricing_views(store, 6)
+    scorer.score(store, [model], full=True, now=NOW)
+    assert {r.engagement for r in _stored(store).values()} == {10}
+    monkeypatch.setattr(scorer, "FULL_CHUNK", 2)  # three ranges of two leads
+    found: list[list[int]] = []
+    real = Lookahead._find
+
+    def then_a_page(self: Lookahead, *args: Any) -> list[int]:
+        ids = real(self, *args)
+        found.append(ids)
+        if len(found) == 2:  # the second range compared: lead p3 (id 4) gets another view
+            store.save_page("web", "acts", [view(3, "late", NOW - timedelta(hours=1))], None)
+        return ids
+
+    monkeypatch.setattr(Lookahead, "_find", then_a_page)
+    later = NOW + timedelta(hours=2)
+    run = scorer.score(store, [model], full=True, now=later)
+    assert found == [[], [], []]  # nothing left the window: the comparison finds no lead
+    assert (run.leads, run.changed) == (6, 1)
+    engagement = {k[0]: r.engagement for k, r in _stored(store).items()}
+    assert engagement == {1: 10, 2: 10, 3: 10, 4: 20, 5: 10, 6: 10}
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(LEAD.c.dirty)).scalar() == 0
+    _assert_as_engine(store, [model], later)
+
+
+def test_a_failed_lookahead_fails_the_pass_and_gives_its_connection_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error on the lookahead's connection ends the pass with that error: the ranges
+    scored before it stay scored, the others keep their flags and scores, no connection is
+    left checked out, and the next pass scores what is left."""
+    from core.pipeline.tallies import RulePlan
+
+    model, _ = _pricing_views(store, 6)
+    scorer.score(store, [model], full=True, now=NOW)
+    monkeypatch.setattr(scorer, "FULL_CHUNK", 2)
+    real = RulePlan._ids
+    calls: list[int] = []
+
+    def failing(conn: Any, sql: str, params: Any) -> list[int]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise sa.exc.OperationalError(sql, None, Exception("server closed the connection"))
+        return real(conn, sql, params)
+
+    monkeypatch.setattr(RulePlan, "_ids", staticmethod(failing))
+    later = NOW + timedelta(days=11)  # every view has left the window
+    with pytest.raises(sa.exc.OperationalError, match="server closed"):
+        scorer.score(store, [model], full=True, now=later)
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    # the third range's candidates were being found while the second was scored
+    engagement = {k[0]: r.engagement for k, r in _stored(store).items()}
+    assert engagement == {1: 0, 2: 0, 3: 0, 4: 0, 5: 10, 6: 10}
+    monkeypatch.undo()
+    run = scorer.score(store, [model], full=True, now=later)
+    assert (run.leads, run.changed) == (6, 2)
+    _assert_as_engine(store, [model], later)
+
+
 def test_the_range_queries_run_without_jit_on_postgresql() -> None:
     """PostgreSQL costs a range's aggregate high (every activity of 20,000 leads) and compiled
     it with JIT on every range: most of the query's time. The range's transaction turns JIT
@@ -749,7 +856,7 @@ def test_the_range_queries_run_without_jit_on_postgresql() -> None:
         with conn.begin():
             plan.load(conn)
             assert conn.execute(sa.text("SHOW jit")).scalar_one() == "on"
-            plan.compared(conn, 1, 100)
+            plan.candidates(conn, 1, 100)
             assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
         assert conn.execute(sa.text("SHOW jit")).scalar_one() == "on"
         conn.rollback()
