@@ -442,8 +442,12 @@ class Lookahead:
                 _MATCH.create(conn)
             if rows:
                 conn.execute(_MATCH.insert(), rows)
-            if first and self._pg:
-                conn.execute(sa.text("ANALYZE score_rule_match"))
+            if self._pg:
+                if first:
+                    conn.execute(sa.text("ANALYZE score_rule_match"))
+                # No parallel plan: its workers each compute the range's whole aggregate (the
+                # activities' side is not split), on the core the caller is scoring on.
+                conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
             return RulePlan._ids(conn, sql, params)
 
     def close(self) -> None:

@@ -865,3 +865,32 @@ def test_the_range_queries_run_without_jit_on_postgresql() -> None:
             assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
             plan.drop(conn)
     store.close()
+
+
+def test_the_lookahead_runs_serial_and_without_jit_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The comparison found a range ahead runs beside the scoring of the range before: without
+    JIT, and without a parallel plan (whose workers would take the core the scoring runs on);
+    the settings end with its transaction."""
+    from core.pipeline.tallies import RulePlan
+    from tests.conftest import PG_URL, need_service, reset_postgres
+
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    model, _ = _pricing_views(store, 3)
+    scorer.score(store, [model], full=True, now=NOW)
+    real = RulePlan._ids
+    seen: list[tuple[str, str]] = []
+    show = "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')"
+
+    def watching(conn: Any, sql: str, params: Any) -> list[int]:
+        ids = real(conn, sql, params)
+        seen.append(tuple(conn.execute(sa.text(show)).one()))  # type: ignore[arg-type]
+        return ids
+
+    monkeypatch.setattr(RulePlan, "_ids", staticmethod(watching))
+    scorer.score(store, [model], full=True, now=NOW + timedelta(days=1))
+    assert seen == [("off", "0")]
+    with store.engine.connect() as conn:  # pooled connections come back as they went
+        assert tuple(conn.execute(sa.text(show)).one()) == ("on", "2")
+    store.close()
