@@ -316,12 +316,14 @@ def _score_all_tallied(
         with conn.begin():
             analyze_grown(conn, ("activity",))
             plan.load(conn)
-        # Under the models the scores were computed with, which leads to score is found a range
-        # ahead, on another connection (`Lookahead`).
-        ahead = None if remodelled else Lookahead(store.engine, plan)
         spans = list(ranges(ids, FULL_CHUNK))
-        pending = ahead.submit(spans[0][0], spans[0][1]) if ahead and spans else None
+        ahead = pending = None
         try:
+            # Under the models the scores were computed with, which leads to score is found a
+            # range ahead, on another connection (`Lookahead`).
+            if not remodelled and spans:
+                ahead = Lookahead(store.engine, plan)
+                pending = ahead.submit(spans[0][0], spans[0][1])
             for k, (low, high, size) in enumerate(spans):
                 candidates = None
                 if ahead is not None and pending is not None:

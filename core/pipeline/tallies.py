@@ -281,7 +281,7 @@ class RulePlan:
                 continue
             # per rule: its matches within the window (kept) and within expiry too (live)
             if pg:  # one array: the server hashes it
-                params[f"s{rule}"] = self._signatures[rule]
+                params[f"s{rule}"] = list(self._signatures[rule])  # a copy: see `Lookahead`
                 matches = f"a.signature_id = ANY({mark.format(f's{rule}')})"
             else:  # integers, written out: SQLite makes the list a temporary index
                 matches = f"a.signature_id IN ({', '.join(map(str, self._signatures[rule]))})"
