@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.pipeline.tallies import LeadTallies, Lookahead, RulePlan, ranges
+from core.pipeline.tallies import LeadTallies, Lookahead, RulePlan, few_of, ranges
 from core.records import LEAD_FIELDS
 from core.store import summary
 from core.store.bulk import (
@@ -325,11 +325,9 @@ def _score_all_tallied(
                 ahead = Lookahead(store.engine, plan)
                 pending = ahead.submit(spans[0][0], spans[0][1])
             for k, (low, high, size) in enumerate(spans):
-                candidates = None
-                if ahead is not None and pending is not None:
-                    candidates = pending.result()
-                    if k + 1 < len(spans):
-                        pending = ahead.submit(spans[k + 1][0], spans[k + 1][1])
+                candidates = pending.result() if pending is not None else None
+                if ahead is not None and k + 1 < len(spans):
+                    pending = ahead.submit(spans[k + 1][0], spans[k + 1][1])
                 with conn.begin():
                     clear = LEAD.update().where(
                         LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
@@ -435,7 +433,7 @@ def _by_range_or_ids(
 ) -> Iterator[Any]:
     """The rows of `query` whose `column` is in [low, high], or (`only`) one of those ids: by
     the range when they are most of it, else in batches of ids."""
-    if only is None or len(only) > (high - low + 1) // 2:
+    if only is None or not few_of(only, low, high):
         wanted = None if only is None else set(only)
         for row in conn.execute(query.where(column.between(low, high))):
             if wanted is None or row._mapping[column] in wanted:

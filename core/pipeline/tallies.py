@@ -299,7 +299,7 @@ class RulePlan:
             f"a.lead_id BETWEEN {mark.format('low')} AND {mark.format('high')} "
             f"AND a.occurred_at <= {mark.format('now')}"
         )
-        if only is not None and len(only) <= (high - low + 1) // 2:
+        if only is not None and few_of(only, low, high):
             # a few leads of the range: their activities through the lead index, not the range's
             if pg:
                 params["only"] = list(only)
@@ -482,6 +482,12 @@ def _no_jit(cursor: Any, pg: bool) -> None:
 def _least(count: str, cap: str) -> str:
     """SQL: the smaller of a day's count and the cap."""
     return f"CASE WHEN {count} < {cap} THEN {count} ELSE {cap} END"
+
+
+def few_of(only: Sequence[int], low: int, high: int) -> bool:
+    """Whether the ids `only` are few enough of the range [low, high] to be read by id (through
+    an index) rather than the whole range read: at most half of it."""
+    return len(only) <= (high - low + 1) // 2
 
 
 def ranges(ids: Sequence[int], size: int) -> Iterator[tuple[int, int, int]]:

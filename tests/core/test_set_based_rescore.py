@@ -524,6 +524,17 @@ def _assert_as_engine(
         assert got.reason == reason(got.ledger)
 
 
+def _pricing_model(points: float, fit: list[dict[str, Any]] | None = None) -> ScoringModel:
+    """Model "m": pricing views worth `points` each for 30 days (and the `fit` rules)."""
+    pricing = {
+        "name": "Pricing", "event": "page_viewed", "url": "*/pricing*", "points": points,
+        "window_days": 30,
+    }  # fmt: skip
+    return ScoringModel.model_validate(
+        {"name": "m", "fit": {"rules": fit or []}, "engagement": {"rules": [pricing]}}
+    )
+
+
 def test_every_lead_of_the_bench_data_scores_as_the_engine_says(store: Store) -> None:
     """The bench's generated store (the default model; enough leads that PostgreSQL writes
     them by COPY); the same full rescore again changes nothing; a changed model updates the
@@ -610,23 +621,8 @@ def test_a_full_rescore_scores_only_the_leads_whose_inputs_moved(
     from core.records import ActivityRecord, LeadRecord
     from scoring.tallied import TallyScorer
 
-    model = ScoringModel.model_validate(
-        {
-            "name": "m",
-            "fit": {"rules": [{"name": "VP", "field": "job_title", "contains": "VP", "points": 5}]},
-            "engagement": {
-                "rules": [
-                    {
-                        "name": "Pricing",
-                        "event": "page_viewed",
-                        "url": "*/pricing*",
-                        "points": 25,
-                        "window_days": 30,
-                    }
-                ]
-            },
-        }
-    )
+    vp = {"name": "VP", "field": "job_title", "contains": "VP", "points": 5}
+    model = _pricing_model(25, [vp])
 
     def view(lead: str, key: str, at: datetime) -> ActivityRecord:
         return ActivityRecord(
@@ -737,22 +733,7 @@ def _pricing_views(store: Store, leads: int) -> tuple[ScoringModel, Any]:
     count for 30 days; and a function that stores another view for a lead."""
     from core.records import ActivityRecord, LeadRecord
 
-    model = ScoringModel.model_validate(
-        {
-            "name": "m",
-            "engagement": {
-                "rules": [
-                    {
-                        "name": "Pricing",
-                        "event": "page_viewed",
-                        "url": "*/pricing*",
-                        "points": 10,
-                        "window_days": 30,
-                    }
-                ]
-            },
-        }
-    )
+    model = _pricing_model(10)
 
     def view(lead: int, key: str, at: datetime) -> ActivityRecord:
         return ActivityRecord(
