@@ -153,12 +153,13 @@ class Score(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    lead_id: int = Field(foreign_key="lead.id", index=True)
+    # the unique (lead_id, model) serves lookups by lead (migration 0011)
+    lead_id: int = Field(foreign_key="lead.id")
     model: str = Field(max_length=100)
     model_hash: str = Field(max_length=64)
     fit: float = 0
     engagement: float = 0
-    total: float = Field(default=0, index=True)
+    total: float = 0
     tier: str | None = None
     grade: str | None = None
     qualified: bool = False

@@ -291,3 +291,33 @@ def test_a_record_restamped_by_its_vendor_merges_as_a_fresh_sync_of_it_would(
         fresh.close()
     again = store.save_page("mail", "leads", [touched], None)
     assert (again.updated, again.unchanged) == (0, 1)  # the same stamp again: nothing to do
+
+
+def test_no_index_repeats_the_leading_columns_of_another(store: Store) -> None:
+    """Every index costs each row written (a full rescore writes a score per lead): none of the
+    migrated schema's indexes is served by another key's leading columns. Partial indexes
+    (a `WHERE`) index other rows and are not compared."""
+    inspector = sa.inspect(store.engine)
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            partial = sa.text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '% WHERE %'")
+        else:
+            partial = sa.text("SELECT name FROM sqlite_master WHERE sql LIKE '% WHERE %'")
+        skipped = set(conn.execute(partial).scalars())
+    repeated = []
+    for table in inspector.get_table_names():
+        keys = [("primary key", tuple(inspector.get_pk_constraint(table)["constrained_columns"]))]
+        keys += [
+            (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)
+        ]
+        keys += [
+            (i["name"], tuple(str(c) for c in i["column_names"]))
+            for i in inspector.get_indexes(table)
+            if i["name"] not in skipped
+        ]
+        for name, columns in keys:
+            for other, wider in keys:
+                served = columns and len(columns) < len(wider) and wider[: len(columns)] == columns
+                if other != name and served and name.startswith("ix_"):
+                    repeated.append(f"{table}.{name} {columns} is led by {other} {wider}")
+    assert repeated == []
