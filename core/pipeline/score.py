@@ -493,6 +493,7 @@ def _score_range(
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
     rows: dict[int, dict[str, Any]] = {}  # id(result) -> its score row, but for the lead
     current: dict[tuple[str, int], Mapping[Any, Any]] = {}  # the score rows once written
+    normed: dict[Any, tuple[Any, ...]] = {}  # id(result), or stored outputs -> outputs normalised
     for scorer in plan.scorers:
         scorer.forget()
     for lead_id, values in fields.items():
@@ -521,6 +522,7 @@ def _score_range(
             if kept is None:
                 ledger = Serialized([entry_dict(e) for e in result.ledger])
                 rows[id(result)] = _score_row(0, result, now, ledger=ledger, inputs=inputs)
+                normed[id(result)] = _normed(tuple(rows[id(result)][k] for k in OUTPUTS))
                 kept = stored[id(result)] = (
                     result.model_hash,
                     result.fit,
@@ -540,10 +542,16 @@ def _score_range(
                 continue
             current[(model.name, lead_id)] = rows[id(result)]
             row = {**rows[id(result)], "lead_id": lead_id}
-            if prev is not None and not _moved(prev, row):
-                current[(model.name, lead_id)] = prev._mapping
-                continue
-            moved = prev is None or any(_norm(getattr(prev, k)) != _norm(row[k]) for k in OUTPUTS)
+            moved = True
+            if prev is not None:
+                # outputs compared normalised, each distinct stored one normalised once
+                before = normed.get(raw := tuple(prev[_OUTPUTS_AT]))
+                if before is None:
+                    before = normed[raw] = _normed(raw)
+                moved = before != normed[id(result)]
+                if not moved and not _moved_besides_outputs(prev, row):
+                    current[(model.name, lead_id)] = prev._mapping
+                    continue
             hist = _history_row(lead_id, result, now) if moved else None
             changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
     # Scores of leads gone from the range (merged away) go too.
@@ -555,9 +563,17 @@ def _score_range(
     return (*_tally(changes), len(changes))
 
 
-def _moved(prev: Any, row: dict[str, Any]) -> bool:
-    """`_differs` for a previous row whose ledger was read as JSON text (not parsed)."""
-    keys: Iterable[str] = (*OUTPUTS, "model_hash", "predictive", "inputs")
+_OUTPUTS_AT = slice(_PREVIOUS_COLUMNS.index(OUTPUTS[0]), _PREVIOUS_COLUMNS.index(OUTPUTS[-1]) + 1)
+
+
+def _normed(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_norm(v) for v in values)
+
+
+def _moved_besides_outputs(prev: Any, row: dict[str, Any]) -> bool:
+    """`_differs` but for the outputs, for a previous row whose ledger was read as JSON text
+    (not parsed)."""
+    keys: Iterable[str] = ("model_hash", "predictive", "inputs")
     if any(_norm(getattr(prev, k)) != _norm(row[k]) for k in keys):
         return True
     ledger = row["ledger"]
