@@ -493,7 +493,8 @@ def _score_range(
     stored: dict[int, tuple[Any, ...]] = {}  # id(result) -> what the score row holds
     rows: dict[int, dict[str, Any]] = {}  # id(result) -> its score row, but for the lead
     current: dict[tuple[str, int], Mapping[Any, Any]] = {}  # the score rows once written
-    normed: dict[Any, tuple[Any, ...]] = {}  # id(result), or stored outputs -> outputs normalised
+    outputs: dict[int, tuple[Any, ...]] = {}  # id(result) -> its outputs, normalised
+    stored_outputs: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # as read -> normalised
     for scorer in plan.scorers:
         scorer.forget()
     for lead_id, values in fields.items():
@@ -522,7 +523,7 @@ def _score_range(
             if kept is None:
                 ledger = Serialized([entry_dict(e) for e in result.ledger])
                 rows[id(result)] = _score_row(0, result, now, ledger=ledger, inputs=inputs)
-                normed[id(result)] = _normed(tuple(rows[id(result)][k] for k in OUTPUTS))
+                outputs[id(result)] = _normed(tuple(rows[id(result)][k] for k in OUTPUTS))
                 kept = stored[id(result)] = (
                     result.model_hash,
                     result.fit,
@@ -540,18 +541,18 @@ def _score_range(
             if prev is not None and tuple(prev[3:]) == kept:
                 current[(model.name, lead_id)] = prev._mapping
                 continue
-            current[(model.name, lead_id)] = rows[id(result)]
-            row = {**rows[id(result)], "lead_id": lead_id}
             moved = True
             if prev is not None:
                 # outputs compared normalised, each distinct stored one normalised once
-                before = normed.get(raw := tuple(prev[_OUTPUTS_AT]))
+                before = stored_outputs.get(raw := tuple(prev[_OUTPUTS_AT]))
                 if before is None:
-                    before = normed[raw] = _normed(raw)
-                moved = before != normed[id(result)]
-                if not moved and not _moved_besides_outputs(prev, row):
+                    before = stored_outputs[raw] = _normed(raw)
+                moved = before != outputs[id(result)]
+                if not moved and not _moved_besides_outputs(prev, rows[id(result)]):
                     current[(model.name, lead_id)] = prev._mapping
                     continue
+            current[(model.name, lead_id)] = rows[id(result)]
+            row = {**rows[id(result)], "lead_id": lead_id}
             hist = _history_row(lead_id, result, now) if moved else None
             changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
     # Scores of leads gone from the range (merged away) go too.
