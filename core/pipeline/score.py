@@ -435,12 +435,12 @@ def _by_range_or_ids(
     the range when they are most of it, else in batches of ids."""
     if only is None or not few_of(only, low, high):
         wanted = None if only is None else set(only)
-        for row in conn.execute(query.where(column.between(low, high))):
+        for row in conn.execute(query.where(column.between(low, high))).all():
             if wanted is None or row._mapping[column] in wanted:
                 yield row
         return
     for batch in key_batches(conn, sorted(only)):
-        yield from conn.execute(query.where(one_of(conn, column, batch)))
+        yield from conn.execute(query.where(one_of(conn, column, batch))).all()
 
 
 _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive", "inputs")
@@ -510,7 +510,7 @@ def _score_range(
             step = plan.step(m, last)
             state = QualifiedState(prev.qualified, prev.qualified_at) if prev else None
             text = lead.text
-            inputs = plan.inputs(m, text, last)
+            inputs = plan.inputs(m, text, step)
             result = scorer.score_key(
                 scorer.fit_key(values),
                 text,
@@ -855,10 +855,20 @@ def write_changes(
     `pending`: where one lead's update (PostgreSQL, after a webhook) goes instead of being
     run, for the caller to send with its next statement (`run_together`)."""
     inserts = [c.new for c in changes if c.old is None and c.new is not None]
-    updates = [{**c.new, "_id": c.old.id} for c in changes if c.old is not None and c.new]
+    updates = []  # each changed row's columns but its key (lead, model), and the row's id
+    for c in changes:
+        if c.old is not None and c.new is not None:
+            update = dict(c.new)
+            for key in _KEY:
+                update.pop(key, None)
+            update["_id"] = c.old.id
+            updates.append(update)
     gone = [c.old.id for c in changes if c.new is None and c.old is not None]
     history = [c.history for c in changes if c.history is not None]
     _write(conn, inserts, updates, history, gone, pending)
+
+
+_KEY = ("lead_id", "model")  # a score row's key, never updated
 
 
 def _write(
@@ -881,8 +891,7 @@ def _write(
     if updates and conn.dialect.name == "postgresql" and len(updates) >= COPY_FROM:
         _update_by_copy(conn, updates)
     elif updates:
-        columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
-        update_rows(conn, SCORE, [{k: u[k] for k in (*columns, "_id")} for u in updates])
+        update_rows(conn, SCORE, updates)
     if history:
         insert_rows(conn, HISTORY, history)
     if gone:
@@ -893,7 +902,7 @@ def _update_with_history(update: dict[str, Any], history: dict[str, Any]) -> Rea
     """PostgreSQL: one score row's update and one history row in one statement (and its
     parameters), the UPDATE in a CTE: one round trip fewer for the pass that rescores one
     lead."""
-    columns = tuple(k for k in update if k not in ("_id", "lead_id", "model"))
+    columns = tuple(k for k in update if k != "_id")
     params = {f"score_{k}": update[k] for k in columns}
     params["score_id"] = update["_id"]
     params.update({f"history_{k}": v for k, v in history.items()})
@@ -911,7 +920,7 @@ def _update_and_insert(columns: tuple[str, ...], history: tuple[str, ...]) -> sa
 
 def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
     """PostgreSQL: the new values by COPY into a temporary table, then one UPDATE ... FROM."""
-    columns = [k for k in updates[0] if k not in ("_id", "lead_id", "model")]
+    columns = [k for k in updates[0] if k != "_id"]
     conn.execute(sa.text("CREATE TEMPORARY TABLE score_update AS SELECT * FROM score WITH NO DATA"))
     rows = [{"id": u["_id"], **{k: u[k] for k in columns}} for u in updates]
     copy_rows(conn, SCORE, rows, into="score_update")

@@ -364,11 +364,11 @@ class RulePlan:
             parsed = self._parsed[text] = {m: tuple(sorted(v)) for m, v in by_model.items()}
         return parsed
 
-    def inputs(self, m: int, text: str, last: Any) -> str:
-        """What model `m` scores a lead from, as text: its inactivity step and its tallies
-        under the model (rule index within the model, kept, live). Stored with the score, it
-        tells a later full rescore under the same model that the lead would score the same."""
-        step = self.step(m, last)
+    def inputs(self, m: int, text: str, step: int | None) -> str:
+        """What model `m` scores a lead from, as text: its inactivity step (`step`) and its
+        tallies under the model (rule index within the model, kept, live). Stored with the
+        score, it tells a later full rescore under the same model that the lead would score the
+        same."""
         key = (m, text, step)
         found = self._inputs.get(key)
         if found is None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import collections
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -100,23 +101,71 @@ def copy_rows(
 ) -> None:
     """COPY `rows` (typed as `table`'s columns) into `into` (default: `table`)."""
     columns = list(rows[0])
-    convert = [_copy_value(table.c[name].type) for name in columns]
+    values = _values_of(columns, [_copy_value(table.c[name].type) for name in columns])
     names = ", ".join(f'"{name}"' for name in columns)
     _begun(conn)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {into or table.name} ({names}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([f(row[name]) for f, name in zip(convert, columns, strict=True)])
+            copy.write_row(values(row))
     cursor.close()
 
 
-def _copy_value(kind: Any) -> Callable[[Any], Any]:
-    """How a column's value is written by COPY: JSON as text, times as naive UTC."""
+def _copy_value(kind: Any) -> Callable[[Any], Any] | None:
+    """How a column's value is written by COPY: JSON as text, times as naive UTC (None: as
+    it is)."""
     if isinstance(kind, sa.JSON):
         return _json_text(json.dumps)
     if isinstance(kind, UTCDateTime):
-        return lambda value: kind.process_bind_param(value, None)
-    return lambda value: value
+        return _each_once(lambda value: kind.process_bind_param(value, None))
+    return None
+
+
+def _as_is(convert: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    return (lambda value: value) if convert is None else convert
+
+
+def _values_of(
+    names: Sequence[str], convert: Sequence[Callable[[Any], Any] | None]
+) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """What gives a row's values (a mapping) in the order of `names`, each through its
+    `convert` (None: as it is): the values picked at once, only the converted ones one by
+    one."""
+    if len(names) == 1:
+        name = names[0]
+        pick: Callable[[Mapping[str, Any]], Any] = lambda row: (row[name],)  # noqa: E731
+    else:
+        pick = operator.itemgetter(*names)
+    converted = [(i, f) for i, f in enumerate(convert) if f is not None]
+    if not converted:
+        return pick
+
+    def values(row: Mapping[str, Any]) -> Sequence[Any]:
+        found = list(pick(row))
+        for i, f in converted:
+            found[i] = f(found[i])
+        return found
+
+    return values
+
+
+def _flag(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A boolean column's conversion, a `bool` (or None) passed as it is: the driver stores
+    True and False as the type's conversion would (1 and 0 on SQLite)."""
+    return lambda value: value if value is None or value.__class__ is bool else process(value)
+
+
+def _each_once(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert` (of an immutable value: a time) run again only when the value is another
+    object than the last one: the rows of a batch mostly share one (`computed_at`)."""
+    last: list[Any] = [object(), None]
+
+    def converted(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, convert(value)
+        return last[1]
+
+    return converted
 
 
 LOOKUP_BATCH = 500  # keys per IN list, where a lookup cannot take them all as one array
@@ -176,7 +225,7 @@ def _update_unnest(
     dialect = conn.dialect
     names = [key, *columns]
     kinds = [table.c[name].type for name in names]
-    convert = [_copy_value(kind) for kind in kinds]
+    convert = [_as_is(_copy_value(kind)) for kind in kinds]
     # Every array goes as text and is cast by the server: one kind of list for psycopg to send
     # (a column's values may mix ints and floats, or be all NULL).
     arrays = {
@@ -216,6 +265,10 @@ def _bind(conn: Connection, kind: Any) -> Callable[[Any], Any] | None:
     process = kind._cached_bind_processor(conn.dialect)
     if isinstance(kind, sa.JSON) and process is not None:
         return _json_text(process)
+    if isinstance(kind, (sa.DateTime, UTCDateTime)) and process is not None:
+        return _each_once(process)
+    if isinstance(kind, sa.Boolean) and process is not None:
+        return _flag(process)
     return process  # type: ignore[no-any-return]
 
 
@@ -253,13 +306,11 @@ def _executemany(
     names: Sequence[str],
     rows: list[dict[str, Any]],
 ) -> None:
-    pairs = list(zip(convert, names, strict=True))
+    values = _values_of(names, convert)
     _begun(conn)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(
-            sql, [[row[n] if f is None else f(row[n]) for f, n in pairs] for row in rows]
-        )
+        cursor.executemany(sql, [values(row) for row in rows])
     finally:
         cursor.close()
 

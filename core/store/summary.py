@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,9 @@ _COUNTED = (
 )  # fmt: skip  # with "rules": what a report_lead row adds to the figures
 
 
+_counted_values = operator.itemgetter(*_COUNTED)
+
+
 class _Moves:
     """Rows entering (+1) and leaving (-1) the figures, counted per distinct value first: a
     row's attributes (a few thousand distinct ones) apart from its ledger lines (one per
@@ -251,7 +255,7 @@ class _Moves:
         self.parsed: dict[str, Sequence[Sequence[Any]]] = {}
 
     def add(self, model: str, row: Mapping[str, Any], sign: int) -> None:
-        self.weights[(model, *(row[k] for k in _COUNTED))] += sign
+        self.weights[(model, *_counted_values(row))] += sign
         rules = row["rules"]
         if rules:
             text = rules.text if isinstance(rules, Serialized) else json.dumps(rules)
@@ -520,19 +524,24 @@ _ROW_KEYS = (
     "tier", "grade", "qualified", "total", "channel", "source", "systems", "outcome",
     "decided_total", "decided_qualified", "rules",
 )  # fmt: skip
+_VALUES = _ROW_KEYS[:-1]  # all but the ledger lines
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    for key in _ROW_KEYS:
+    for key in _VALUES:
         a, b = old[key], new[key]
-        if key == "rules":
-            a, b = [list(x) for x in a or ()], [list(x) for x in b or ()]
         if isinstance(a, float) or isinstance(b, float):
             if a is None or b is None or abs(a - b) > 1e-9:
                 return False
         elif a != b:
             return False
-    return True
+    return _same_lines(old["rules"], new["rules"])
+
+
+def _same_lines(a: Sequence[Sequence[Any]] | None, b: Sequence[Sequence[Any]] | None) -> bool:
+    """Whether two rows' ledger lines (lists of [section, kind, name, count, points], or None
+    for none) are equal."""
+    return (a or []) == (b or [])
 
 
 # -- the hooks ----------------------------------------------------------------------------------

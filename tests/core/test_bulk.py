@@ -193,3 +193,28 @@ def test_a_text_too_long_for_its_column_is_refused_in_bulk_as_by_a_statement(
     by_statement = outcome(keys[:5])
     assert outcome(keys) == by_statement
     assert by_statement == ("refused" if store.dialect == "postgresql" else {long})
+
+
+def test_a_boolean_column_refuses_a_value_not_a_boolean_in_bulk_as_by_a_statement(
+    store: Store,
+) -> None:
+    """A score's `qualified` given 2: SQLAlchemy's statement refuses it (it is neither True nor
+    False); the bulk insert (COPY on PostgreSQL, executemany on SQLite) must refuse it too,
+    not store it as true."""
+
+    with store.begin() as conn:
+        ids = add_leads(conn, COPY_FROM)
+    driver_error = store.engine.dialect.loaded_dbapi.Error
+
+    def outcome(n: int) -> Any:
+        rows = score_rows(ids[:n], f"given {n}", LEDGER)
+        rows[-1]["qualified"] = 2
+        try:
+            with store.begin() as conn:
+                insert_rows(conn, SCORE, rows)
+        except (sa.exc.SQLAlchemyError, driver_error, TypeError, ValueError):
+            return "refused"
+        return stored(store, f"given {n}")[-1]
+
+    assert outcome(3) == "refused"  # under the bulk threshold: a statement
+    assert outcome(COPY_FROM) == "refused"
