@@ -758,29 +758,17 @@ def _count_crossings(
     crossings: Sequence[tuple[str, int, str]],
     deltas: dict[tuple[str, str, str], list[int]],
 ) -> None:
-    """Record qualified crossings, one per (model, lead, month), and count the new ones."""
-    if not crossings:
-        return
-    known: set[tuple[str, int, str]] = set()
-    by_model: dict[str, list[int]] = defaultdict(list)
-    for model, lead_id, _ in crossings:
-        by_model[model].append(lead_id)
-    for model, ids in by_model.items():
-        ids = sorted(set(ids))
-        for start in range(0, len(ids), CHUNK):
-            query = sa.select(R_QUALIFIED).where(
-                R_QUALIFIED.c.model == model, R_QUALIFIED.c.lead_id.in_(ids[start : start + CHUNK])
-            )
-            known.update((r.model, r.lead_id, r.month) for r in conn.execute(query))
-    fresh = sorted(set(crossings) - known)
-    if not fresh:
-        return
-    conn.execute(
-        R_QUALIFIED.insert(), [{"model": m, "lead_id": i, "month": mo} for m, i, mo in fresh]
-    )
-    for model, _, month in fresh:
-        tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
-        tally[0] += 1
+    """Record qualified crossings, one per (model, lead, month), and count the new ones: those
+    the insert stored, in the same statement (`ON CONFLICT DO NOTHING … RETURNING`: one already
+    recorded is left as it is, also when another writer recorded it meanwhile)."""
+    rows = [{"model": m, "lead_id": i, "month": mo} for m, i, mo in sorted(set(crossings))]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for start in range(0, len(rows), CHUNK):
+        insert = dialect.insert(R_QUALIFIED).values(rows[start : start + CHUNK])
+        returning = (R_QUALIFIED.c.model, R_QUALIFIED.c.month)
+        for model, month in conn.execute(insert.on_conflict_do_nothing().returning(*returning)):
+            tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
+            tally[0] += 1
 
 
 def drop(conn: Connection, kept: Sequence[str]) -> None:

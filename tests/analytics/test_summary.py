@@ -347,3 +347,63 @@ def test_a_full_rescore_recounts_leads_a_pull_moved_although_their_scores_stay(
     assert sum(b.decided for b in kept.conversion) == 3
     assert sum(b.converted for b in kept.conversion) == 2
     assert {g.name: g.leads for g in kept.sources} == {"crm": 16}
+
+
+def unsubscribe(i: int, at: datetime) -> ActivityRecord:
+    return ActivityRecord(
+        source="crm", external_id=f"u-{i}-{at:%m%d}", lead=f"crm-{i}", type="unsubscribed",
+        occurred_at=at, properties={},
+    )  # fmt: skip
+
+
+def test_a_lead_qualified_twice_in_a_month_counts_once_in_that_months_figure(
+    store: Store,
+) -> None:
+    """Qualified, released and qualified again within September: September's figure counts the
+    lead once, as the report from scratch does; qualified again in October, once there too."""
+    hub = parse_models(
+        {
+            "models": [
+                {
+                    "name": "default",
+                    "fit": {
+                        "rules": [
+                            {
+                                "name": "Director",
+                                "field": "job_title",
+                                "matches": "(?i)director",
+                                "points": 20,
+                            }
+                        ]
+                    },
+                    "engagement": {
+                        "rules": [
+                            {"name": "Quote", "event": "form_submitted", "points": 50},
+                            {"name": "Gone", "event": "unsubscribed", "points": -40},
+                        ]
+                    },
+                    "tiers": [{"name": "hot", "min": 70}, {"name": "cold"}],
+                    "qualified": {"total": 70, "release_below": 60},
+                }
+            ]
+        }
+    )
+    store.save_page("crm", "leads", [lead(0), lead(3)], None)  # two directors: 20 points
+    steps = [  # (day, what lead 0 does, its total after it)
+        (datetime(2026, 9, 3, 9, tzinfo=UTC), quote, 70),  # qualified
+        (datetime(2026, 9, 10, 9, tzinfo=UTC), unsubscribe, 30),  # released
+        (datetime(2026, 9, 20, 9, tzinfo=UTC), quote, 80),  # qualified again, same month
+        (datetime(2026, 10, 5, 9, tzinfo=UTC), unsubscribe, 40),  # released
+        (datetime(2026, 10, 10, 9, tzinfo=UTC), quote, 90),  # qualified in October
+    ]
+    store.save_page("crm", "acts", [quote(3, steps[0][0])], None)  # lead 3: once, in September
+    for at, act, total in steps:
+        store.save_page("crm", "acts", [act(0, at)], None)
+        scorer.score(store, hub, now=at)
+        with store.engine.connect() as conn:
+            query = sa.text("SELECT total FROM score JOIN lead ON lead.id = score.lead_id "
+                            "WHERE lead.email = 'p0@acme0.com'")  # fmt: skip
+            assert conn.execute(query).scalar_one() == total
+        check(store, hub)
+    report = analytics.report(store, hub[0])
+    assert report.qualified_per_month == [("2026-09", 2), ("2026-10", 1)]
