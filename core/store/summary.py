@@ -763,9 +763,9 @@ def _count_crossings(
     recorded is left as it is, also when another writer recorded it meanwhile)."""
     rows = [{"model": m, "lead_id": i, "month": mo} for m, i, mo in sorted(set(crossings))]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    returning = (R_QUALIFIED.c.model, R_QUALIFIED.c.month)
     for start in range(0, len(rows), CHUNK):
         insert = dialect.insert(R_QUALIFIED).values(rows[start : start + CHUNK])
-        returning = (R_QUALIFIED.c.model, R_QUALIFIED.c.month)
         for model, month in conn.execute(insert.on_conflict_do_nothing().returning(*returning)):
             tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
             tally[0] += 1

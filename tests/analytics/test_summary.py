@@ -28,8 +28,9 @@ CHANNELS = ("paid_search", "referral", "organic_search", None)
 
 
 def models(
-    hot: int = 70, quote: int = 50, with_us: bool = True, pricing: int = 15
+    hot: int = 70, quote: int = 50, with_us: bool = True, pricing: int = 15, gone: int = 0
 ) -> list[ScoringModel]:
+    """The hub's models; `gone` (when not 0): the points of an unsubscribe."""
     everyone = {
         "name": "default",
         "fit": {
@@ -53,6 +54,7 @@ def models(
                     "points": pricing,
                     "limit": 3,
                 },
+                *([{"name": "Gone", "event": "unsubscribed", "points": gone}] if gone else []),
             ],
             "decay": {"expire_after_days": 40},
         },
@@ -361,33 +363,7 @@ def test_a_lead_qualified_twice_in_a_month_counts_once_in_that_months_figure(
 ) -> None:
     """Qualified, released and qualified again within September: September's figure counts the
     lead once, as the report from scratch does; qualified again in October, once there too."""
-    hub = parse_models(
-        {
-            "models": [
-                {
-                    "name": "default",
-                    "fit": {
-                        "rules": [
-                            {
-                                "name": "Director",
-                                "field": "job_title",
-                                "matches": "(?i)director",
-                                "points": 20,
-                            }
-                        ]
-                    },
-                    "engagement": {
-                        "rules": [
-                            {"name": "Quote", "event": "form_submitted", "points": 50},
-                            {"name": "Gone", "event": "unsubscribed", "points": -40},
-                        ]
-                    },
-                    "tiers": [{"name": "hot", "min": 70}, {"name": "cold"}],
-                    "qualified": {"total": 70, "release_below": 60},
-                }
-            ]
-        }
-    )
+    hub = models(with_us=False, gone=-40)
     store.save_page("crm", "leads", [lead(0), lead(3)], None)  # two directors: 20 points
     steps = [  # (day, what lead 0 does, its total after it)
         (datetime(2026, 9, 3, 9, tzinfo=UTC), quote, 70),  # qualified
