@@ -656,8 +656,10 @@ def _apply_chunk(
     read = (_counted(conn.dialect.name), {"names": list(names), "ids": list(ids)})
     *_, counted = run_together(conn, [*first, read]) if first else [conn.execute(*read)]
     old = {}
+    columns: Sequence[str] = ()  # the rows' column names, taken once
     for r in counted:
-        row = r._asdict()
+        columns = columns or r._fields
+        row = dict(zip(columns, r, strict=True))
         text = row["rules"]
         rules = parsed.get(text)
         if rules is None:
@@ -762,13 +764,22 @@ def _count_crossings(
     the insert stored, in the same statement (`ON CONFLICT DO NOTHING … RETURNING`: one already
     recorded is left as it is, also when another writer recorded it meanwhile)."""
     rows = [{"model": m, "lead_id": i, "month": mo} for m, i, mo in sorted(set(crossings))]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if not rows:
+        return
+    for model, month in conn.execute(_recording(conn.dialect.name), rows):
+        tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
+        tally[0] += 1
+
+
+@functools.cache
+def _recording(dialect: str) -> sa.Insert:
+    """`_count_crossings`' statement, built and compiled once: given many rows, SQLAlchemy
+    sends them as multi-row INSERTs of a page each ("insertmanyvalues"), their RETURNING rows
+    together."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(R_QUALIFIED)
     returning = (R_QUALIFIED.c.model, R_QUALIFIED.c.month)
-    for start in range(0, len(rows), CHUNK):
-        insert = dialect.insert(R_QUALIFIED).values(rows[start : start + CHUNK])
-        for model, month in conn.execute(insert.on_conflict_do_nothing().returning(*returning)):
-            tally = deltas.setdefault((model, "month", month), [0] * len(COUNTERS))
-            tally[0] += 1
+    statement: sa.Insert = insert.on_conflict_do_nothing().returning(*returning)
+    return statement
 
 
 def drop(conn: Connection, kept: Sequence[str]) -> None:
