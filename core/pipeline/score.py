@@ -956,8 +956,7 @@ def _update_by_copy(conn: Connection, updates: list[dict[str, Any]]) -> None:
     """PostgreSQL: the new values by COPY into a temporary table, then one UPDATE ... FROM."""
     columns = [k for k in updates[0] if k != "_id"]
     conn.execute(sa.text("CREATE TEMPORARY TABLE score_update AS SELECT * FROM score WITH NO DATA"))
-    rows = [{"id": u["_id"], **{k: u[k] for k in columns}} for u in updates]
-    copy_rows(conn, SCORE, rows, into="score_update")
+    copy_rows(conn, SCORE, updates, into="score_update", renamed={"_id": "id"})
     assignments = ", ".join(f'"{k}" = u."{k}"' for k in columns)
     conn.execute(
         sa.text(f"UPDATE score SET {assignments} FROM score_update u WHERE score.id = u.id")

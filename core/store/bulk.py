@@ -15,6 +15,7 @@ import json
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -97,11 +98,17 @@ def _update_statement(table: sa.Table, columns: tuple[str, ...], key: str, into:
 
 
 def copy_rows(
-    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], into: str | None = None
+    conn: Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    into: str | None = None,
+    renamed: Mapping[str, str] = MappingProxyType({}),
 ) -> None:
-    """COPY `rows` (typed as `table`'s columns) into `into` (default: `table`)."""
-    columns = list(rows[0])
-    values = _values_of(columns, [_copy_value(table.c[name].type) for name in columns])
+    """COPY `rows` (typed as `table`'s columns) into `into` (default: `table`); a row's key
+    in `renamed` goes into the column it names there."""
+    keys = list(rows[0])
+    columns = [renamed.get(key, key) for key in keys]
+    values = _values_of(keys, [_copy_value(table.c[name].type) for name in columns])
     names = ", ".join(f'"{name}"' for name in columns)
     _begun(conn)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
