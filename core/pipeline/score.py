@@ -119,35 +119,36 @@ def _score_dirty(
         total = conn.execute(query).scalar_one() + len(taken or ())
     while True:
         try:
-            taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
-            chunk = [row.id for row in taken]
-            done = len(chunk) < CHUNK
+            with collector_paused():  # see `collector_paused`: a chunk is a range here
+                taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
+                chunk = [row.id for row in taken]
+                done = len(chunk) < CHUNK
 
-            def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
-                """The run record, when this is the last chunk: sent with the report's read."""
-                if not done:
-                    return []
-                record = _run_record(started, run.leads + leads, run.changed + changed)
-                return [(_RUN_RECORD, record)]
+                def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
+                    """The run record, when this is the last chunk: sent with the report's read."""
+                    if not done:
+                        return []
+                    record = _run_record(started, run.leads + leads, run.changed + changed)
+                    return [(_RUN_RECORD, record)]
 
-            if chunk:
-                changed, events = _score_chunk(
-                    conn,
-                    chunk,
-                    models,
-                    now,
-                    artefact,
-                    summary_built=summary_built,
-                    leads=taken,
-                    finish=finish,
-                )
-                summary_built = True  # if it was not, the chunk built it
-                run.leads += len(chunk)
-                run.changed += changed
-                run.events += events
-            elif done:  # no lead to score: the run record alone
-                conn.execute(_RUN_RECORD, _run_record(started, run.leads, run.changed))
-            conn.commit()
+                if chunk:
+                    changed, events = _score_chunk(
+                        conn,
+                        chunk,
+                        models,
+                        now,
+                        artefact,
+                        summary_built=summary_built,
+                        leads=taken,
+                        finish=finish,
+                    )
+                    summary_built = True  # if it was not, the chunk built it
+                    run.leads += len(chunk)
+                    run.changed += changed
+                    run.events += events
+                elif done:  # no lead to score: the run record alone
+                    conn.execute(_RUN_RECORD, _run_record(started, run.leads, run.changed))
+                conn.commit()
         except BaseException:
             conn.rollback()
             raise

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from core.pipeline import score as scorer
 from core.records import ActivityRecord, LeadRecord
@@ -54,31 +53,57 @@ def collector_on() -> Iterator[None]:
     gc.enable()
 
 
-def _clearing_flags(store: Store) -> list[bool]:
-    """Whether the collector was on, for each statement of a pass that clears the dirty flags
-    of the leads it is about to score (one per range or chunk)."""
+def _flags_when_scores_are_written(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the collector was on, each time a pass writes a range's or a chunk's scores
+    (`write_changes`, the one place score rows are written)."""
     seen: list[bool] = []
+    real = scorer.write_changes
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE LEAD SET DIRTY"):
-            seen.append(gc.isenabled())
+    def recording(*args: Any, **kwargs: Any) -> None:
+        seen.append(gc.isenabled())
+        real(*args, **kwargs)
 
-    sa.event.listen(store.engine, "before_cursor_execute", record)
+    monkeypatch.setattr(scorer, "write_changes", recording)
     return seen
 
 
 @pytest.mark.parametrize("half_life", [False, True], ids=["set-based", "per-lead engine"])
-def test_the_collector_is_off_while_leads_are_scored_and_on_after_the_pass(
+def test_the_collector_is_off_while_a_full_rescore_scores_and_on_after_it(
     store: Store, collector_on: None, monkeypatch: pytest.MonkeyPatch, half_life: bool
 ) -> None:
     model = _model(half_life)
     _leads(store, 5)
     monkeypatch.setattr(scorer, "FULL_CHUNK", 2)  # three ranges on the set-based path
     monkeypatch.setattr(scorer, "CHUNK", 2)  # three chunks through the engine
-    flags = _clearing_flags(store)
+    flags = _flags_when_scores_are_written(monkeypatch)
     run = scorer.score(store, [model], full=True, now=NOW)
     assert (run.leads, run.changed) == (5, 5)
     assert flags == [False, False, False]
+    assert gc.isenabled()
+
+
+def test_the_collector_is_off_while_the_incremental_pass_scores_and_on_after_it(
+    store: Store, collector_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull that marks more leads dirty than a chunk holds: each chunk is scored with the
+    collector off."""
+    model = _model(False)
+    count = scorer.CHUNK + 1
+    _leads(store, count)
+    scorer.score(store, [model], now=NOW)  # the first pass: the model is new
+    later = [
+        ActivityRecord(
+            source="web", external_id=f"w{i}", lead=f"p{i}@x.com", type="page_viewed",
+            occurred_at=NOW, properties={"url": "https://x.io/pricing"},
+        )
+        for i in range(count)
+    ]  # fmt: skip
+    store.save_page("web", "acts", later, None)
+    flags = _flags_when_scores_are_written(monkeypatch)
+    run = scorer.score(store, [model], now=NOW)
+    assert run.full_models == []
+    assert (run.leads, run.changed) == (count, count)
+    assert flags == [False, False]
     assert gc.isenabled()
 
 
