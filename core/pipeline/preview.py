@@ -141,21 +141,22 @@ def preview(
         ids = [row.id for row in conn.execute(sa.select(LEAD.c.id).order_by(LEAD.c.id))]
     for start in range(0, len(ids), scorer.CHUNK):
         chunk = ids[start : start + scorer.CHUNK]
-        with store.engine.connect() as conn:
-            fields, acts = scorer.load_inputs(conn, chunk)
-            stored = _stored(conn, chunk, names)
-        # The stored rows carry `qualified` and `qualified_at`: the hysteresis state.
-        results: dict[tuple[int, str], ScoreResult] = {
-            (lead_id, model.name): result
-            for lead_id, model, result in scorer.evaluate(
-                fields, acts, candidate_models, now, stored
-            )
-        }
-        for lead_id in chunk:
-            email = fields[lead_id].get("email")
-            for name in names:
-                before, after = stored.get((lead_id, name)), results.get((lead_id, name))
-                tallies[name].add(lead_id, email, before, after, current.get(name))
+        with scorer.collector_paused():  # a chunk is scored as the scorer's are
+            with store.engine.connect() as conn:
+                fields, acts = scorer.load_inputs(conn, chunk)
+                stored = _stored(conn, chunk, names)
+            # The stored rows carry `qualified` and `qualified_at`: the hysteresis state.
+            results: dict[tuple[int, str], ScoreResult] = {
+                (lead_id, model.name): result
+                for lead_id, model, result in scorer.evaluate(
+                    fields, acts, candidate_models, now, stored
+                )
+            }
+            for lead_id in chunk:
+                email = fields[lead_id].get("email")
+                for name in names:
+                    before, after = stored.get((lead_id, name)), results.get((lead_id, name))
+                    tallies[name].add(lead_id, email, before, after, current.get(name))
     decided = _decided(store, [current.get(n) for n in names], candidate_models)
     models = [
         tallies[model.name].finish(model, current.get(model.name), *decided[i])

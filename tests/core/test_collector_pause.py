@@ -1,6 +1,7 @@
-"""A scoring pass holds Python's cyclic garbage collector off while it scores a range of leads,
-and gives it back as it found it: on after the pass (also a failed one), off for a process that
-had turned it off, and on only when the last of concurrent passes ends."""
+"""A scoring pass (and the what-if over every lead) holds Python's cyclic garbage collector off
+while it scores a range of leads, and gives it back as it found it: on after the pass (also a
+failed one), off for a process that had turned it off, and on only when the last of concurrent
+passes ends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import gc
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,6 +106,30 @@ def test_the_collector_is_off_while_the_incremental_pass_scores_and_on_after_it(
     assert run.full_models == []
     assert (run.leads, run.changed) == (count, count)
     assert flags == [False, False]
+    assert gc.isenabled()
+
+
+def test_the_collector_is_off_while_a_what_if_scores_and_on_after_it(
+    store: Store, collector_on: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`leadhub preview` scores every lead in memory, a chunk at a time, as a full rescore
+    does."""
+    from core.pipeline.preview import preview
+    from tests.web import seed
+
+    seed.seed(store)  # twelve leads
+    monkeypatch.setattr(scorer, "CHUNK", 5)
+    seen: list[bool] = []
+    real = scorer.evaluate
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scorer, "evaluate", recording)
+    report = preview(store, seed.hub(tmp_path), [_model(False)], now=NOW)
+    assert report.leads == 12
+    assert seen == [False, False, False]
     assert gc.isenabled()
 
 
