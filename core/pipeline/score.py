@@ -119,36 +119,35 @@ def _score_dirty(
         total = conn.execute(query).scalar_one() + len(taken or ())
     while True:
         try:
-            with collector_paused():  # see `collector_paused`: a chunk is a range here
-                taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
-                chunk = [row.id for row in taken]
-                done = len(chunk) < CHUNK
+            taken = _take_dirty(conn) if taken is None else sorted(taken, key=lambda r: r.id)
+            chunk = [row.id for row in taken]
+            done = len(chunk) < CHUNK
 
-                def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
-                    """The run record, when this is the last chunk: sent with the report's read."""
-                    if not done:
-                        return []
-                    record = _run_record(started, run.leads + leads, run.changed + changed)
-                    return [(_RUN_RECORD, record)]
+            def finish(changed: int, leads: int = len(chunk), done: bool = done) -> list[Read]:
+                """The run record, when this is the last chunk: sent with the report's read."""
+                if not done:
+                    return []
+                record = _run_record(started, run.leads + leads, run.changed + changed)
+                return [(_RUN_RECORD, record)]
 
-                if chunk:
-                    changed, events = _score_chunk(
-                        conn,
-                        chunk,
-                        models,
-                        now,
-                        artefact,
-                        summary_built=summary_built,
-                        leads=taken,
-                        finish=finish,
-                    )
-                    summary_built = True  # if it was not, the chunk built it
-                    run.leads += len(chunk)
-                    run.changed += changed
-                    run.events += events
-                elif done:  # no lead to score: the run record alone
-                    conn.execute(_RUN_RECORD, _run_record(started, run.leads, run.changed))
-                conn.commit()
+            if chunk:
+                changed, events = _score_chunk(
+                    conn,
+                    chunk,
+                    models,
+                    now,
+                    artefact,
+                    summary_built=summary_built,
+                    leads=taken,
+                    finish=finish,
+                )
+                summary_built = True  # if it was not, the chunk built it
+                run.leads += len(chunk)
+                run.changed += changed
+                run.events += events
+            elif done:  # no lead to score: the run record alone
+                conn.execute(_RUN_RECORD, _run_record(started, run.leads, run.changed))
+            conn.commit()
         except BaseException:
             conn.rollback()
             raise
@@ -274,7 +273,7 @@ def score(
         _score_all_tallied(store, ids, models, tallied, now, run, progress, remodelled)
     for start in range(0, len(ids) if not tallied else 0, CHUNK):
         chunk = ids[start : start + CHUNK]
-        with collector_paused(), store.begin() as conn:
+        with store.begin() as conn:
             # Clearing first means a pull that marks a lead dirty while we score it waits for our
             # row lock and marks it again after we commit: no change is ever missed.
             clear = LEAD.update().where(LEAD.c.id.in_(chunk), LEAD.c.dirty.is_(True))
@@ -332,7 +331,7 @@ def _score_all_tallied(
                 candidates = pending.result() if pending is not None else None
                 if ahead is not None and k + 1 < len(spans):
                     pending = ahead.submit(spans[k + 1][0], spans[k + 1][1])
-                with collector_paused(), conn.begin():
+                with conn.begin():
                     clear = LEAD.update().where(
                         LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
                     )
@@ -374,7 +373,8 @@ _resume = False  # whether the collector was on when the first of them began
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector held off while a range of leads is scored.
+    """Python's cyclic garbage collector held off while a range of leads is scored (around
+    `_score_range` and `_score_chunk`, as their decorator, and around the what-if's chunks).
 
     A range builds a few hundred thousand containers (rows, ledgers, report rows) that live
     until it ends and are freed by reference counting. Each one that survives a young
@@ -481,6 +481,7 @@ def _by_range_or_ids(
 _PREVIOUS_COLUMNS = ("id", "lead_id", "model", "model_hash", *OUTPUTS, "predictive", "inputs")
 
 
+@collector_paused()
 def _score_range(
     conn: Connection,
     plan: RulePlan,
@@ -764,6 +765,7 @@ def evaluate(
             yield lead_id, model, score_lead(values, acts.get(lead_id, ()), model, now, state)
 
 
+@collector_paused()
 def _score_chunk(
     conn: Connection,
     chunk: Sequence[int],
