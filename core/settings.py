@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +17,9 @@ class Settings(BaseSettings):
         config: path of the hub file.
         api_token: bearer token of `leadhub serve`'s API and dashboard (`Authorization: Bearer`).
         api_user, api_password: HTTP basic credentials of the same (what a browser prompts for).
+        score_connections: how many connections (and threads) a full rescore on PostgreSQL
+            scores its ranges of leads on, side by side; 1 scores them one after another.
+            SQLite always uses one (one writer at a time).
     """
 
     model_config = SettingsConfigDict(env_prefix="LEADHUB_", extra="ignore")
@@ -28,3 +31,4 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_user: str | None = None
     api_password: SecretStr | None = None
+    score_connections: int = Field(default=2, ge=1, le=16)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from core.pipeline.tallies import LeadTallies, Lookahead, RulePlan, few_of, ranges
 from core.records import LEAD_FIELDS
+from core.settings import Settings
 from core.store import summary
 from core.store.bulk import (
     COPY_FROM,
@@ -309,61 +310,199 @@ def _score_all_tallied(
     progress: Callable[[int, int], None] | None,
     remodelled: bool = True,
 ) -> None:
-    """Every lead in `ids`: `tallied` models set-based, the others through the engine.
+    """Every lead in `ids`: `tallied` models set-based, the others through the engine, range
+    by range, each range in a transaction of its own.
+
     Unless `remodelled` (a model is new or changed), the report's figures are recounted only
-    for leads whose score changed or that were dirty."""
+    for leads whose score changed or that were dirty. On PostgreSQL the ranges are shared out
+    among `score_connections` connections (`core.settings.Settings`), each on a thread of
+    its own, once the first range has committed (it builds the report's summary when the store
+    has none). While one thread's range is with the server (its tallies read, its rows
+    copied in, its commit), another's leads are scored in Python: the two take turns at the
+    interpreter and the server works on the other core. The ranges hold disjoint leads; the
+    report's shared counters are locked in key order by each (see `summary.apply`)."""
     rest = [m for m in models if m not in tallied]
+    spans = _Spans(ids, run, progress)
+    with store.engine.connect() as conn, conn.begin():
+        analyze_grown(conn, ("activity",))
+    connections = _connections(store, len(spans.spans))
+    if connections == 1:
+        _score_spans_ahead(store, spans, tallied, rest, now, remodelled)
+    else:
+        _score_spans_together(store, spans, tallied, rest, now, remodelled, connections)
+    if store.dialect == "postgresql":  # with `rest`, every lead's rows were rewritten too
+        vacuum(store, len(ids), spans.rewritten + (len(ids) if rest else 0))
+
+
+def _connections(store: Store, spans: int) -> int:
+    """How many connections score the ranges of a full rescore: one on SQLite (one writer at
+    a time), else the `score_connections` setting, at most one per range after the first."""
+    if store.dialect != "postgresql":
+        return 1
+    return max(1, min(Settings().score_connections, spans - 1))
+
+
+class _Spans:
+    """The ranges of a full rescore, handed out in order to the threads that score them, and
+    what they did: the run's counters and the progress are kept under one lock."""
+
+    def __init__(
+        self, ids: Sequence[int], run: ScoreRun, progress: Callable[[int, int], None] | None
+    ) -> None:
+        self.ids = ids
+        self.spans = list(ranges(ids, FULL_CHUNK))
+        self.run = run
+        self.rewritten = 0  # rows rewritten (see `vacuum`)
+        self._progress = progress
+        self._next = 0
+        self._done = 0  # leads scored
+        self._lock = threading.Lock()
+        self.failed = threading.Event()  # a thread failed: the others take no more ranges
+
+    def take(self) -> tuple[int, int, Sequence[int]] | None:
+        """The next range to score: (low, high, its lead ids); None when all are taken."""
+        with self._lock:
+            if self.failed.is_set() or self._next == len(self.spans):
+                return None
+            low, high, size = self.spans[self._next]
+            self._next += 1
+            start = sum(s for _, _, s in self.spans[: self._next - 1])
+        return low, high, self.ids[start : start + size]
+
+    def done(self, leads: int, changed: int, events: int, rewritten: int) -> None:
+        with self._lock:
+            self.run.leads += leads
+            self.run.changed += changed
+            self.run.events += events
+            self.rewritten += rewritten
+            if self._progress:
+                self._progress(self.run.leads, len(self.ids))
+
+
+def _score_span(
+    conn: Connection,
+    plan: RulePlan,
+    span: tuple[int, int, Sequence[int]],
+    rest: Sequence[ScoringModel],
+    now: datetime,
+    remodelled: bool,
+    candidates: Collection[int] | None,
+) -> tuple[int, int, int]:
+    """Score one range in one transaction: its dirty flags cleared, then its leads scored under
+    the plan's models (and `rest` through the engine). (changed, events, rows rewritten)."""
+    low, high, chunk = span
+    with conn.begin():
+        clear = LEAD.update().where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
+        dirty = _cleared(conn, clear)
+        # Every page that marked a lead cleared here has committed (later ones wait for its
+        # row): its activities count, their signatures matched now.
+        plan.refresh(conn)
+        moved = None if remodelled else dirty
+        # a lead whose outputs changed under models of both paths counts once
+        leads: set[int] | None = set() if rest else None
+        changed, events, written = _score_range(
+            conn, plan, low, high, now, moved, candidates, leads
+        )
+        for start in range(0, len(chunk) if rest else 0, CHUNK):
+            part = list(chunk[start : start + CHUNK])
+            events += _score_chunk(conn, part, rest, now, None, moved, moved_leads=leads)[1]
+        changed = changed if leads is None else len(leads)
+    with conn.begin():
+        analyze_grown(conn, SCORED_TABLES)
+    return changed, events, written + len(dirty)
+
+
+def _score_spans_ahead(
+    store: Store,
+    spans: _Spans,
+    tallied: Sequence[ScoringModel],
+    rest: Sequence[ScoringModel],
+    now: datetime,
+    remodelled: bool,
+) -> None:
+    """The ranges one after another on one connection. Under the models the scores were
+    computed with, which leads to score is found a range ahead, on another connection
+    (`Lookahead`)."""
     plan = RulePlan(tallied, _as_utc(now))
-    rewritten = len(ids) if rest else 0  # rows the pass rewrote (every lead's, with `rest`)
     with store.engine.connect() as conn:
         with conn.begin():
-            analyze_grown(conn, ("activity",))
             plan.load(conn)
-        spans = list(ranges(ids, FULL_CHUNK))
         ahead = pending = None
         try:
-            # Under the models the scores were computed with, which leads to score is found a
-            # range ahead, on another connection (`Lookahead`).
-            if not remodelled and spans:
+            span = spans.take()
+            if not remodelled and span is not None:
                 ahead = Lookahead(store.engine, plan)
-                pending = ahead.submit(spans[0][0], spans[0][1])
-            for k, (low, high, size) in enumerate(spans):
+                pending = ahead.submit(span[0], span[1])
+            while span is not None:
+                following = spans.take()
                 candidates = pending.result() if pending is not None else None
-                if ahead is not None and k + 1 < len(spans):
-                    pending = ahead.submit(spans[k + 1][0], spans[k + 1][1])
-                with conn.begin():
-                    clear = LEAD.update().where(
-                        LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True)
-                    )
-                    dirty = _cleared(conn, clear)
-                    # Every page that marked a lead cleared here has committed (later ones wait
-                    # for its row): its activities count, their signatures matched now.
-                    plan.refresh(conn)
-                    moved = None if remodelled else dirty
-                    changed, events, written = _score_range(
-                        conn, plan, low, high, now, moved, candidates
-                    )
-                    rewritten += written + len(dirty)
-                    if rest:
-                        chunk = [i for i in ids[run.leads : run.leads + size]]
-                        for start in range(0, len(chunk), CHUNK):
-                            part = chunk[start : start + CHUNK]
-                            more = _score_chunk(conn, part, rest, now, None, moved)
-                            changed, events = changed + more[0], events + more[1]
-                run.leads += size
-                run.changed += changed
-                run.events += events
-                with conn.begin():
-                    analyze_grown(conn, SCORED_TABLES)
-                if progress:
-                    progress(run.leads, len(ids))
+                if ahead is not None and following is not None:
+                    pending = ahead.submit(following[0], following[1])
+                tally = _score_span(conn, plan, span, rest, now, remodelled, candidates)
+                spans.done(len(span[2]), *tally)
+                span = following
         finally:
             if ahead is not None:
                 ahead.close()
             with conn.begin():
                 plan.drop(conn)
-    if store.dialect == "postgresql":
-        vacuum(store, len(ids), rewritten)
+
+
+def _score_spans_together(
+    store: Store,
+    spans: _Spans,
+    tallied: Sequence[ScoringModel],
+    rest: Sequence[ScoringModel],
+    now: datetime,
+    remodelled: bool,
+    connections: int,
+) -> None:
+    """The ranges shared out among `connections` connections, a thread each (this one and
+    `connections - 1` more), each with its own plan (its matches are a temporary table of its
+    connection). The others start when this thread's first range has committed. The first
+    error stops them all from taking another range, and is raised once they have ended."""
+    opened = threading.Event()
+    errors: list[BaseException] = []
+
+    def score_spans(first: bool) -> None:
+        try:
+            if not first:
+                opened.wait()
+            span = spans.take()
+            if span is None:
+                return
+            plan = RulePlan(tallied, _as_utc(now))
+            with store.engine.connect() as conn:
+                with conn.begin():
+                    plan.load(conn)
+                try:
+                    while span is not None:
+                        tally = _score_span(conn, plan, span, rest, now, remodelled, None)
+                        spans.done(len(span[2]), *tally)
+                        opened.set()
+                        span = spans.take()
+                finally:
+                    with conn.begin():
+                        plan.drop(conn)
+        except BaseException as error:
+            errors.append(error)
+            spans.failed.set()
+        finally:
+            opened.set()
+
+    helpers = [
+        threading.Thread(target=score_spans, args=(False,), name=f"leadhub-score-{n}")
+        for n in range(1, connections)
+    ]
+    for helper in helpers:
+        helper.start()
+    try:
+        score_spans(True)
+    finally:
+        for helper in helpers:
+            helper.join()
+    if errors:
+        raise errors[0]
 
 
 _pauses = 0  # scoring passes holding the collector off, in all threads
@@ -490,14 +629,15 @@ def _score_range(
     now: datetime,
     dirty: Collection[int] | None = None,
     candidates: Collection[int] | None = None,
+    moved_leads: set[int] | None = None,
 ) -> tuple[int, int, int]:
     """Score the leads with ids in [low, high] under the plan's models, from their tallies.
 
     A score is computed once per distinct input and compared with the stored one as a tuple;
     only the changed ones become rows. `dirty`: see `_keep_figures`. `candidates` (with
     `dirty`): the range's leads that would not score as stored (`RulePlan.candidates`), when
-    the caller found them. Returns `_tally`'s figures and the number of score rows written or
-    deleted.
+    the caller found them. Returns `_tally`'s figures (the leads whose outputs changed also go
+    into `moved_leads`) and the number of score rows written or deleted.
     """
     created: dict[int, datetime] = {}
     only = None
@@ -597,7 +737,7 @@ def _score_range(
     read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
     known = summary.Known(current, read)
     _keep_figures(conn, plan.models, list(fields), changes, now, dirty, known)
-    return (*_tally(changes), len(changes))
+    return (*_tally(changes, moved_leads), len(changes))
 
 
 _OUTPUTS_AT = slice(_PREVIOUS_COLUMNS.index(OUTPUTS[0]), _PREVIOUS_COLUMNS.index(OUTPUTS[-1]) + 1)
@@ -776,11 +916,13 @@ def _score_chunk(
     summary_built: bool = False,
     leads: Sequence[Any] | None = None,
     finish: Callable[[int], Sequence[Read]] | None = None,
+    moved_leads: set[int] | None = None,
 ) -> tuple[int, int]:
     """Score `chunk` through the engine and keep the report's figures, from what this reads:
     the figures are given the score rows as written and the leads as read (`leads`: the rows
     of the chunk's leads, when the caller read them). `finish`, given how many leads' outputs
-    changed, names writes to send with the report's read (the pass's run record)."""
+    changed, names writes to send with the report's read (the pass's run record). Returns
+    `_tally`'s figures; the leads whose outputs changed also go into `moved_leads`."""
     created: dict[int, datetime] = {}
     names = {m.name for m in models}
     identified = None
@@ -818,7 +960,7 @@ def _score_chunk(
     # with the report's reads when it recounts exactly `chunk` (one round trip on PostgreSQL)
     pending: list[Read] | None = [] if dirty is None else None
     write_changes(conn, changes, pending)
-    tally = _tally(changes)
+    tally = _tally(changes, moved_leads)
     scores: dict[tuple[str, int], Mapping[Any, Any]] = {
         (k[1], k[0]): p._mapping for k, p in previous.items()
     }
@@ -866,10 +1008,14 @@ def _keep_figures(
     summary.apply(conn, models, lead_ids, crossed, now, settled, known, summary_built)
 
 
-def _tally(changes: Sequence[ScoreChange]) -> tuple[int, int]:
-    """(leads whose outputs changed, qualified/released events) of a chunk's changes."""
+def _tally(changes: Sequence[ScoreChange], moved_leads: set[int] | None = None) -> tuple[int, int]:
+    """(leads whose outputs changed, qualified/released events) of a chunk's changes; those
+    leads also go into `moved_leads` when given."""
     history = [c.history for c in changes if c.history is not None]
-    return len({h["lead_id"] for h in history}), sum(1 for h in history if h["event"])
+    moved = {h["lead_id"] for h in history}
+    if moved_leads is not None:
+        moved_leads |= moved
+    return len(moved), sum(1 for h in history if h["event"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -764,6 +764,7 @@ def test_a_page_stored_after_the_next_range_was_compared_is_scored(
     scorer.score(store, [model], full=True, now=NOW)
     assert {r.engagement for r in _stored(store).values()} == {10}
     monkeypatch.setattr(scorer, "FULL_CHUNK", 2)  # three ranges of two leads
+    monkeypatch.setenv("LEADHUB_SCORE_CONNECTIONS", "1")  # in turn, compared a range ahead
     found: list[list[int]] = []
     real = Lookahead._find
 
@@ -797,6 +798,7 @@ def test_a_failed_lookahead_fails_the_pass_and_gives_its_connection_back(
     model, _ = _pricing_views(store, 6)
     scorer.score(store, [model], full=True, now=NOW)
     monkeypatch.setattr(scorer, "FULL_CHUNK", 2)
+    monkeypatch.setenv("LEADHUB_SCORE_CONNECTIONS", "1")  # in turn, compared a range ahead
     real = RulePlan._ids
     calls: list[int] = []
 
