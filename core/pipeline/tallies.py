@@ -176,8 +176,15 @@ class RulePlan:
         in SQL to the same text), under the model's present hash and without a predictive
         score. One query (`compare`): the database compares, so neither the stored scores nor
         the other leads' rows are read into Python. The leads marked dirty are not told apart:
-        the caller adds those it clears."""
-        sql, params = self.compare(conn.dialect.name == "postgresql", low, high)
+        the caller adds those it clears.
+
+        On PostgreSQL without a parallel plan, for the rest of the transaction (the range's,
+        when several connections score ranges side by side): its workers would each compute
+        the range's whole aggregate, on cores the other connections are busy on."""
+        pg = conn.dialect.name == "postgresql"
+        sql, params = self.compare(pg, low, high)
+        if pg:
+            conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
         return self._ids(conn, sql, params)
 
     def compare(self, pg: bool, low: int, high: int) -> tuple[str, dict[str, Any]]:

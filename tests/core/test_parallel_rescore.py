@@ -192,3 +192,35 @@ def test_the_number_of_connections_is_a_setting_of_at_least_one(
     monkeypatch.setenv("LEADHUB_SCORE_CONNECTIONS", "0")
     with pytest.raises(ValidationError, match="score_connections"):
         Settings()
+
+
+def test_ranges_side_by_side_compare_without_a_parallel_plan_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch, ranges: None
+) -> None:
+    """Under the models the scores were computed with, each connection finds which of its
+    range's leads to score itself: without JIT and without a parallel plan (whose workers would
+    each compute the range's whole aggregate, on cores the other connection is busy on); the
+    settings end with the range's transaction."""
+    from core.pipeline.tallies import RulePlan
+    from tests.conftest import PG_URL, need_service, reset_postgres
+
+    store = Store(reset_postgres(need_service(PG_URL, "PostgreSQL", "LEADHUB_TEST_DATABASE_URL")))
+    _fill(store)
+    hub = models()
+    scorer.score(store, hub, full=True, now=START)
+    real = RulePlan._ids
+    seen: list[tuple[str, ...]] = []
+    show = "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')"
+
+    def watching(conn: Any, sql: str, params: Any) -> list[int]:
+        ids = real(conn, sql, params)
+        seen.append((threading.current_thread().name, *conn.execute(sa.text(show)).one()))
+        return ids
+
+    monkeypatch.setattr(RulePlan, "_ids", staticmethod(watching))
+    scorer.score(store, hub, full=True, now=START + timedelta(days=1))
+    assert len(seen) == LEADS // RANGE and len({name for name, *_ in seen}) == 2
+    assert {(jit, workers) for _, jit, workers in seen} == {("off", "0")}
+    with store.engine.connect() as conn:  # pooled connections come back as they went
+        assert tuple(conn.execute(sa.text(show)).one()) == ("on", "2")
+    store.close()
