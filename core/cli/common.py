@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import typer
+from pydantic import ValidationError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -69,7 +71,10 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = Settings()
+            try:
+                self._settings = Settings()
+            except ValidationError as exc:
+                raise ConfigError(settings_problems(exc)) from None
         return self._settings
 
     @settings.setter
@@ -102,9 +107,24 @@ class State:
         return self._hub
 
     def begin(self) -> None:
-        """A new invocation: settings as the global options left them, store and hub reopened."""
+        """A new invocation: settings as the global options left them, store and hub reopened.
+        An invalid setting ends it with a one-line error (exit 2), before any command runs."""
         self._settings = self._store = self._hub = None
-        setup_logging(self.settings.log_level)
+        try:
+            level = self.settings.log_level
+        except ConfigError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+            raise typer.Exit(exc.exit_code) from None
+        setup_logging(level)
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each invalid environment setting by its variable's name, and what is wrong with it."""
+    return "; ".join(
+        f"LEADHUB_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']} "
+        f"(got {problem['input']!r})"
+        for problem in error.errors()
+    )
 
 
 state = State()

@@ -106,3 +106,25 @@ def test_each_missing_or_wrong_setting_is_named_by_leadhub_check(
                 problems.append(f"{what} {alias}: exit {code}: {output.strip()[:200]}")
     assert problems == []
     assert fields  # the connector has settings to check
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("0", "greater than or equal to 1"), ("two", "valid integer")],
+)
+def test_an_invalid_environment_setting_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    """An environment setting the settings model refuses ends any command before it runs:
+    exit 2, one line naming the variable, what is wrong and the value given; no traceback."""
+    from core.cli import app
+
+    monkeypatch.setenv("LEADHUB_SCORE_CONNECTIONS", value)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(app, ["--database-url", url, "status"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith("error: LEADHUB_SCORE_CONNECTIONS: ")
+    assert says in lines[0] and repr(value) in lines[0]
+    assert not (tmp_path / "store.db").exists()  # no command ran
