@@ -354,8 +354,8 @@ class _Spans:
         self.run = run
         self.rewritten = 0  # rows rewritten (see `vacuum`)
         self._progress = progress
-        self._next = 0
-        self._done = 0  # leads scored
+        self._next = 0  # the next range to hand out
+        self._start = 0  # where its leads start in `ids`
         self._lock = threading.Lock()
         self.failed = threading.Event()  # a thread failed: the others take no more ranges
 
@@ -365,8 +365,9 @@ class _Spans:
             if self.failed.is_set() or self._next == len(self.spans):
                 return None
             low, high, size = self.spans[self._next]
+            start = self._start
             self._next += 1
-            start = sum(s for _, _, s in self.spans[: self._next - 1])
+            self._start += size
         return low, high, self.ids[start : start + size]
 
     def done(self, leads: int, changed: int, events: int, rewritten: int) -> None:
