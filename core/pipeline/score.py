@@ -651,7 +651,8 @@ def _score_range(
         # the model's present hash and without a predictive score: scoring it again would give
         # what is stored (the qualified state too: scored again from its own state, a lead
         # keeps it). The database compares; the stored scores of the leads left out are never
-        # read. A lead outside a model's segment has no score there, and is scored. (No score
+        # read. A lead outside a model's segment has no score there, and is left out too
+        # unless dirty: its fields decide the segment, and a move of theirs marks it. (No score
         # outlives its lead: the foreign key holds on both databases, and a merge deletes the
         # merged lead's scores.)
         if candidates is None:

@@ -174,9 +174,11 @@ class RulePlan:
         """The leads with ids in [low, high] that would not score as stored, because one of the
         plan's models does not hold the lead's score from the same inputs (`inputs`, built here
         in SQL to the same text), under the model's present hash and without a predictive
-        score. One query (`compare`): the database compares, so neither the stored scores nor
-        the other leads' rows are read into Python. The leads marked dirty are not told apart:
-        the caller adds those it clears.
+        score. Under a model with a segment, a lead with no score counts as scored as stored:
+        it was outside the segment when last scored under the model's present hash, and stays
+        so until its fields move, which marks it dirty. One query (`compare`): the database
+        compares, so neither the stored scores nor the other leads' rows are read into Python.
+        The leads marked dirty are not told apart: the caller adds those it clears.
 
         On PostgreSQL without a parallel plan, for the rest of the transaction (the range's,
         when several connections score ranges side by side): its workers would each compute
@@ -218,8 +220,12 @@ class RulePlan:
                 f"LEFT JOIN score s{m} ON s{m}.lead_id = l.id "
                 f"AND s{m}.model = {mark.format(f'model{m}')}"
             )
+            # Under a model with a segment, no score means the lead was outside the segment
+            # when last scored under this hash; it is still outside unless its fields moved,
+            # which marks it dirty (and the caller adds the dirty leads).
+            outside = f"WHEN s{m}.id IS NULL THEN 1 " if self.scorers[m].segmented else ""
             same.append(
-                f"CASE WHEN s{m}.model_hash = {mark.format(f'hash{m}')} "
+                f"CASE {outside}WHEN s{m}.model_hash = {mark.format(f'hash{m}')} "
                 f"AND s{m}.predictive IS NULL "
                 f"AND s{m}.inputs = {step} || '|' || rtrim({parts}, ' ') THEN 1 ELSE 0 END"
             )

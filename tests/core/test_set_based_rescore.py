@@ -503,9 +503,11 @@ def _assert_as_engine(
     with store.engine.connect() as conn:
         ids = [r.id for r in conn.execute(sa.select(LEAD.c.id))]
         fields, acts = scorer.load_inputs(conn, ids)
-        stored = {r.lead_id: r for r in conn.execute(sa.select(SCORE))}
-    for lead_id, model, want in scorer.evaluate(fields, acts, models, now, before):
-        got = stored[lead_id]
+        stored = {(r.lead_id, r.model): r for r in conn.execute(sa.select(SCORE))}
+    expected = list(scorer.evaluate(fields, acts, models, now, before))
+    assert set(stored) == {(lead_id, model.name) for lead_id, model, _ in expected}
+    for lead_id, model, want in expected:
+        got = stored[(lead_id, model.name)]
         assert (got.model, got.model_hash, got.fit, got.engagement, got.total) == (
             model.name,
             model.content_hash,
@@ -726,6 +728,82 @@ def test_with_two_models_only_the_leads_whose_inputs_moved_are_scored_again(stor
     assert _scored_again(store, models, NOW + 2.5 * day) == 2
     assert _stored(store)[(1, "first")].engagement == 6 - 5
     assert _scored_again(store, models, NOW + 2.5 * day) == 0
+
+
+def test_leads_outside_a_segment_are_not_scored_again_until_their_fields_move(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under unchanged models, a lead outside a model's segment (it has no score there) is
+    left out of a full rescore like a lead whose score holds: only a move of its fields (a
+    pull marks it dirty) can bring it in, and then it is scored and counted."""
+    from core.records import ActivityRecord, LeadRecord
+
+    everyone = _pricing_model(10)
+    pricing = {
+        "name": "Pricing", "event": "page_viewed", "url": "*/pricing*", "points": 7,
+        "window_days": 30,
+    }  # fmt: skip
+    us = ScoringModel.model_validate(
+        {"name": "us", "segment": {"country": "US"}, "engagement": {"rules": [pricing]}}
+    )
+    models = [everyone, us]
+    countries = ["US", "FR", "FR", None]
+    people = [
+        LeadRecord(source="crm", external_id=f"p{i}", email=f"p{i}@x.com", country=country)
+        for i, country in enumerate(countries)
+    ]
+    store.save_page("crm", "leads", people, None)
+    twenty_days_ago = NOW - timedelta(days=20)
+    url = {"url": "https://x.io/pricing"}
+    views = [
+        ActivityRecord(
+            source="web",
+            external_id=f"v{i}",
+            lead=f"p{i}@x.com",
+            type="page_viewed",
+            occurred_at=twenty_days_ago,
+            properties=url,
+        )
+        for i in range(len(people))
+    ]
+    store.save_page("web", "acts", views, None)
+    scorer.score(store, models, full=True, now=NOW)
+    assert sorted(_stored(store)) == [(1, "m"), (1, "us"), (2, "m"), (3, "m"), (4, "m")]
+    _assert_as_engine(store, models, NOW)
+
+    read: list[int] = []
+    real = scorer._lead_fields
+
+    def reading(*args: Any) -> Any:
+        fields = real(*args)
+        read.extend(fields)
+        return fields
+
+    monkeypatch.setattr(scorer, "_lead_fields", reading)
+    run = scorer.score(store, models, full=True, now=NOW + timedelta(hours=1))
+    assert read == []  # the French leads and the one without a country stay out
+    assert (run.leads, run.changed) == (4, 0)
+
+    # lead 2 moves to the US, lead 1 leaves it: both are read and scored, nobody else
+    moved = [people[1].model_copy(update={"country": "US"})]
+    moved.append(people[0].model_copy(update={"country": "FR"}))
+    store.save_page("crm", "leads", moved, None)
+    before = _stored(store)
+    scorer.score(store, models, full=True, now=NOW + timedelta(hours=2))
+    assert sorted(read) == [1, 2]
+    assert sorted(_stored(store)) == [(1, "m"), (2, "m"), (2, "us"), (3, "m"), (4, "m")]
+    _assert_as_engine(store, models, NOW + timedelta(hours=2), before)
+
+    # 11 days on, every view has left its 30-day window: each lead is scored again under "m",
+    # and lead 2 under "us" too; still no score for the others under "us"
+    read.clear()
+    later = NOW + timedelta(days=11)
+    before = _stored(store)
+    scorer.score(store, models, full=True, now=later)
+    assert sorted(read) == [1, 2, 3, 4]
+    assert sorted(_stored(store)) == [(1, "m"), (2, "m"), (2, "us"), (3, "m"), (4, "m")]
+    assert {r.engagement for r in _stored(store).values()} == {0}
+    _assert_as_engine(store, models, later, before)
 
 
 def _pricing_views(store: Store, leads: int) -> tuple[ScoringModel, Any]:
