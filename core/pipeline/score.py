@@ -325,11 +325,12 @@ def _score_all_tallied(
     spans = _Spans(ids, run, progress)
     with store.engine.connect() as conn, conn.begin():
         analyze_grown(conn, ("activity",))
+    scoring = _RangeScoring(store, tallied, rest, now, remodelled)
     connections = _connections(store, len(spans.spans))
     if connections == 1:
-        _score_spans_ahead(store, spans, tallied, rest, now, remodelled)
+        _score_spans_ahead(scoring, spans)
     else:
-        _score_spans_together(store, spans, tallied, rest, now, remodelled, connections)
+        _score_spans_together(scoring, spans, connections)
     if store.dialect == "postgresql":  # with `rest`, every lead's rows were rewritten too
         vacuum(store, len(ids), spans.rewritten + (len(ids) if rest else 0))
 
@@ -380,67 +381,75 @@ class _Spans:
                 self._progress(self.run.leads, len(self.ids))
 
 
-def _score_span(
-    conn: Connection,
-    plan: RulePlan,
-    span: tuple[int, int, Sequence[int]],
-    rest: Sequence[ScoringModel],
-    now: datetime,
-    remodelled: bool,
-    candidates: Collection[int] | None,
-) -> tuple[int, int, int]:
-    """Score one range in one transaction: its dirty flags cleared, then its leads scored under
-    the plan's models (and `rest` through the engine). (changed, events, rows rewritten)."""
-    low, high, chunk = span
-    with conn.begin():
-        clear = LEAD.update().where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
-        dirty = _cleared(conn, clear)
-        # Every page that marked a lead cleared here has committed (later ones wait for its
-        # row): its activities count, their signatures matched now.
-        plan.refresh(conn)
-        moved = None if remodelled else dirty
-        # a lead whose outputs changed under models of both paths counts once
-        leads: set[int] | None = set() if rest else None
-        changed, events, written = _score_range(
-            conn, plan, low, high, now, moved, candidates, leads
-        )
-        for start in range(0, len(chunk) if rest else 0, CHUNK):
-            part = list(chunk[start : start + CHUNK])
-            events += _score_chunk(conn, part, rest, now, None, moved, moved_leads=leads)[1]
-        changed = changed if leads is None else len(leads)
-    with conn.begin():
-        analyze_grown(conn, SCORED_TABLES)
-    return changed, events, written + len(dirty)
+@dataclass(frozen=True, slots=True)
+class _RangeScoring:
+    """What each range of a full rescore is scored with: `tallied` models set-based, `rest`
+    through the engine, at `now`; `remodelled`: a model is new or changed (every lead of a
+    range is scored, not only those whose inputs moved)."""
+
+    store: Store
+    tallied: Sequence[ScoringModel]
+    rest: Sequence[ScoringModel]
+    now: datetime
+    remodelled: bool
+
+    def plan(self) -> RulePlan:
+        """A plan of the `tallied` models (load it on the connection that scores with it)."""
+        return RulePlan(self.tallied, _as_utc(self.now))
+
+    def score(
+        self,
+        conn: Connection,
+        plan: RulePlan,
+        span: tuple[int, int, Sequence[int]],
+        candidates: Collection[int] | None,
+    ) -> tuple[int, int, int]:
+        """Score one range in one transaction: its dirty flags cleared, then its leads scored
+        under the plan's models (and `rest` through the engine). (changed, events, rows
+        rewritten)."""
+        low, high, chunk = span
+        rest, now = self.rest, self.now
+        with conn.begin():
+            clear = LEAD.update().where(LEAD.c.id.between(low, high), LEAD.c.dirty.is_(True))
+            dirty = _cleared(conn, clear)
+            # Every page that marked a lead cleared here has committed (later ones wait for its
+            # row): its activities count, their signatures matched now.
+            plan.refresh(conn)
+            moved = None if self.remodelled else dirty
+            # a lead whose outputs changed under models of both paths counts once
+            leads: set[int] | None = set() if rest else None
+            changed, events, written = _score_range(
+                conn, plan, low, high, now, moved, candidates, leads
+            )
+            for start in range(0, len(chunk) if rest else 0, CHUNK):
+                part = list(chunk[start : start + CHUNK])
+                events += _score_chunk(conn, part, rest, now, None, moved, moved_leads=leads)[1]
+            changed = changed if leads is None else len(leads)
+        with conn.begin():
+            analyze_grown(conn, SCORED_TABLES)
+        return changed, events, written + len(dirty)
 
 
-def _score_spans_ahead(
-    store: Store,
-    spans: _Spans,
-    tallied: Sequence[ScoringModel],
-    rest: Sequence[ScoringModel],
-    now: datetime,
-    remodelled: bool,
-) -> None:
+def _score_spans_ahead(scoring: _RangeScoring, spans: _Spans) -> None:
     """The ranges one after another on one connection. Under the models the scores were
     computed with, which leads to score is found a range ahead, on another connection
     (`Lookahead`)."""
-    plan = RulePlan(tallied, _as_utc(now))
-    with store.engine.connect() as conn:
+    plan = scoring.plan()
+    with scoring.store.engine.connect() as conn:
         with conn.begin():
             plan.load(conn)
         ahead = pending = None
         try:
             span = spans.take()
-            if not remodelled and span is not None:
-                ahead = Lookahead(store.engine, plan)
+            if not scoring.remodelled and span is not None:
+                ahead = Lookahead(scoring.store.engine, plan)
                 pending = ahead.submit(span[0], span[1])
             while span is not None:
                 following = spans.take()
                 candidates = pending.result() if pending is not None else None
                 if ahead is not None and following is not None:
                     pending = ahead.submit(following[0], following[1])
-                tally = _score_span(conn, plan, span, rest, now, remodelled, candidates)
-                spans.done(len(span[2]), *tally)
+                spans.done(len(span[2]), *scoring.score(conn, plan, span, candidates))
                 span = following
         finally:
             if ahead is not None:
@@ -449,15 +458,7 @@ def _score_spans_ahead(
                 plan.drop(conn)
 
 
-def _score_spans_together(
-    store: Store,
-    spans: _Spans,
-    tallied: Sequence[ScoringModel],
-    rest: Sequence[ScoringModel],
-    now: datetime,
-    remodelled: bool,
-    connections: int,
-) -> None:
+def _score_spans_together(scoring: _RangeScoring, spans: _Spans, connections: int) -> None:
     """The ranges shared out among `connections` connections, a thread each (this one and
     `connections - 1` more), each with its own plan (its matches are a temporary table of its
     connection). The others start when this thread's first range has committed. The first
@@ -472,14 +473,13 @@ def _score_spans_together(
             span = spans.take()
             if span is None:
                 return
-            plan = RulePlan(tallied, _as_utc(now))
-            with store.engine.connect() as conn:
+            plan = scoring.plan()
+            with scoring.store.engine.connect() as conn:
                 with conn.begin():
                     plan.load(conn)
                 try:
                     while span is not None:
-                        tally = _score_span(conn, plan, span, rest, now, remodelled, None)
-                        spans.done(len(span[2]), *tally)
+                        spans.done(len(span[2]), *scoring.score(conn, plan, span, None))
                         opened.set()
                         span = spans.take()
                 finally:
