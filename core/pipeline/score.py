@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 SCORE = table(Score)
 PREDICTIVE = table(PredictiveModel)
 CHUNK = 1000
-FULL_CHUNK = 20_000  # leads per set-based range: bounds memory, not queries
+# (lead, model) pairs per set-based range: bounds memory (a range's rows), not queries
+FULL_CHUNK = 20_000
 # Tables a rescore fills: their statistics are refreshed as they grow (see `analyze_grown`), or
 # PostgreSQL goes on reading a million-row report_lead with the plan made for an empty one.
 SCORED_TABLES = ("score", "score_history", "report_lead", "report_qualified", "report_figure")
@@ -322,7 +323,7 @@ def _score_all_tallied(
     interpreter and the server works on the other core. The ranges hold disjoint leads; the
     report's shared counters are locked in key order by each (see `summary.apply`)."""
     rest = [m for m in models if m not in tallied]
-    spans = _Spans(ids, run, progress)
+    spans = _Spans(ids, range_leads(models), run, progress)
     with store.engine.connect() as conn, conn.begin():
         analyze_grown(conn, ("activity",))
     scoring = _RangeScoring(store, tallied, rest, now, remodelled)
@@ -333,6 +334,12 @@ def _score_all_tallied(
         _score_spans_together(scoring, spans, connections)
     if store.dialect == "postgresql":  # with `rest`, every lead's rows were rewritten too
         vacuum(store, len(ids), spans.rewritten + (len(ids) if rest else 0))
+
+
+def range_leads(models: Sequence[ScoringModel]) -> int:
+    """Leads per range of a full rescore under `models`: a range holds each lead's rows under
+    every model (its scores, history and report rows), so more models make shorter ranges."""
+    return max(1, FULL_CHUNK // max(1, len(models)))
 
 
 def _connections(store: Store, spans: int) -> int:
@@ -348,10 +355,14 @@ class _Spans:
     what they did: the run's counters and the progress are kept under one lock."""
 
     def __init__(
-        self, ids: Sequence[int], run: ScoreRun, progress: Callable[[int, int], None] | None
+        self,
+        ids: Sequence[int],
+        size: int,
+        run: ScoreRun,
+        progress: Callable[[int, int], None] | None,
     ) -> None:
         self.ids = ids
-        self.spans = list(ranges(ids, FULL_CHUNK))
+        self.spans = list(ranges(ids, size))
         self.run = run
         self.rewritten = 0  # rows rewritten (see `vacuum`)
         self._progress = progress

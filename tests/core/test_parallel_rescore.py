@@ -108,7 +108,7 @@ def _watch_ranges(
 
 @pytest.fixture
 def ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scorer, "FULL_CHUNK", RANGE)
+    monkeypatch.setattr(scorer, "range_leads", lambda models: RANGE)
     monkeypatch.setenv("LEADHUB_SCORE_CONNECTIONS", "2")
 
 
@@ -181,6 +181,29 @@ def test_an_error_on_one_connection_ends_the_pass_and_the_next_pass_scores_the_r
     assert run.leads == LEADS and _dirty(store) == 0
     _assert_as_engine(store, hub, START, {})
     check(store, hub)
+
+
+def test_a_range_holds_fewer_leads_the_more_models_score_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range's memory is its rows, one per lead and model: a range holds as many leads as
+    `FULL_CHUNK` rows allow under every model of the pass (progress moves one range at a
+    time), and the scores are the engine's either way."""
+    _fill(store)
+    monkeypatch.setattr(scorer, "FULL_CHUNK", 30)
+    progress: list[int] = []
+    hub = [*models(), _fading()]  # two set-based models and one through the engine
+    assert len(hub) == 3
+    run = scorer.score(store, hub, full=True, now=START, progress=lambda d, t: progress.append(d))
+    assert progress == list(range(10, LEADS + 1, 10)) and run.leads == LEADS
+    _assert_as_engine(store, hub, START, {})
+
+    progress.clear()
+    before = _stored(store)
+    later = START + timedelta(days=1)
+    scorer.score(store, hub[:1], full=True, now=later, progress=lambda d, t: progress.append(d))
+    assert progress == [30, 60]
+    _assert_as_engine(store, hub[:1], later, before)
 
 
 def test_the_number_of_connections_is_a_setting_of_at_least_one(
