@@ -741,16 +741,23 @@ def _score_range(
                     current[(model.name, lead_id)] = prev._mapping
                     continue
             current[(model.name, lead_id)] = rows[id(result)]
-            row = {**rows[id(result)], "lead_id": lead_id}
+            # the row computed once for all leads with this input (`write_changes` gives it
+            # each lead's id)
+            row = rows[id(result)]
             hist = _history_row(lead_id, result, now) if moved else None
             changes.append(ScoreChange(lead_id, model.name, prev, row, hist))
     # Scores of leads gone from the range (merged away) go too.
     changes += [ScoreChange(k[0], k[1], p, None, None) for k, p in previous.items()]
     write_changes(conn, changes)
-    read = {i: {**f, "created_at": created[i]} for i, f in fields.items()}
-    known = summary.Known(current, read)
+    tally, written = _tally(changes, moved_leads), len(changes)
+    # Once written, the rows (and the stored ones they replace) go: the figures need only
+    # which leads moved and their history. A range's memory peaks while its figures are kept.
+    changes = [ScoreChange(c.lead_id, c.model, None, None, c.history) for c in changes]
+    for lead_id, values in fields.items():  # scored: the fields are the figures' now
+        values["created_at"] = created[lead_id]
+    known = summary.Known(current, fields)
     _keep_figures(conn, plan.models, list(fields), changes, now, dirty, known)
-    return (*_tally(changes, moved_leads), len(changes))
+    return (*tally, written)
 
 
 _OUTPUTS_AT = slice(_PREVIOUS_COLUMNS.index(OUTPUTS[0]), _PREVIOUS_COLUMNS.index(OUTPUTS[-1]) + 1)
@@ -1034,8 +1041,9 @@ def _tally(changes: Sequence[ScoreChange], moved_leads: set[int] | None = None) 
 @dataclass(frozen=True, slots=True)
 class ScoreChange:
     """A lead's score under a model that moved: `old` is the stored row (None: a new score),
-    `new` the row to store (None: the lead left the model's segment, the score goes), `history`
-    the score_history row when an output changed."""
+    `new` the row to store (None: the lead left the model's segment, the score goes; it may be
+    shared by leads scored alike, and is stored under `lead_id`), `history` the score_history
+    row when an output changed."""
 
     lead_id: int
     model: str
@@ -1050,7 +1058,8 @@ def write_changes(
     """Store the changed scores of both scoring paths: the one place score rows are written.
     `pending`: where one lead's update (PostgreSQL, after a webhook) goes instead of being
     run, for the caller to send with its next statement (`run_together`)."""
-    inserts = [c.new for c in changes if c.old is None and c.new is not None]
+    # a row may be shared by the leads scored alike: each gets its own lead id here
+    inserts = [{**c.new, "lead_id": c.lead_id} for c in changes if c.old is None and c.new]
     updates = []  # each changed row's columns but its key (lead, model), and the row's id
     for c in changes:
         if c.old is not None and c.new is not None:
