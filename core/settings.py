@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,3 +32,17 @@ class Settings(BaseSettings):
     api_user: str | None = None
     api_password: SecretStr | None = None
     score_connections: int = Field(default=2, ge=1, le=16)
+
+
+def settings_problems(error: ValidationError, prefix: str = "LEADHUB_", given: bool = True) -> str:
+    """Each invalid environment setting by its variable's name (`prefix` and the field's name),
+    what is wrong with it and (`given`) the value it got; a problem of no one field (a check
+    across fields) by its message alone."""
+    problems = []
+    for problem in error.errors():
+        where = "_".join(str(part) for part in problem["loc"]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        if given and where:
+            message += f" (got {problem['input']!r})"
+        problems.append(f"{prefix}{where}: {message}" if where else message)
+    return "; ".join(problems)

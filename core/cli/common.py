@@ -40,7 +40,7 @@ from core.cli.terminal import (
 from core.config import HubConfig, load_hub
 from core.errors import ConfigError
 from core.logs import make_handler
-from core.settings import Settings
+from core.settings import Settings, settings_problems
 from core.store.store import Store
 from scoring.model import ModelError, ScoringModel, load_model_file
 
@@ -116,15 +116,6 @@ class State:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
         setup_logging(level)
-
-
-def settings_problems(error: ValidationError) -> str:
-    """Each invalid environment setting by its variable's name, and what is wrong with it."""
-    return "; ".join(
-        f"LEADHUB_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']} "
-        f"(got {problem['input']!r})"
-        for problem in error.errors()
-    )
 
 
 state = State()

@@ -42,7 +42,7 @@ from core.jobs import pending
 from core.jobs.deadletters import DeadLetters
 from core.jobs.locks import Lock, RedisLock, StoreLease
 from core.jobs.middleware import BusyLocks, Coalesce, LateTicks, Retries
-from core.settings import Settings
+from core.settings import Settings, settings_problems
 from core.store.store import Store
 
 P = ParamSpec("P")
@@ -103,12 +103,7 @@ def load_job_settings() -> JobSettings:
     try:
         return JobSettings()
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = "_".join(map(str, err["loc"])).upper()
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"LEADHUB_JOBS_{where}: {message}" if where else message)
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigError(settings_problems(exc, "LEADHUB_JOBS_", given=False)) from None
 
 
 class Unconfigured(dramatiq.Broker):

@@ -339,7 +339,7 @@ def _score_all_tallied(
 def range_leads(models: Sequence[ScoringModel]) -> int:
     """Leads per range of a full rescore under `models`: a range holds each lead's rows under
     every model (its scores, history and report rows), so more models make shorter ranges."""
-    return max(1, FULL_CHUNK // max(1, len(models)))
+    return max(1, FULL_CHUNK // len(models))
 
 
 def _connections(store: Store, spans: int) -> int:
