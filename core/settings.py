@@ -20,6 +20,10 @@ class Settings(BaseSettings):
         score_connections: how many connections (and threads) a full rescore on PostgreSQL
             scores its ranges of leads on, side by side; 1 scores them one after another.
             SQLite always uses one (one writer at a time).
+        prepared_statements: PostgreSQL: a statement run again on a connection is prepared
+            there (parsed once; still planned for its parameters each time). Turn it off
+            behind a pooler in transaction mode (PgBouncer's `pool_mode = transaction`), where
+            a connection's prepared statements and settings do not follow it.
     """
 
     model_config = SettingsConfigDict(env_prefix="LEADHUB_", extra="ignore")
@@ -32,6 +36,7 @@ class Settings(BaseSettings):
     api_user: str | None = None
     api_password: SecretStr | None = None
     score_connections: int = Field(default=2, ge=1, le=16)
+    prepared_statements: bool = True
 
 
 def settings_problems(error: ValidationError, prefix: str = "LEADHUB_", given: bool = True) -> str:

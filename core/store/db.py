@@ -13,6 +13,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, Engine
 
+from core.settings import Settings
+
 log = logging.getLogger("leadhub.db")
 MIGRATIONS = Path(__file__).parent / "migrations"
 ANALYZE_FROM_PAGES = 8  # smaller tables are read whole whatever the plan: no statistics needed
@@ -37,17 +39,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a 30 s busy timeout."""
+    """An engine for `url`; SQLite gets WAL, foreign keys and a 30 s busy timeout; PostgreSQL
+    prepared statements planned for their parameters each run (`prepared_statements` setting)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # psycopg prepares a statement after five runs, and PostgreSQL may then pin it to a generic
-    # plan made while a table was empty (without autovacuum nothing refreshes the statistics):
-    # identity lookups during an import became seconds-long scans. Without server-side prepared
-    # statements every query is planned for its own parameters.
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+    if not Settings().prepared_statements:
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+    # A statement run again on a connection is prepared there (parsed once), but still planned
+    # for its own parameters every time: a generic plan, which PostgreSQL would otherwise settle
+    # on after five runs, may be made while a table was empty (without autovacuum nothing
+    # refreshes the statistics), and identity lookups during an import became seconds-long
+    # scans on one.
+    engine = sa.create_engine(
+        url, pool_pre_ping=True, connect_args={"prepare_threshold": PREPARE_AFTER}
+    )
+    sa.event.listen(engine, "connect", _custom_plans)
+    return engine
+
+
+PREPARE_AFTER = 1  # runs of a statement on a connection before it is prepared there
+
+
+def _custom_plans(dbapi_conn: Any, _record: Any) -> None:
+    """Plan each run of a prepared statement for its parameters, for the whole session (set
+    outside a transaction, which would undo it on rollback)."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        dbapi_conn.execute("SET plan_cache_mode = force_custom_plan")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def analyze_grown(conn: Connection, tables: Sequence[str]) -> list[str]:
