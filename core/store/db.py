@@ -46,17 +46,18 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if not Settings().prepared_statements:
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
     # A statement run again on a connection is prepared there (parsed once), but still planned
     # for its own parameters every time: a generic plan, which PostgreSQL would otherwise settle
     # on after five runs, may be made while a table was empty (without autovacuum nothing
     # refreshes the statistics), and identity lookups during an import became seconds-long
     # scans on one.
+    prepared = Settings().prepared_statements
+    threshold = PREPARE_AFTER if prepared else None  # None: nothing prepared
     engine = sa.create_engine(
-        url, pool_pre_ping=True, connect_args={"prepare_threshold": PREPARE_AFTER}
+        url, pool_pre_ping=True, connect_args={"prepare_threshold": threshold}
     )
-    sa.event.listen(engine, "connect", _custom_plans)
+    if prepared:
+        sa.event.listen(engine, "connect", _custom_plans)
     return engine
 
 
